@@ -1,0 +1,77 @@
+"""Turning stored uint8 images into normalized model input, one batch at a time.
+
+Datasets are kept as uint8 arrays of shape ``(N, 32, 32, 3)`` (memory-mapped for the real
+CINIC-10), so normalization must happen per batch: a float32 copy of the full 90,000-image
+test split alone would take 1 GiB.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+
+from .config import CINIC10
+
+__all__ = ["to_model_input", "iterate_batches", "check_images_labels"]
+
+
+def check_images_labels(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an ``(images, labels)`` pair and return them as numpy arrays.
+
+    ``images`` must be uint8 of shape ``(N, 32, 32, 3)`` (channels last, as returned by
+    :func:`helpers.get_CINIC10_data`) and ``labels`` integers of shape ``(N,)``.
+
+    Raises:
+        ValueError: naming the wrong shape or dtype.
+    """
+    if isinstance(images, torch.Tensor):
+        images = images.cpu().numpy()
+    if isinstance(labels, torch.Tensor):
+        labels = labels.cpu().numpy()
+    images = np.asanyarray(images)
+    labels = np.asanyarray(labels)
+    if images.ndim != 4 or images.shape[1:] != CINIC10.image_shape:
+        raise ValueError(f"images must have shape (N, 32, 32, 3), got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({images.shape[0]},) to match the images, got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    return images, labels
+
+
+def to_model_input(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+    """Convert uint8 ``(B, 32, 32, 3)`` pixels to a normalized float32 ``(B, 3, 32, 32)`` tensor.
+
+    Pixels are scaled to [0, 1] and normalized with the official CINIC-10 mean and std.
+    The result lives on ``device``; the input is not modified.
+
+    Example:
+        >>> x = to_model_input(np.zeros((2, 32, 32, 3), dtype=np.uint8))
+        >>> tuple(x.shape), x.dtype
+        ((2, 3, 32, 32), torch.float32)
+    """
+    t = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    t = t.permute(0, 3, 1, 2).float().div_(255.0)
+    mean = torch.tensor(CINIC10.mean, device=t.device).view(1, 3, 1, 1)
+    std = torch.tensor(CINIC10.std, device=t.device).view(1, 3, 1, 1)
+    return t.sub_(mean).div_(std)
+
+
+def iterate_batches(n: int, batch_size: int, shuffle: bool = False,
+                    generator: np.random.Generator | None = None) -> Iterator[np.ndarray]:
+    """Yield index arrays that cover ``range(n)`` in batches of ``batch_size``.
+
+    With ``shuffle`` the order comes from ``generator`` (seeded by the caller); shuffled
+    indices are sorted within a batch so memory-mapped reads stay mostly sequential.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size}")
+    order = generator.permutation(n) if shuffle else np.arange(n)
+    for start in range(0, n, batch_size):
+        idx = order[start:start + batch_size]
+        yield np.sort(idx) if shuffle else idx

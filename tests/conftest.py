@@ -1,0 +1,64 @@
+"""Shared fixtures: a tiny CINIC-10 layout of real PNG files, an archive of it, isolated caches."""
+
+from __future__ import annotations
+
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from helpers.config import CINIC10
+
+PER_CLASS = {"train": 4, "valid": 2, "test": 3}
+
+
+def write_cinic_tree(root: Path, per_class=PER_CLASS, seed: int = 0) -> dict[str, np.ndarray]:
+    """Write ``root/{train,valid,test}/<class>/*.png`` with random pixels.
+
+    Returns the expected arrays per folder, ordered by class then file name.
+    """
+    rng = np.random.default_rng(seed)
+    expected = {}
+    for folder, n in per_class.items():
+        images = []
+        for cls in CINIC10.classes:
+            d = root / folder / cls
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 256, size=(32, 32, 3), dtype=np.uint8)
+                Image.fromarray(img).save(d / f"{cls}-{i:04d}.png")
+                images.append(img)
+        expected[folder] = np.stack(images)
+    return expected
+
+
+def make_archive(src: Path, dest: Path, prefix: str = "") -> Path:
+    """Tar-gzip the layout under ``src`` into ``dest`` (optionally under a leading folder)."""
+    with tarfile.open(dest, "w:gz") as tar:
+        for folder in ("train", "valid", "test"):
+            tar.add(src / folder, arcname=f"{prefix}{folder}")
+    return dest
+
+
+@pytest.fixture(autouse=True)
+def isolated_cache(tmp_path, monkeypatch):
+    """Every test gets its own cache folder and no CINIC10_ROOT from the caller's shell."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("CINIC10_CACHE", str(cache))
+    monkeypatch.delenv("CINIC10_ROOT", raising=False)
+    return cache
+
+
+@pytest.fixture
+def cinic_tree(tmp_path):
+    root = tmp_path / "CINIC-10"
+    expected = write_cinic_tree(root)
+    return root, expected
+
+
+@pytest.fixture
+def cinic_archive(tmp_path, cinic_tree):
+    root, expected = cinic_tree
+    return make_archive(root, tmp_path / "CINIC-10.tar.gz"), expected

@@ -1,0 +1,92 @@
+"""test_model: format, determinism, restoration of mode and device, input validation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import SmallCNN, test_model
+from helpers.batches import to_model_input
+from helpers.config import CINIC10
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(250, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=250).astype(np.int64)
+    return [X, y]
+
+
+def reference_accuracy(model, X, y):
+    with torch.no_grad():
+        logits = model.eval()(to_model_input(X))
+    return float((logits.argmax(1).numpy() == y).mean())
+
+
+def test_prints_original_format_and_returns_float(small_data, capsys):
+    torch.manual_seed(0)
+    model = SmallCNN()
+    acc = test_model(model, small_data)
+    out = capsys.readouterr().out.strip()
+    assert out == f"Test Acc: {acc:.4f}"
+    assert isinstance(acc, float)
+    assert acc == pytest.approx(reference_accuracy(model, *small_data))
+
+
+def test_batches_do_not_change_the_result(small_data):
+    torch.manual_seed(1)
+    model = SmallCNN()
+    a = test_model(model, small_data, batch_size=7, verbose=False)
+    b = test_model(model, small_data, batch_size=1000, verbose=False)
+    assert a == b
+
+
+def test_same_number_every_call_and_mode_restored(small_data):
+    torch.manual_seed(0)
+    model = SmallCNN().train()  # dropout active in train mode
+    results = {test_model(model, small_data, verbose=False) for _ in range(3)}
+    assert len(results) == 1
+    assert model.training, "train mode must be restored"
+    model.eval()
+    test_model(model, small_data, verbose=False)
+    assert not model.training
+
+
+def test_normalization_uses_official_statistics():
+    x = np.full((1, 32, 32, 3), 255, dtype=np.uint8)
+    t = to_model_input(x)
+    expected = [(1 - m) / s for m, s in zip(CINIC10.mean, CINIC10.std)]
+    np.testing.assert_allclose(t[0, :, 0, 0].numpy(), expected, rtol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_used_and_device_restored(small_data):
+    model = SmallCNN()
+    cpu_acc = test_model(model, small_data, device="cpu", verbose=False)
+    gpu_acc = test_model(model, small_data, verbose=False)
+    assert next(model.parameters()).device.type == "cpu"
+    assert abs(cpu_acc - gpu_acc) <= 2 / len(small_data[1])
+
+
+def test_explicit_device_leaves_model_where_it_was(small_data):
+    model = SmallCNN()
+    test_model(model, small_data, device="cpu", verbose=False)
+    assert next(model.parameters()).device.type == "cpu"
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("not a list", "must be \\[X_test, y_test\\]"),
+    ([np.zeros((2, 3, 32, 32), np.uint8), np.zeros(2, np.int64)], "shape \\(N, 32, 32, 3\\)"),
+    ([np.zeros((2, 32, 32, 3), np.float32), np.zeros(2, np.int64)], "uint8"),
+    ([np.zeros((2, 32, 32, 3), np.uint8), np.zeros(3, np.int64)], "labels must have shape"),
+])
+def test_bad_test_data(bad, message):
+    with pytest.raises(ValueError, match=message):
+        test_model(SmallCNN(), bad)
+
+
+def test_tensorflow_mode_is_refused(small_data):
+    with pytest.raises(NotImplementedError):
+        test_model(SmallCNN(), small_data, mode="tensorflow")

@@ -173,19 +173,21 @@ def _decode_all(items_by_split, total: int | None, workers: int, desc: str):
 
     with ProcessPoolExecutor(max_workers=workers) as pool, \
             tqdm(total=total, unit="img", desc=desc) as bar:
+        def submit(split: str, buf: list) -> None:
+            pending.append((split, [k for k, _, _ in buf],
+                            pool.submit(_decode_chunk, [(n, p) for _, n, p in buf])))
+
         buffers: dict[str, list] = {}
         for split, key, name, payload in items_by_split:
             buf = buffers.setdefault(split, [])
             buf.append((key, name, payload))
             if len(buf) >= _CHUNK:
-                pending.append((split, [k for k, _, _ in buf],
-                                pool.submit(_decode_chunk, [(n, p) for _, n, p in buf])))
+                submit(split, buf)
                 buffers[split] = []
                 collect(bar, 4 * workers)
         for split, buf in buffers.items():
             if buf:
-                pending.append((split, [k for k, _, _ in buf],
-                                pool.submit(_decode_chunk, [(n, p) for _, n, p in buf])))
+                submit(split, buf)
         collect(bar, 0)
     result = {}
     for split, parts in chunks.items():

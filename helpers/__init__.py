@@ -12,7 +12,7 @@ What students use::
 from .config import CINIC10, CinicConfig, default_cache_dir
 from .data import DatasetError, get_CINIC10_data, stratified_indices
 from .evaluate import predict, test_model
-from .models import CheckpointError, SmallCNN, build_model, load_model, save_model
+from .models import CheckpointError, SmallCNN, build_model, copy_model, load_model, save_model
 from .sparsity import (
                        count_nonzero_parameters,
                        effective_weight,
@@ -27,7 +27,7 @@ __all__ = [
     "CINIC10", "CinicConfig", "default_cache_dir",
     "DatasetError", "get_CINIC10_data", "stratified_indices",
     "predict", "test_model",
-    "CheckpointError", "SmallCNN", "build_model", "load_model", "save_model",
+    "CheckpointError", "SmallCNN", "build_model", "copy_model", "load_model", "save_model",
     "count_nonzero_parameters", "effective_weight", "global_sparsity", "layer_sparsity",
     "model_size", "prunable_layers", "zeroed_filters",
 ]

@@ -16,14 +16,24 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CinicConfig", "CINIC10", "default_cache_dir", "ENV_ROOT", "ENV_CACHE", "ENV_MODEL"]
+__all__ = ["CinicConfig", "CINIC10", "default_cache_dir", "default_model_path", "ENV_ROOT", "ENV_CACHE",
+           "ENV_MODEL", "ENV_PER_CLASS", "ENV_COURSE_DIR", "COLAB_MOUNT", "COLAB_COURSE_DIR"]
 
 #: Environment variable naming the CINIC-10 location (folder, archive, or ``synthetic``).
 ENV_ROOT = "CINIC10_ROOT"
 #: Environment variable naming the folder where decoded arrays are cached.
 ENV_CACHE = "CINIC10_CACHE"
+#: Environment variable: images per class to keep in every split when ``n_per_class`` is not
+#: given (a deterministic stratified subset; the autograder uses it for fast, fixed grading data).
+ENV_PER_CLASS = "CINIC10_PER_CLASS"
 #: Environment variable naming the pretrained model checkpoint used by the notebook.
 ENV_MODEL = "PRUNING_MODEL"
+#: Environment variable naming the course folder in Google Drive (Colab only).
+ENV_COURSE_DIR = "PRUNING_COURSE_DIR"
+#: Where Colab mounts Google Drive.
+COLAB_MOUNT = "/content/drive"
+#: Default course folder inside the mounted Drive (overridden by ``PRUNING_COURSE_DIR``).
+COLAB_COURSE_DIR = "/content/drive/MyDrive/pruning-course"
 
 
 @dataclass(frozen=True)
@@ -77,3 +87,10 @@ def default_cache_dir() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "pruning-course"
+
+
+def default_model_path() -> Path:
+    """The pretrained model the notebook loads: ``$PRUNING_MODEL``, else
+    ``<default_cache_dir()>/pruning-model.pt`` (put the file your instructor gave you there)."""
+    env = os.environ.get(ENV_MODEL)
+    return Path(env).expanduser() if env else default_cache_dir() / "pruning-model.pt"

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import CINIC10, ENV_ROOT, CinicConfig, default_cache_dir
+from .config import CINIC10, ENV_PER_CLASS, ENV_ROOT, CinicConfig, default_cache_dir
 from .decode import DatasetError, build_cache, cache_key, load_cache
 from .download import download_file
 from .synthetic import make_synthetic
@@ -118,7 +118,8 @@ def get_CINIC10_data(root: str | os.PathLike | None = None, *, n_per_class: int 
         root: folder, archive, or ``"synthetic"``; ``None`` uses ``$CINIC10_ROOT`` or the
             default cache location (see the module docstring).
         n_per_class: keep only this many images of each class in every split, picked by a
-            deterministic stratified draw (``subset_seed``); ``None`` keeps everything.
+            deterministic stratified draw (``subset_seed``); ``None`` uses
+            ``$CINIC10_PER_CLASS`` if set, else keeps everything.
         download: fetch the official archive when absent (``None``: only into the default
             location).
         cache_dir: where decoded arrays live (default ``<cache>/arrays``).
@@ -156,6 +157,12 @@ def get_CINIC10_data(root: str | os.PathLike | None = None, *, n_per_class: int 
         data = {}
         for split, (X, y) in arrays.items():
             data[f"X_{split}"], data[f"y_{split}"] = X, y
+    if n_per_class is None and os.environ.get(ENV_PER_CLASS):
+        try:
+            n_per_class = int(os.environ[ENV_PER_CLASS])
+        except ValueError:
+            raise ValueError(f"{ENV_PER_CLASS} must be a positive integer, got "
+                             f"{os.environ[ENV_PER_CLASS]!r}") from None
     if n_per_class is not None:
         for split in config.splits:
             idx = stratified_indices(data[f"y_{split}"], n_per_class, subset_seed,

@@ -11,6 +11,7 @@ It holds only tensors, strings, numbers and dicts, so it loads with
 
 from __future__ import annotations
 
+import copy
 import os
 import pickle
 from pathlib import Path
@@ -19,7 +20,8 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-__all__ = ["SmallCNN", "build_model", "save_model", "load_model", "CheckpointError", "ARCHITECTURES"]
+__all__ = ["SmallCNN", "build_model", "save_model", "load_model", "copy_model", "plain_state_dict",
+           "CheckpointError", "ARCHITECTURES"]
 
 _FORMAT = "pruning-course-model/1"
 
@@ -164,3 +166,41 @@ def load_model(path: str | os.PathLike, mode: str = "torch",
     except (RuntimeError, KeyError) as exc:
         raise CheckpointError(f"{path}: weights do not match {ckpt['arch']}: {exc}") from None
     return model.to(map_location).eval()
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """``copy.deepcopy`` that also works on a model pruned with ``torch.nn.utils.prune``.
+
+    A plain deepcopy of a pruned model fails ("Only Tensors created explicitly by the user
+    (graph leaves) support the deepcopy protocol") once the masked ``weight`` attribute was
+    computed with gradients enabled. Here each such attribute is replaced by a detached
+    copy first; pruning hooks recompute it before every forward pass, so ``model`` behaves
+    exactly as before. Masks, ``weight_orig`` and the train/eval mode are copied.
+    """
+    for module in model.modules():
+        for hook in module._forward_pre_hooks.values():
+            if isinstance(hook, prune.BasePruningMethod):
+                name = hook._tensor_name
+                current = getattr(module, name)
+                if isinstance(current, torch.Tensor) and not current.is_leaf:
+                    setattr(module, name, current.detach())
+    return copy.deepcopy(model)
+
+
+def plain_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict with pruning folded in: ``weight`` = ``weight_orig * weight_mask``.
+
+    Keys are those of an unpruned model (``conv1.weight``, ...), tensors are detached CPU
+    copies, so the result loads into a fresh model with ``strict=True``.
+    """
+    state = model.state_dict()
+    out = {}
+    for key, value in state.items():
+        if key.endswith("_mask") and key[: -len("_mask")] + "_orig" in state:
+            continue
+        if key.endswith("_orig") and key[: -len("_orig")] + "_mask" in state:
+            base = key[: -len("_orig")]
+            value = value * state[base + "_mask"]
+            key = base
+        out[key] = value.detach().cpu().clone()
+    return out

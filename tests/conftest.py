@@ -48,6 +48,7 @@ def isolated_cache(tmp_path, monkeypatch):
     cache = tmp_path / "cache"
     monkeypatch.setenv("CINIC10_CACHE", str(cache))
     monkeypatch.delenv("CINIC10_ROOT", raising=False)
+    monkeypatch.delenv("CINIC10_PER_CLASS", raising=False)
     return cache
 
 

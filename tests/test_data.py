@@ -237,3 +237,12 @@ def test_many_small_chunks_across_worker_processes_keep_order(cinic_tree, monkey
 def test_classes_follow_official_order():
     assert CINIC10.classes[0] == "airplane" and CINIC10.classes[-1] == "truck"
     assert list(CINIC10.classes) == sorted(CINIC10.classes)
+
+
+def test_per_class_from_environment(monkeypatch):
+    monkeypatch.setenv("CINIC10_PER_CLASS", "3")
+    data = get_CINIC10_data("synthetic")
+    assert np.bincount(data["y_test"]).tolist() == [3] * 10
+    monkeypatch.setenv("CINIC10_PER_CLASS", "many")
+    with pytest.raises(ValueError, match="CINIC10_PER_CLASS must be a positive integer"):
+        get_CINIC10_data("synthetic")

@@ -81,3 +81,21 @@ def test_bad_constructor_arguments():
         SmallCNN(channels=(8, 0, 8))
     with pytest.raises(ValueError, match="dropout"):
         SmallCNN(dropout=1.5)
+
+
+def test_copy_model_works_where_deepcopy_fails():
+    import copy
+
+    from helpers import copy_model
+    torch.manual_seed(0)
+    model = SmallCNN()
+    prune.global_unstructured([(model.conv1, "weight"), (model.fc1, "weight")],
+                              pruning_method=prune.L1Unstructured, amount=0.4)
+    with pytest.raises(RuntimeError, match="graph leaves"):
+        copy.deepcopy(model)  # the failure students and graders hit
+    clone = copy_model(model)
+    x = torch.randn(2, 3, 32, 32)
+    torch.testing.assert_close(clone.eval()(x), model.eval()(x))
+    assert global_sparsity(clone) == global_sparsity(model)
+    prune.l1_unstructured(clone.fc2, "weight", amount=0.5)  # the copy is independent
+    assert not hasattr(model.fc2, "weight_mask")

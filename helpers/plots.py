@@ -1,0 +1,83 @@
+"""Plots for the notebook: accuracy vs sparsity, per-layer sparsity, weight histograms.
+
+Each function draws on a new matplotlib figure and returns it, so notebooks show it inline
+and tests can save it (``fig.savefig("x.png")``). Nothing is modified.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+from torch import nn
+
+from .sparsity import effective_weight, layer_sparsity, prunable_layers
+
+__all__ = ["plot_sweeps", "plot_layer_sparsity", "plot_weight_histograms"]
+
+
+def plot_sweeps(sweeps: dict[str, list[dict]], baseline: float | None = None):
+    """Accuracy against achieved sparsity for several sweeps on one figure.
+
+    Args:
+        sweeps: label -> results list (dicts with ``sparsity`` and ``accuracy``), e.g.
+            ``{"unstructured": unstructured_results, "structured": structured_results}``.
+        baseline: accuracy of the unpruned model, drawn as a dashed line.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for label, results in sweeps.items():
+        points = [(float(r["sparsity"]), float(r["accuracy"])) for r in results
+                  if isinstance(r, dict) and "sparsity" in r and "accuracy" in r]
+        if points:
+            x, y = zip(*points)
+            ax.plot(x, y, marker="o", label=label)
+    if baseline is not None:
+        ax.axhline(baseline, color="gray", linestyle="--", label=f"unpruned ({baseline:.3f})")
+    ax.axhline(0.1, color="lightgray", linestyle=":", label="chance (0.10)")
+    ax.set_xlabel("sparsity (fraction of weights that are zero)")
+    ax.set_ylabel("test accuracy")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    ax.set_title("Accuracy as pruning increases")
+    fig.tight_layout()
+    return fig
+
+
+def plot_layer_sparsity(models: dict[str, nn.Module]):
+    """Grouped bars: fraction of zero weights per Conv2d/Linear layer for each model."""
+    fig, ax = plt.subplots(figsize=(7, 3.8))
+    labels = list(models)
+    per_model = [layer_sparsity(models[k]) for k in labels]
+    layers = list(per_model[0]) if per_model else []
+    width = 0.8 / max(1, len(labels))
+    x = np.arange(len(layers))
+    for i, (label, sp) in enumerate(zip(labels, per_model)):
+        ax.bar(x + i * width - 0.4 + width / 2, [sp.get(n, 0.0) for n in layers], width, label=label)
+    ax.set_xticks(x, layers)
+    ax.set_ylabel("fraction of weights = 0")
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize="small")
+    ax.set_title("Sparsity per layer")
+    fig.tight_layout()
+    return fig
+
+
+def plot_weight_histograms(models: dict[str, nn.Module], bins: int = 100):
+    """Histogram of the nonzero weight values of all Conv2d/Linear layers, one curve per model.
+
+    The zeros of a pruned model are counted in the legend instead of drawn, so the gap that
+    magnitude pruning cuts around zero is visible.
+    """
+    fig, ax = plt.subplots(figsize=(6.5, 3.8))
+    for label, model in models.items():
+        w = np.concatenate([effective_weight(m).cpu().numpy().ravel() for _, m in prunable_layers(model)])
+        nz = w[w != 0]
+        ax.hist(nz, bins=bins, histtype="step", label=f"{label} ({(w == 0).mean():.0%} zeros)")
+    ax.set_xlabel("weight value")
+    ax.set_ylabel("count (zeros not drawn)")
+    ax.set_yscale("log")
+    ax.legend(fontsize="small")
+    ax.set_title("Weight magnitudes before and after pruning")
+    fig.tight_layout()
+    return fig

@@ -55,7 +55,8 @@ def to_model_input(batch: np.ndarray, device: torch.device | str = "cpu") -> tor
         >>> tuple(x.shape), x.dtype
         ((2, 3, 32, 32), torch.float32)
     """
-    t = torch.from_numpy(np.ascontiguousarray(batch)).to(device, non_blocking=True)
+    # np.array copies: memory-mapped batches are read-only, which torch.from_numpy warns about.
+    t = torch.from_numpy(np.array(batch, dtype=np.uint8, order="C")).to(device, non_blocking=True)
     t = t.permute(0, 3, 1, 2).float().div_(255.0)
     mean = torch.tensor(CINIC10.mean, device=t.device).view(1, 3, 1, 1)
     std = torch.tensor(CINIC10.std, device=t.device).view(1, 3, 1, 1)

@@ -246,3 +246,12 @@ def test_per_class_from_environment(monkeypatch):
     monkeypatch.setenv("CINIC10_PER_CLASS", "many")
     with pytest.raises(ValueError, match="CINIC10_PER_CLASS must be a positive integer"):
         get_CINIC10_data("synthetic")
+
+
+def test_real_image_fixture_reads(tmp_path):
+    from pathlib import Path
+    archive = Path(__file__).parent / "fixtures" / "cinic-mini.tar.gz"
+    data = get_CINIC10_data(archive, progress=False)
+    assert data["X_test"].shape == (100, 32, 32, 3)
+    assert np.bincount(data["y_train"]).tolist() == [3] * 10
+    assert data["X_test"].std() > 20, "real photos have varied pixels"

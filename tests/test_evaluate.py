@@ -90,3 +90,13 @@ def test_bad_test_data(bad, message):
 def test_tensorflow_mode_is_refused(small_data):
     with pytest.raises(NotImplementedError):
         test_model(SmallCNN(), small_data, mode="tensorflow")
+
+
+def test_memory_mapped_input_is_silent(tmp_path, small_data, recwarn):
+    X, y = small_data
+    np.save(tmp_path / "X.npy", X)
+    mm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    torch.manual_seed(0)
+    model = SmallCNN()
+    assert test_model(model, [mm, y], verbose=False) == test_model(model, [X, y], verbose=False)
+    assert not [w for w in recwarn if "not writable" in str(w.message)]

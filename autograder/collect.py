@@ -1,0 +1,83 @@
+"""Runs inside the student's kernel during grading: saves what the notebook produced.
+
+The source notebook's hidden-test regions call :func:`export`. It writes, under
+``$PRUNING_EXPORT_DIR``, the weights of every model in the results list (pruning folded
+in), the numbers the student claims, and the output of the student's pruning function on
+fresh copies of the pretrained model at targets the notebook never uses. No score is
+computed here: student code shares this kernel and could tamper with anything in it. The
+grader recomputes everything in its own process from these files, checking every tensor
+against the reference model, so a tampered export can only produce a correctly pruned
+model, which is the work itself.
+
+Without ``PRUNING_EXPORT_DIR`` (a student running the notebook) it does nothing. It never
+raises and never writes to stderr.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+import warnings
+from pathlib import Path
+
+__all__ = ["export", "UNSEEN_TARGETS", "ENV_EXPORT"]
+
+ENV_EXPORT = "PRUNING_EXPORT_DIR"
+#: Targets the notebook never uses; the student's function is called with these.
+UNSEEN_TARGETS = (0.35, 0.65)
+
+
+def _number(value):
+    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)):
+        return float(value)
+    return None
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {str(exc)[:300]}"
+
+
+def export(part: str, namespace: dict) -> None:
+    """Save ``<part>_results`` and ``prune_<part>`` outputs from ``namespace`` (the notebook's globals)."""
+    folder = os.environ.get(ENV_EXPORT)
+    if not folder or part not in ("unstructured", "structured"):
+        return
+    import torch
+
+    from helpers.models import load_model, plain_state_dict
+
+    record: dict = {"part": part, "results": [], "unseen": {}, "errors": []}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        results = namespace.get(f"{part}_results")
+        if not isinstance(results, (list, tuple)):
+            record["errors"].append(f"{part}_results is not a list")
+            results = []
+        for i, entry in enumerate(list(results)[:20]):
+            item = {"target": None, "sparsity": None, "accuracy": None, "state": None, "error": None}
+            try:
+                item.update(target=_number(entry.get("target")), sparsity=_number(entry.get("sparsity")),
+                            accuracy=_number(entry.get("accuracy")))
+                item["state"] = plain_state_dict(entry["model"])
+            except Exception as exc:  # noqa: BLE001 - anything a student stored
+                item["error"] = f"{part}_results[{i}]: {_describe(exc)}"
+            record["results"].append(item)
+        fn = namespace.get(f"prune_{part}")
+        model_path = os.environ.get("PRUNING_MODEL")
+        for target in UNSEEN_TARGETS:
+            try:
+                if not callable(fn):
+                    raise TypeError(f"prune_{part} is not defined as a function")
+                fresh = load_model(model_path)
+                record["unseen"][target] = {"state": plain_state_dict(fn(fresh, target)), "error": None}
+            except Exception as exc:  # noqa: BLE001
+                record["unseen"][target] = {"state": None, "error": _describe(exc)}
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        tmp = out / f".{part}.pt.tmp"
+        try:
+            torch.save(record, tmp)
+            os.replace(tmp, out / f"{part}.pt")
+        except Exception:  # noqa: BLE001 - the grader reports the missing file
+            pass

@@ -8,7 +8,7 @@ TORCH_PACKAGES ?= $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2
 DEMO_DIR ?= demo-output
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo test lint bench clean
+.PHONY: venv demo test lint release bench clean
 
 venv: $(VENV)/.installed
 
@@ -28,6 +28,10 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Regenerate the student release from the source notebook (commit the result).
+release: venv
+	cd assignment && nbgrader generate_assignment pruning --force
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache

@@ -63,3 +63,20 @@ def cinic_tree(tmp_path):
 def cinic_archive(tmp_path, cinic_tree):
     root, expected = cinic_tree
     return make_archive(root, tmp_path / "CINIC-10.tar.gz"), expected
+
+
+REPO = Path(__file__).resolve().parents[1]
+SOURCE_NB = REPO / "assignment" / "source" / "pruning" / "pruning.ipynb"
+RELEASE_NB = REPO / "assignment" / "release" / "pruning" / "pruning.ipynb"
+REAL_FIXTURE = Path(__file__).parent / "fixtures" / "cinic-mini.tar.gz"
+
+
+@pytest.fixture(scope="session")
+def trained_model_path(tmp_path_factory):
+    """A SmallCNN trained briefly on the generated data (about 10 s on two cores)."""
+    from helpers import save_model
+    from helpers.synthetic import make_synthetic
+    from helpers.train import TrainConfig, train_model
+    data = make_synthetic({"train": 500, "val": 20, "test": 20})
+    model = train_model(data, TrainConfig(epochs=3), device="cpu", progress=False)
+    return save_model(model, tmp_path_factory.mktemp("model") / "model.pt")

@@ -20,7 +20,31 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--data-root", default="synthetic",
                       help="dataset (default: the generated one; a CINIC-10 folder or archive works too)")
 
+    grade = sub.add_parser("grade", help="grade a class's submissions with the hidden checks")
+    grade.add_argument("submissions", help="folder with <student_id>/pruning/pruning.ipynb")
+    grade.add_argument("--data-root", required=True,
+                       help="grading data: CINIC-10 folder or archive, a .npz subset, or 'synthetic'")
+    grade.add_argument("--model", required=True, help="the pretrained checkpoint students prune")
+    grade.add_argument("--out", required=True, help="output folder (grades.csv, feedback/, course/)")
+    grade.add_argument("--jobs", type=int, default=1, help="submissions graded at once (default 1)")
+    grade.add_argument("--timeout", type=float, default=600.0, help="seconds per notebook (default 600)")
+    grade.add_argument("--cell-timeout", type=float, default=None, help="seconds per cell (default: --timeout)")
+    grade.add_argument("--per-class", type=int, default=100,
+                       help="test images per class in the fixed grading subset (default 100)")
+    grade.add_argument("--device", default=None, help="cpu or cuda for the grader's measurements")
+
     args = parser.parse_args(argv)
+    if args.command == "grade":
+        from .config import GradeConfig
+        from .grade import grade as run_grade
+        try:
+            cfg = GradeConfig(submissions=args.submissions, data_root=args.data_root, model=args.model,
+                              out=args.out, jobs=args.jobs, timeout=args.timeout, cell_timeout=args.cell_timeout,
+                              per_class=args.per_class, device=args.device)
+        except (ValueError, FileNotFoundError) as exc:
+            parser.error(str(exc))
+        run_grade(cfg)
+        return 0
     if args.command == "demo":
         from .demo import main as demo_main
         return demo_main(args.out, args.data_root)

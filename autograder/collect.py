@@ -70,9 +70,13 @@ def export(part: str, namespace: dict) -> None:
                 if not callable(fn):
                     raise TypeError(f"prune_{part} is not defined as a function")
                 fresh = load_model(model_path)
-                record["unseen"][target] = {"state": plain_state_dict(fn(fresh, target)), "error": None}
+                before = plain_state_dict(fresh)
+                state = plain_state_dict(fn(fresh, target))
+                after = plain_state_dict(fresh)
+                modified = any(not torch.equal(before[k], after[k]) for k in before)
+                record["unseen"][str(target)] = {"state": state, "error": None, "modified_input": modified}
             except Exception as exc:  # noqa: BLE001
-                record["unseen"][target] = {"state": None, "error": _describe(exc)}
+                record["unseen"][str(target)] = {"state": None, "error": _describe(exc)}
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".{part}.pt.tmp"

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-__all__ = ["SmallCNN", "build_model", "save_model", "load_model", "copy_model", "plain_state_dict",
+__all__ = ["SmallCNN", "build_model", "model_config", "save_model", "load_model", "copy_model", "plain_state_dict",
            "CheckpointError", "ARCHITECTURES"]
 
 _FORMAT = "pruning-course-model/1"
@@ -82,7 +82,8 @@ def build_model(arch: str = "SmallCNN", **config) -> nn.Module:
     return ARCHITECTURES[arch](**config)
 
 
-def _config_of(model: nn.Module) -> tuple[str, dict]:
+def model_config(model: nn.Module) -> tuple[str, dict]:
+    """Return ``(architecture name, constructor kwargs)`` of a model this package can save."""
     if isinstance(model, SmallCNN):
         return "SmallCNN", {
             "channels": [model.conv1.out_channels, model.conv2.out_channels, model.conv3.out_channels],
@@ -98,7 +99,7 @@ def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
     A model with active ``torch.nn.utils.prune`` masks is saved with its ``weight_orig`` /
     ``weight_mask`` entries and comes back pruned from :func:`load_model`.
     """
-    arch, config = _config_of(model)
+    arch, config = model_config(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}

@@ -90,9 +90,11 @@ def pruning_slider(model: nn.Module, test_data, prune_fn, evaluate, start: float
     Returns:
         The widget, or ``None`` when ipywidgets is unavailable.
     """
+    from .models import copy_model
+
     def show(amount: float) -> None:
         try:
-            pruned = prune_fn(model, amount)
+            pruned = prune_fn(copy_model(model), amount)  # a copy: `model` survives any prune_fn
             acc = evaluate(pruned, test_data)
             print(f"amount {amount:.2f}: sparsity {global_sparsity(pruned):.3f}, accuracy {acc:.4f}")
         except NotImplementedError:

@@ -255,3 +255,18 @@ def test_real_image_fixture_reads(tmp_path):
     assert data["X_test"].shape == (100, 32, 32, 3)
     assert np.bincount(data["y_train"]).tolist() == [3] * 10
     assert data["X_test"].std() > 20, "real photos have varied pixels"
+
+
+def test_saved_npz_subset_loads_and_bad_ones_are_refused(tmp_path):
+    data = get_CINIC10_data("synthetic", n_per_class=2)
+    np.savez(tmp_path / "subset.npz", **data)
+    again = get_CINIC10_data(tmp_path / "subset.npz")
+    for key, value in data.items():
+        np.testing.assert_array_equal(again[key], value)
+    del data["y_val"]
+    np.savez(tmp_path / "broken.npz", **data)
+    with pytest.raises(DatasetError, match="lacks X_val or y_val"):
+        get_CINIC10_data(tmp_path / "broken.npz")
+    np.savez(tmp_path / "pickled.npz", **{**data, "y_val": np.array([object()] * 20)})
+    with pytest.raises(DatasetError, match="cannot read"):
+        get_CINIC10_data(tmp_path / "pickled.npz")

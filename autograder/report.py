@@ -1,0 +1,119 @@
+"""What a grading run writes: ``grades.csv``, per-student feedback HTML, the summary table.
+
+Feedback names each check, its points and its messages, followed by the student's executed
+notebook with every hidden-test region removed (nbgrader's own feedback would show them).
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .scoring import CheckResult
+from .submission import SEED_CELL, strip_hidden_tests
+
+__all__ = ["StudentGrade", "write_csv", "write_feedback", "summary_table"]
+
+
+@dataclass
+class StudentGrade:
+    """Everything the run learned about one student."""
+
+    student_id: str
+    status: str
+    checks: list[CheckResult] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    seconds: float | None = None
+    executed: Path | None = None
+
+    @property
+    def score(self) -> float:
+        return sum(c.points for c in self.checks)
+
+
+def write_csv(path: Path, grades: list[StudentGrade], grade_ids: list[str], max_score: float) -> Path:
+    """One row per student: id, score, max_score, status, one column per graded cell, notes."""
+    with open(path, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["student_id", "score", "max_score", "status", *grade_ids, "notes"])
+        for g in sorted(grades, key=lambda g: g.student_id):
+            per_cell = {c.grade_id: c.points for c in g.checks}
+            writer.writerow([g.student_id, f"{g.score:g}", f"{max_score:g}", g.status,
+                             *[f"{per_cell.get(gid, 0.0):g}" for gid in grade_ids], "; ".join(g.notes)])
+    return path
+
+
+_STYLE = """
+body { font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; }
+table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .3em .6em; }
+.pass { color: #176117; } .fail { color: #a31515; } pre { white-space: pre-wrap; }
+"""
+
+
+def _notebook_html(executed: Path) -> str:
+    from nbconvert import HTMLExporter
+    nb = nbformat.read(executed, as_version=4)
+    nb.cells = [c for c in nb.cells if c.source != SEED_CELL]
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        visible = strip_hidden_tests(cell.source)
+        if visible != cell.source:
+            # IPython tracebacks quote the lines around the failure, hidden ones included.
+            for out in cell.outputs:
+                if out.output_type == "error":
+                    out.traceback = [f"{out.ename}: {out.evalue}"]
+        cell.source = visible
+    exporter = HTMLExporter(template_name="classic")
+    body, _ = exporter.from_notebook_node(nb)
+    return body
+
+
+def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
+    """Write ``folder/<student_id>.html``; returns its path."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for c in grade.checks:
+        ok = not c.messages
+        text = "passed" if ok else "<br>".join(html.escape(m) for m in c.messages)
+        rows.append(f"<tr><td>{html.escape(c.grade_id)}</td><td>{c.points:g} / {c.max_points:g}</td>"
+                    f"<td class='{'pass' if ok else 'fail'}'>{text}</td></tr>")
+    notes = "".join(f"<li>{html.escape(n)}</li>" for n in grade.notes)
+    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback {html.escape(grade.student_id)}"
+             f"</title><style>{_STYLE}</style></head><body>",
+             f"<h1>Pruning assignment: feedback for {html.escape(grade.student_id)}</h1>",
+             f"<p>Automatic score: <b>{grade.score:g} / {max_score:g}</b>. Status: {html.escape(grade.status)}. "
+             "The written answers are graded by hand.</p>",
+             "<table><tr><th>check</th><th>points</th><th>result</th></tr>", *rows, "</table>"]
+    if notes:
+        parts.append(f"<p>Changes the grader made before running your notebook:</p><ul>{notes}</ul>")
+    parts.append("</body></html>")
+    page = "".join(parts)
+    if grade.executed and grade.executed.is_file():
+        try:
+            nb_html = _notebook_html(grade.executed)
+            page = page.replace("</body></html>", "<h2>Your notebook as graded</h2>"
+                                f"<iframe srcdoc=\"{html.escape(nb_html)}\" style='width:100%;height:80em;border:0'>"
+                                "</iframe></body></html>")
+        except Exception:  # noqa: BLE001 - feedback without the notebook is still feedback
+            pass
+    out = folder / f"{grade.student_id}.html"
+    out.write_text(page, encoding="utf-8")
+    return out
+
+
+def summary_table(grades: list[StudentGrade], grade_ids: list[str], max_score: float) -> str:
+    """A fixed-width text table of the run, one line per student."""
+    short = [g.replace("test_", "").replace("unstructured_", "U ").replace("structured_", "S ") for g in grade_ids]
+    width = max([10] + [len(g.student_id) for g in grades])
+    head = f"{'student':<{width}} {'score':>7}  " + " ".join(f"{s[:11]:>11}" for s in short) + "  status"
+    lines = [head, "-" * len(head)]
+    for g in sorted(grades, key=lambda g: g.student_id):
+        per = {c.grade_id: c.points for c in g.checks}
+        lines.append(f"{g.student_id:<{width}} {g.score:>3g}/{max_score:<3g}  "
+                     + " ".join(f"{per.get(gid, 0.0):>11g}" for gid in grade_ids) + f"  {g.status}")
+    return "\n".join(lines)

@@ -1,0 +1,129 @@
+"""Sample submissions: the reference, other correct solutions, known mistakes, hostile notebooks.
+
+Each ``autograder/samples/<name>.py`` holds the code of the two solution cells (after the
+markers ``### prune_unstructured`` and ``### prune_structured``) and, in its header, the
+expected outcome: ``# expect-zero:`` lists the graded cells that must score 0 (all others
+score full points) and ``# expect-status:`` the status. They are written into the student
+release to make complete notebooks. A few hostile submissions are built here in code. The
+demo grades them; the tests check every expectation through the real grading command.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT
+from .scoring import CHECKS
+
+__all__ = ["Sample", "load_samples", "write_class", "RELEASE_NOTEBOOK"]
+
+SAMPLES_DIR = Path(__file__).with_name("samples")
+RELEASE_NOTEBOOK = REPO_ROOT / "assignment" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+_SOLUTION_CELLS = ("prune_unstructured", "prune_structured")
+
+
+@dataclass
+class Sample:
+    """A sample submission and what grading it must give."""
+
+    name: str
+    expect_zero: set[str]
+    expect_status: str
+    cells: dict[str, str] | None = None   # solution cell code by grade_id; None: see ``raw``
+    raw: str | None = None                # file content written as is (e.g. invalid JSON)
+    edit: str | None = None               # a named change to the notebook after filling it
+
+    def expected_points(self, points: dict[str, float]) -> dict[str, float]:
+        return {gid: 0.0 if gid in self.expect_zero else points[gid] for gid in CHECKS}
+
+
+def _parse(path: Path) -> Sample:
+    text = path.read_text()
+    header = {}
+    for line in text.splitlines():
+        if line.startswith("# expect-"):
+            key, _, value = line[2:].partition(":")
+            header[key] = value.strip()
+    cells, current = {}, None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("### ") and line[4:].strip() in _SOLUTION_CELLS:
+            current = line[4:].strip()
+            cells[current] = ""
+        elif current:
+            cells[current] += line
+    return Sample(path.stem, set(header.get("expect-zero", "").split()), header.get("expect-status", "ok"),
+                  {k: v.strip() + "\n" for k, v in cells.items()})
+
+
+def load_samples() -> list[Sample]:
+    """All samples: those in ``samples/`` plus the built-in release, hostile and broken ones."""
+    samples = [_parse(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
+    reference = next(s for s in samples if s.name == "reference")
+    everything = set(CHECKS)
+    part2 = {g for g in CHECKS if "structured" in g and "unstructured" not in g}
+    tamper = (
+        "import helpers.checks, autograder.collect\n"
+        "helpers.checks.check_results = lambda *a, **k: ''\n"
+        "test_model = lambda *a, **k: 0.99\n"
+        "get_ipython().showtraceback = lambda *a, **k: None\n"
+        "print('OK: every target reached exactly')\n")
+    fake = tamper + ("def {fn}(model, amount):\n    return copy.deepcopy(model)\n\n\n"
+                     "{part}_results = [{{'target': t, 'model': copy.deepcopy(model), 'sparsity': t, "
+                     "'accuracy': 0.99}} for t in TARGETS]\n")
+    samples += [
+        Sample("untouched_release", everything, "ok", cells={}),
+        Sample("hostile_tampering", everything, "ok", cells={
+            "prune_unstructured": fake.format(fn="prune_unstructured", part="unstructured"),
+            "prune_structured": fake.format(fn="prune_structured", part="structured")}),
+        Sample("hostile_edited_tests", set(), "ok", cells=dict(reference.cells), edit="edit_tests"),
+        Sample("hostile_exits_in_part2", part2, "error", cells={
+            "prune_unstructured": reference.cells["prune_unstructured"],
+            "prune_structured": "import os\nos._exit(0)\n"}),
+        Sample("invalid_json", everything, "error", raw='{"cells": [ this is not json'),
+    ]
+    return samples
+
+
+def _edit_tests(nb) -> None:
+    """Replace one test cell by a passing stub, delete another, duplicate a third."""
+    by_id = {c.metadata.get("nbgrader", {}).get("grade_id"): i for i, c in enumerate(nb.cells)}
+    nb.cells[by_id["test_unstructured_sparsity"]].source = "print('OK')  # edited by the student"
+    dup = copy.deepcopy(nb.cells[by_id["test_structured_accuracy"]])
+    nb.cells.insert(by_id["test_structured_accuracy"], dup)
+    del nb.cells[by_id["test_unstructured_function"]]
+
+
+def build_notebook(sample: Sample, release=None):
+    """The release notebook with ``sample``'s code in its solution cells."""
+    nb = copy.deepcopy(release or nbformat.read(RELEASE_NOTEBOOK, as_version=4))
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in (sample.cells or {}):
+            cell.source = sample.cells[gid]
+    if sample.edit == "edit_tests":
+        _edit_tests(nb)
+    return nb
+
+
+def write_class(dest: Path, samples: list[Sample] | None = None) -> list[Sample]:
+    """Write ``dest/<sample name>/pruning/pruning.ipynb`` for each sample; return the samples."""
+    samples = load_samples() if samples is None else samples
+    release = nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+    for sample in samples:
+        folder = Path(dest) / sample.name / ASSIGNMENT
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{NOTEBOOK}.ipynb"
+        if sample.raw is not None:
+            path.write_text(sample.raw)
+        else:
+            nbformat.write(build_notebook(sample, release), path)
+    return samples
+
+
+def describe(samples: list[Sample]) -> str:
+    return json.dumps({s.name: sorted(s.expect_zero) for s in samples}, indent=1)

@@ -1,0 +1,52 @@
+# expect-zero:
+# expect-status: ok
+# Correct without torch.nn.utils.prune: a fresh copy per target, a global magnitude threshold
+# by sorting, zeroing in place; structured by computing filter norms by hand. Sparsity is
+# measured by counting zeros itself.
+### prune_unstructured
+def prune_unstructured(model, amount):
+    pruned = copy.deepcopy(model)
+    layers = [m for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    magnitudes = torch.cat([m.weight.detach().abs().flatten() for m in layers])
+    k = int(round(amount * magnitudes.numel()))
+    order = torch.argsort(magnitudes, stable=True)
+    mask = torch.ones_like(magnitudes)
+    mask[order[:k]] = 0
+    start = 0
+    with torch.no_grad():
+        for m in layers:
+            n = m.weight.numel()
+            m.weight.mul_(mask[start:start + n].view_as(m.weight))
+            start += n
+    return pruned
+
+
+def count_sparsity(net):
+    ws = [m.weight for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    return sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws)
+
+
+unstructured_results = []
+for target in TARGETS:
+    pruned = prune_unstructured(model, target)
+    unstructured_results.append({"target": target, "model": pruned, "sparsity": count_sparsity(pruned),
+                                 "accuracy": test_model(pruned, test_data)})
+### prune_structured
+def prune_structured(model, amount):
+    pruned = copy.deepcopy(model)
+    with torch.no_grad():
+        for m in pruned.modules():
+            if isinstance(m, nn.Conv2d):
+                norms = m.weight.flatten(1).norm(dim=1)
+                k = int(round(amount * m.out_channels))
+                drop = torch.argsort(norms, stable=True)[:k]
+                m.weight[drop] = 0
+    return pruned
+
+
+structured_results = []
+for target in TARGETS:
+    pruned = prune_structured(model, target)
+    structured_results.append({"target": target, "model": pruned,
+                               "sparsity": global_sparsity(pruned, (nn.Conv2d,)),
+                               "accuracy": test_model(pruned, test_data)})

@@ -1,0 +1,31 @@
+# expect-zero: test_unstructured_sparsity test_unstructured_accuracy test_unstructured_function
+# expect-status: ok
+# Mistake: random instead of magnitude selection (global, right amount).
+### prune_unstructured
+def prune_unstructured(model, amount):
+    pruned = copy.deepcopy(model)
+    params = [(m, "weight") for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    prune.global_unstructured(params, pruning_method=prune.RandomUnstructured, amount=amount)
+    return pruned
+
+
+unstructured_results = []
+for target in TARGETS:
+    pruned = prune_unstructured(model, target)
+    unstructured_results.append({"target": target, "model": pruned, "sparsity": global_sparsity(pruned),
+                                 "accuracy": test_model(pruned, test_data)})
+### prune_structured
+def prune_structured(model, amount):
+    pruned = copy.deepcopy(model)
+    for m in pruned.modules():
+        if isinstance(m, nn.Conv2d):
+            prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)
+    return pruned
+
+
+structured_results = []
+for target in TARGETS:
+    pruned = prune_structured(model, target)
+    sparsity = global_sparsity(pruned, (nn.Conv2d,))
+    accuracy = test_model(pruned, test_data, mode=mode)
+    structured_results.append({"target": target, "model": pruned, "sparsity": sparsity, "accuracy": accuracy})

@@ -1,0 +1,193 @@
+"""The hidden checks: scores computed in the grader's own process from saved weights.
+
+Nothing here runs student code. The notebook's hidden-test regions saved, for each part,
+the weights of every model in the results list and of the student's function applied at
+unseen targets (:mod:`autograder.collect`). Each saved state is loaded into a fresh model
+of the reference architecture and checked against the grader's own reference model, with
+accuracies the grader measures itself on its own copy of the grading data.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from helpers import build_model, global_sparsity, test_model
+from helpers.checks import TARGETS, inspect_structured, inspect_unstructured
+
+from . import reference
+from .collect import UNSEEN_TARGETS
+from .config import GradeConfig
+
+__all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "score_submission"]
+
+#: grade_id of each graded test cell -> (part, what it checks).
+CHECKS = {
+    "test_unstructured_sparsity": ("unstructured", "structure"),
+    "test_unstructured_accuracy": ("unstructured", "accuracy"),
+    "test_unstructured_function": ("unstructured", "unseen"),
+    "test_structured_filters": ("structured", "structure"),
+    "test_structured_accuracy": ("structured", "accuracy"),
+    "test_structured_function": ("structured", "unseen"),
+}
+
+_MAX_EXPORT_BYTES = 200_000_000
+
+
+@dataclass
+class CheckResult:
+    """Outcome of one graded cell: points earned of ``max_points`` and messages for the student."""
+
+    grade_id: str
+    points: float
+    max_points: float
+    messages: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Reference:
+    """What every submission is compared with, computed once per grading run."""
+
+    model: nn.Module
+    arch: str
+    config: dict
+    test_data: list
+    device: str | None
+    accuracy: dict[str, dict[float, float]]
+
+
+def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None) -> Reference:
+    """Run the reference solution's sweeps on the grading data and keep their accuracies."""
+    acc: dict[str, dict[float, float]] = {}
+    for part, fn in (("unstructured", reference.prune_unstructured), ("structured", reference.prune_structured)):
+        acc[part] = {t: test_model(fn(model, t), test_data, device=device, verbose=False) for t in TARGETS}
+    return Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy=acc)
+
+
+def _load_export(path: Path):
+    if not path.is_file():
+        return None, "no results were saved: the notebook stopped before this part's first check cell"
+    if path.stat().st_size > _MAX_EXPORT_BYTES:
+        return None, "the saved results are too large to be this assignment's models"
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True), None
+    except Exception as exc:  # noqa: BLE001 - a tampered file
+        return None, f"the saved results could not be read ({type(exc).__name__})"
+
+
+def _model_from_state(state, ref: Reference):
+    if not isinstance(state, dict):
+        return None, "no model was saved"
+    model = build_model(ref.arch, **ref.config)
+    try:
+        model.load_state_dict(state, strict=True)
+    except (RuntimeError, TypeError, KeyError) as exc:
+        first = str(exc).splitlines()[0][:200]
+        return None, f"the model does not have the pretrained model's layers and shapes ({first})"
+    return model.eval(), None
+
+
+def _inspect(part: str, model, ref: Reference, target: float, cfg: GradeConfig):
+    if part == "unstructured":
+        return inspect_unstructured(model, ref.model, target, tol=cfg.sparsity_tol)
+    return inspect_structured(model, ref.model, target)
+
+
+def _score_part(part: str, record, ref: Reference, cfg: GradeConfig) -> dict[str, list[str]]:
+    """Return ``{kind: messages}`` for kinds structure, accuracy, unseen (empty list = passed)."""
+    problems = {"structure": [], "accuracy": [], "unseen": []}
+    results = record.get("results", []) if isinstance(record, dict) else []
+    results = results if isinstance(results, list) else []
+    entries = {}
+    for item in results:
+        target = item.get("target") if isinstance(item, dict) else None
+        if isinstance(target, float) and any(math.isclose(target, t) for t in TARGETS):
+            key = min(TARGETS, key=lambda t: abs(t - target))
+            entries.setdefault(key, item)
+    missing = [t for t in TARGETS if t not in entries]
+    if missing or len(results) != len(TARGETS):
+        msg = (f"{part}_results must have one entry per target {list(TARGETS)} in order; "
+               f"got {len(results)} entries" + (f", none for {missing}" if missing else ""))
+        problems["structure"].append(msg)
+        problems["accuracy"].append(msg)
+    types = (nn.Conv2d, nn.Linear) if part == "unstructured" else (nn.Conv2d,)
+    for target in TARGETS:
+        item = entries.get(target)
+        if item is None:
+            continue
+        if item.get("error"):
+            problems["structure"].append(f"target {target:.2f}: {item['error']}")
+            problems["accuracy"].append(f"target {target:.2f}: no model to test")
+            continue
+        model, problem = _model_from_state(item.get("state"), ref)
+        if problem:
+            problems["structure"].append(f"target {target:.2f}: {problem}")
+            problems["accuracy"].append(f"target {target:.2f}: {problem}")
+            continue
+        msg = _inspect(part, model, ref, target, cfg)
+        if msg:
+            problems["structure"].append(msg if msg.startswith("target") else f"target {target:.2f}: {msg}")
+        measured = test_model(model, ref.test_data, device=ref.device, verbose=False)
+        expected = ref.accuracy[part][target]
+        if abs(measured - expected) > cfg.accuracy_band:
+            problems["accuracy"].append(
+                f"target {target:.2f}: the model scores {measured:.4f}, the reference solution {expected:.4f} "
+                f"(allowed difference {cfg.accuracy_band})")
+        claimed = item.get("accuracy")
+        if claimed is None or abs(claimed - measured) > cfg.claim_tol:
+            problems["accuracy"].append(
+                f"target {target:.2f}: 'accuracy' says {claimed} but the stored model scores {measured:.4f}")
+        claimed_s = item.get("sparsity")
+        measured_s = global_sparsity(model, types)
+        if claimed_s is None or abs(claimed_s - measured_s) > 0.001:
+            problems["accuracy"].append(
+                f"target {target:.2f}: 'sparsity' says {claimed_s} but the stored model's is {measured_s:.4f}")
+    unseen = record.get("unseen", {}) if isinstance(record, dict) else {}
+    for target in UNSEEN_TARGETS:
+        item = unseen.get(str(target)) or {}
+        if item.get("error") or not item.get("state"):
+            problems["unseen"].append(f"prune_{part}(model, {target}) failed: {item.get('error') or 'no result'}")
+            continue
+        if item.get("modified_input"):
+            problems["unseen"].append(f"prune_{part}(model, {target}) changed the model it was given: "
+                                      "prune a copy and return it")
+            continue
+        model, problem = _model_from_state(item["state"], ref)
+        msg = problem or _inspect(part, model, ref, target, cfg)
+        if msg:
+            problems["unseen"].append(f"prune_{part}(model, {target}): {msg}")
+    return problems
+
+
+def score_submission(export_dir: Path, ref: Reference, cfg: GradeConfig,
+                     points: dict[str, float]) -> list[CheckResult]:
+    """Score every graded test cell from the files in ``export_dir``.
+
+    Each check is all or nothing; its messages list every target that failed, so the
+    student sees all problems at once.
+    """
+    out = []
+    by_part = {}
+    for part in ("unstructured", "structured"):
+        record, problem = _load_export(Path(export_dir) / f"{part}.pt")
+        if problem:
+            by_part[part] = {k: [problem] for k in ("structure", "accuracy", "unseen")}
+        else:
+            by_part[part] = _score_part(part, record, ref, cfg)
+    for gid, (part, kind) in CHECKS.items():
+        messages = by_part[part][kind]
+        max_points = float(points.get(gid, 0.0))
+        out.append(CheckResult(gid, 0.0 if messages else max_points, max_points, messages))
+    return out
+
+
+def grading_subset(data_root: str, per_class: int) -> dict[str, np.ndarray]:
+    """The fixed stratified grading data: ``per_class`` images of each class in every split."""
+    from helpers import get_CINIC10_data
+    data = get_CINIC10_data(data_root, n_per_class=per_class, progress=False)
+    return {k: np.array(v) for k, v in data.items()}

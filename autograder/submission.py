@@ -1,0 +1,164 @@
+"""Finding submissions and making each notebook safe to grade.
+
+Before a notebook runs, every cell the instructor owns (locked cells and test cells) is put
+back exactly as in the source notebook, by nbgrader grade_id: edited ones are replaced,
+deleted ones re-inserted where they belong, duplicates dropped, and nbgrader metadata a
+student forged on their own cells removed. What was changed is reported as notes. A seeding
+cell is put first so every run starts from the same random state.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import nbformat
+
+from .config import ASSIGNMENT, NOTEBOOK
+
+__all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionError", "SEED_CELL",
+           "strip_hidden_tests"]
+
+_STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
+_HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
+
+#: First cell of every graded run: the same random state for python, numpy and torch.
+SEED_CELL = ("# Added by the autograder: fixed seeds for a reproducible run.\n"
+             "import random as _r, numpy as _np, torch as _t\n"
+             "_r.seed(0); _np.random.seed(0); _t.manual_seed(0)\n"
+             "del _r, _np, _t")
+
+
+class SubmissionError(ValueError):
+    """The submission cannot be graded (e.g. invalid notebook JSON); the message says why."""
+
+
+@dataclass
+class Submission:
+    """One student's notebook path and what preparing it changed."""
+
+    student_id: str
+    path: Path
+    notes: list[str] = field(default_factory=list)
+
+
+def find_submissions(folder: Path) -> tuple[list[Submission], list[tuple[str, str]]]:
+    """List ``<student_id>/pruning/pruning.ipynb`` under ``folder``, sorted by student id.
+
+    Returns:
+        ``(submissions, problems)`` where problems are ``(student_id, reason)`` for student
+        folders that hold no gradable notebook (so they still get a row in the CSV).
+    """
+    subs, problems = [], []
+    for student in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
+        sid = student.name
+        if not _STUDENT_ID.match(sid):
+            problems.append((sid, "student id has characters other than letters, digits and ._@+-"))
+            continue
+        nb = student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+        if nb.is_file():
+            subs.append(Submission(sid, nb))
+        else:
+            problems.append((sid, f"no {ASSIGNMENT}/{NOTEBOOK}.ipynb in the submission"))
+    return subs, problems
+
+
+def _gid(cell) -> str | None:
+    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+
+
+def _instructor_owned(cell) -> bool:
+    meta = cell.get("metadata", {}).get("nbgrader", {})
+    return bool(meta.get("locked") or (meta.get("grade") and not meta.get("solution")))
+
+
+def _same_text(submitted: str, source: str) -> bool:
+    """Does a student's copy of an instructor cell match the release version of ``source``?"""
+    def norm(text: str) -> list[str]:
+        return [line.rstrip() for line in text.strip().splitlines()]
+    return norm(submitted) in (norm(source), norm(strip_hidden_tests(source)))
+
+
+def _clean_copy(cell):
+    new = copy.deepcopy(cell)
+    if new.cell_type == "code":
+        new.outputs = []
+        new.execution_count = None
+    return new
+
+
+def read_notebook(path: Path, max_bytes: int = 50_000_000):
+    """Parse a submitted notebook; :class:`SubmissionError` with the reason if it is not one."""
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise SubmissionError(f"notebook is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit")
+    try:
+        nb = nbformat.reads(path.read_text(encoding="utf-8", errors="replace"), as_version=4)
+        nbformat.validate(nb)
+    except Exception as exc:  # NotJSONError, ValidationError, ...
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise SubmissionError(f"invalid notebook JSON: {first}") from None
+    return nb
+
+
+def prepare_notebook(submitted, source) -> tuple[nbformat.NotebookNode, list[str]]:
+    """Return a gradable copy of ``submitted`` and notes on what was restored.
+
+    Args:
+        submitted: the student's notebook (``nbformat`` node, version 4).
+        source: the instructor's source notebook.
+    """
+    owned = {_gid(c): c for c in source.cells if _gid(c) and _instructor_owned(c)}
+    known = {_gid(c) for c in source.cells if _gid(c)}
+    order = [_gid(c) for c in source.cells if _gid(c)]
+    notes: list[str] = []
+    seen: set[str] = set()
+    cells = []
+    for cell in submitted.cells:
+        gid = _gid(cell)
+        if gid in owned:
+            if gid in seen:
+                notes.append(f"removed duplicate cell {gid}")
+                continue
+            seen.add(gid)
+            if not _same_text(cell.get("source", ""), owned[gid].source) or cell.cell_type != owned[gid].cell_type:
+                notes.append(f"restored edited cell {gid}")
+            cells.append(_clean_copy(owned[gid]))
+        elif gid in known:
+            if gid in seen:
+                notes.append(f"duplicate of {gid} kept as an ordinary cell")
+                cell = copy.deepcopy(cell)
+                cell.metadata.pop("nbgrader", None)
+            seen.add(gid)
+            cells.append(cell)
+        else:
+            if "nbgrader" in cell.get("metadata", {}):
+                cell = copy.deepcopy(cell)
+                cell.metadata.pop("nbgrader")
+                if gid:
+                    notes.append(f"ignored unknown grade_id {gid}")
+            cells.append(cell)
+    for i, gid in enumerate(order):
+        if gid in seen:
+            continue
+        if gid in owned:
+            notes.append(f"restored deleted cell {gid}")
+            before = [g for g in order[:i] if g in seen]
+            pos = 0
+            if before:
+                pos = 1 + max(j for j, c in enumerate(cells) if _gid(c) == before[-1])
+            cells.insert(pos, _clean_copy(owned[gid]))
+            seen.add(gid)
+        else:
+            notes.append(f"answer cell {gid} is missing")
+    nb = copy.deepcopy(submitted)
+    nb.cells = [nbformat.v4.new_code_cell(SEED_CELL)] + cells
+    nb.metadata["kernelspec"] = copy.deepcopy(source.metadata.get("kernelspec", {}))
+    return nb, notes
+
+
+def strip_hidden_tests(text: str) -> str:
+    """Remove ``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN TESTS`` regions from cell source."""
+    return _HIDDEN.sub("", text)

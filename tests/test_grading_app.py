@@ -1,0 +1,113 @@
+"""The grading command end to end: real kernels, real nbgrader, every sample submission.
+
+Each sample in autograder/samples (and the built-in hostile ones) declares which graded
+cells must score zero and what status it must get; this test grades them all in one run
+of ``python -m autograder grade --jobs 2`` and checks every cell of every row.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import pytest
+
+from autograder.gradebook import read_points
+from autograder.samples import load_samples, write_class
+from autograder.scoring import CHECKS
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def run_grade(submitted, out, model, jobs, extra=()):
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    cmd = [sys.executable, "-m", "autograder", "grade", str(submitted), "--data-root", "synthetic",
+           "--model", str(model), "--out", str(out), "--jobs", str(jobs), "--timeout", "300",
+           "--cell-timeout", "40", "--per-class", "50", *extra]
+    proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    with open(out / "grades.csv") as fh:
+        rows = {r["student_id"]: r for r in csv.DictReader(fh)}
+    return proc, rows
+
+
+@pytest.fixture(scope="module")
+def graded_class(tmp_path_factory, trained_model_path):
+    root = tmp_path_factory.mktemp("class")
+    samples = write_class(root / "submitted")
+    proc, rows = run_grade(root / "submitted", root / "out", trained_model_path, jobs=2)
+    return samples, rows, root / "out", proc
+
+
+def test_every_sample_gets_its_expected_grade(graded_class):
+    samples, rows, _, _ = graded_class
+    points = read_points()
+    assert set(rows) == {s.name for s in samples}
+    wrong = []
+    for sample in samples:
+        row = rows[sample.name]
+        expected = sample.expected_points(points)
+        got = {gid: float(row[gid]) for gid in CHECKS}
+        if got != expected or not row["status"].startswith(sample.expect_status):
+            wrong.append(f"{sample.name}: got {got} status {row['status']!r}, expected {expected} "
+                         f"status {sample.expect_status!r}")
+        assert float(row["max_score"]) == 20
+        assert float(row["score"]) == sum(got.values())
+    assert not wrong, "\n".join(wrong)
+
+
+def test_hostile_edits_are_reported(graded_class):
+    _, rows, _, _ = graded_class
+    notes = rows["hostile_edited_tests"]["notes"]
+    for expected in ("restored edited cell test_unstructured_sparsity", "restored deleted cell test_unstructured_function",
+                     "removed duplicate cell test_structured_accuracy"):
+        assert expected in notes
+    assert rows["timeout_infinite_loop"]["status"] == "timeout"
+    assert rows["invalid_json"]["status"].startswith("error: invalid notebook JSON")
+
+
+def test_feedback_names_checks_and_hides_hidden_tests(graded_class):
+    samples, _, out, _ = graded_class
+    for sample in samples:
+        page = (out / "feedback" / f"{sample.name}.html").read_text()
+        assert "test_unstructured_sparsity" in page
+        assert "HIDDEN TESTS" not in page and "autograder.collect" not in page, sample.name
+    page = (out / "feedback" / "mistake_compounding_part1.html").read_text()
+    assert "pruning compounds" in page
+    page = (out / "feedback" / "mistake_wrong_dim.html").read_text()
+    assert "dim=0" in page
+
+
+def test_gradebook_holds_the_same_scores_and_exports(graded_class):
+    _, rows, out, _ = graded_class
+    from nbgrader.api import Gradebook
+    with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
+        for sid, row in rows.items():
+            if row["status"].startswith("error: invalid"):
+                continue
+            for gid in CHECKS:
+                assert gb.find_grade(gid, "pruning", "pruning", sid).auto_score == float(row[gid]), (sid, gid)
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "export", "--to",
+                           "export.csv"], cwd=out / "course", env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    exported = (out / "course" / "export.csv").read_text()
+    assert "reference" in exported and "mistake_per_layer" in exported
+
+
+def test_summary_table_is_printed(graded_class):
+    _, _, _, proc = graded_class
+    assert "student" in proc.stdout and "reference" in proc.stdout and "with --jobs 2" in proc.stdout
+
+
+def test_jobs_do_not_change_grades_and_runs_repeat(tmp_path, trained_model_path):
+    names = {"reference", "mistake_random_selection", "correct_manual_topk"}
+    write_class(tmp_path / "submitted", [s for s in load_samples() if s.name in names])
+    _, one = run_grade(tmp_path / "submitted", tmp_path / "out1", trained_model_path, jobs=1)
+    _, two = run_grade(tmp_path / "submitted", tmp_path / "out2", trained_model_path, jobs=2)
+    assert one == two
+    assert float(one["reference"]["score"]) == 20 and float(one["mistake_random_selection"]["score"]) == 10

@@ -1,0 +1,204 @@
+"""Autograder pieces without kernels: restoring cells, reading notebooks, scoring saved models."""
+
+from __future__ import annotations
+
+import copy
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+
+from autograder import reference
+from autograder.config import SOURCE_NOTEBOOK, GradeConfig
+from autograder.gradebook import read_points
+from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
+from autograder.scoring import CHECKS, build_reference, score_submission
+from autograder.submission import (
+    SEED_CELL,
+    SubmissionError,
+    find_submissions,
+    prepare_notebook,
+    read_notebook,
+    strip_hidden_tests,
+)
+from helpers import SmallCNN
+from helpers.checks import TARGETS
+from helpers.models import plain_state_dict
+
+
+def gid(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+@pytest.fixture(scope="module")
+def source():
+    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+
+
+@pytest.fixture(scope="module")
+def release():
+    return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+
+
+def test_release_needs_no_restoring(source, release):
+    nb, notes = prepare_notebook(release, source)
+    assert notes == []
+    assert nb.cells[0].source == SEED_CELL
+    assert [gid(c) for c in nb.cells[1:]] == [gid(c) for c in source.cells]
+    test = next(c for c in nb.cells if gid(c) == "test_unstructured_sparsity")
+    assert "autograder.collect.export" in test.source, "hidden export must be back for grading"
+
+
+def test_edited_deleted_duplicated_and_forged_cells(source, release):
+    nb = copy.deepcopy(release)
+    ids = [gid(c) for c in nb.cells]
+    nb.cells[ids.index("test_unstructured_sparsity")].source = "pass"
+    del nb.cells[ids.index("test_structured_function")]
+    nb.cells.append(copy.deepcopy(nb.cells[ids.index("test_unstructured_accuracy")]))
+    forged = nbformat.v4.new_code_cell("x = 1")
+    forged.metadata["nbgrader"] = {"grade": True, "grade_id": "test_bonus", "points": 100, "solution": False,
+                                   "locked": True, "schema_version": 3}
+    nb.cells.append(forged)
+    out, notes = prepare_notebook(nb, source)
+    assert "restored edited cell test_unstructured_sparsity" in notes
+    assert "restored deleted cell test_structured_function" in notes
+    assert "removed duplicate cell test_unstructured_accuracy" in notes
+    assert "ignored unknown grade_id test_bonus" in notes
+    order = [gid(c) for c in out.cells if gid(c)]
+    assert order == [gid(c) for c in source.cells if gid(c)], "instructor cells back in source order"
+    restored = next(c for c in out.cells if gid(c) == "test_unstructured_sparsity")
+    assert restored.source == next(c for c in source.cells if gid(c) == "test_unstructured_sparsity").source
+    assert "nbgrader" not in out.cells[-1].metadata
+
+
+def test_strip_hidden_tests():
+    text = "a = 1\n### BEGIN HIDDEN TESTS\nsecret()\n### END HIDDEN TESTS\nb = 2\n"
+    assert strip_hidden_tests(text) == "a = 1\nb = 2\n"
+
+
+def test_invalid_notebooks_are_reported(tmp_path):
+    bad = tmp_path / "nb.ipynb"
+    bad.write_text("{not json")
+    with pytest.raises(SubmissionError, match="invalid notebook JSON"):
+        read_notebook(bad)
+    bad.write_text('{"cells": 5, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
+    with pytest.raises(SubmissionError, match="invalid notebook JSON"):
+        read_notebook(bad)
+
+
+def test_find_submissions_layout(tmp_path):
+    (tmp_path / "alice" / "pruning").mkdir(parents=True)
+    (tmp_path / "alice" / "pruning" / "pruning.ipynb").write_text("{}")
+    (tmp_path / "bob").mkdir()
+    (tmp_path / "bad id!").mkdir()
+    subs, problems = find_submissions(tmp_path)
+    assert [s.student_id for s in subs] == ["alice"]
+    assert dict(problems)["bob"].startswith("no pruning/pruning.ipynb")
+    assert "bad id!" in dict(problems)
+
+
+def test_points_come_from_the_source_notebook():
+    points = read_points()
+    assert set(CHECKS) <= set(points)
+    assert sum(points[g] for g in CHECKS) == 20
+    assert points["answer_unstructured"] == 2
+
+
+def test_samples_fill_the_solution_cells(release):
+    sample = next(s for s in load_samples() if s.name == "reference")
+    nb = build_notebook(sample, release)
+    cell = next(c for c in nb.cells if gid(c) == "prune_unstructured")
+    assert "global_unstructured" in cell.source and "NotImplementedError" not in cell.source
+
+
+# ---- scoring from saved files, no kernel -------------------------------------------------
+
+@pytest.fixture(scope="module")
+def ref_setup(tmp_path_factory):
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    rng = np.random.default_rng(0)
+    X = rng.integers(0, 256, size=(60, 32, 32, 3), dtype=np.uint8)
+    y = rng.integers(0, 10, size=60).astype(np.int64)
+    ref = build_reference(model, "SmallCNN", {}, [X, y], "cpu")
+    folder = tmp_path_factory.mktemp("subs")
+    (folder / "s").mkdir()
+    path = tmp_path_factory.mktemp("m") / "m.pt"
+    from helpers import save_model
+    save_model(model, path)
+    cfg = GradeConfig(submissions=folder, data_root="synthetic", model=path, out=folder / "out")
+    return model, ref, cfg
+
+
+def record_for(part, fn, model, ref, accuracy_shift=0.0):
+    from torch import nn
+
+    from helpers import global_sparsity, test_model
+    types = (nn.Conv2d, nn.Linear) if part == "unstructured" else (nn.Conv2d,)
+    results = []
+    for t in TARGETS:
+        pruned = fn(model, t)
+        results.append({"target": t, "sparsity": global_sparsity(pruned, types), "error": None,
+                        "accuracy": test_model(pruned, ref.test_data, verbose=False) + accuracy_shift,
+                        "state": plain_state_dict(pruned)})
+    unseen = {str(t): {"state": plain_state_dict(fn(model, t)), "error": None, "modified_input": False}
+              for t in (0.35, 0.65)}
+    return {"part": part, "results": results, "unseen": unseen, "errors": []}
+
+
+def write_records(folder, model, ref, **shift):
+    folder.mkdir(parents=True, exist_ok=True)
+    torch.save(record_for("unstructured", reference.prune_unstructured, model, ref, shift.get("u", 0.0)),
+               folder / "unstructured.pt")
+    torch.save(record_for("structured", reference.prune_structured, model, ref), folder / "structured.pt")
+
+
+def test_reference_records_get_full_points(tmp_path, ref_setup):
+    model, ref, cfg = ref_setup
+    write_records(tmp_path, model, ref)
+    checks = score_submission(tmp_path, ref, cfg, read_points())
+    assert [c.points for c in checks] == [c.max_points for c in checks]
+    assert all(not c.messages for c in checks)
+
+
+def test_claimed_accuracy_that_the_model_does_not_have(tmp_path, ref_setup):
+    model, ref, cfg = ref_setup
+    write_records(tmp_path, model, ref, u=0.1)
+    by_id = {c.grade_id: c for c in score_submission(tmp_path, ref, cfg, read_points())}
+    assert by_id["test_unstructured_accuracy"].points == 0
+    assert "'accuracy' says" in by_id["test_unstructured_accuracy"].messages[0]
+    assert by_id["test_unstructured_sparsity"].points == 4 and by_id["test_structured_accuracy"].points == 3
+
+
+def test_missing_or_tampered_files(tmp_path, ref_setup):
+    model, ref, cfg = ref_setup
+    write_records(tmp_path, model, ref)
+    (tmp_path / "structured.pt").write_bytes(b"not a torch file")
+    by_id = {c.grade_id: c for c in score_submission(tmp_path, ref, cfg, read_points())}
+    assert by_id["test_structured_filters"].points == 0
+    assert "could not be read" in by_id["test_structured_filters"].messages[0]
+    assert by_id["test_unstructured_sparsity"].points == 4
+    (tmp_path / "unstructured.pt").unlink()
+    by_id = {c.grade_id: c for c in score_submission(tmp_path, ref, cfg, read_points())}
+    assert "no results were saved" in by_id["test_unstructured_function"].messages[0]
+
+
+def test_other_architecture_is_refused(tmp_path, ref_setup):
+    model, ref, cfg = ref_setup
+    write_records(tmp_path, model, ref)
+    record = torch.load(tmp_path / "unstructured.pt", weights_only=True)
+    other = plain_state_dict(SmallCNN(channels=(8, 8, 8)))
+    for item in record["results"]:
+        item["state"] = other
+    torch.save(record, tmp_path / "unstructured.pt")
+    by_id = {c.grade_id: c for c in score_submission(tmp_path, ref, cfg, read_points())}
+    assert "layers and shapes" in by_id["test_unstructured_sparsity"].messages[0]
+
+
+def test_grade_config_validation(tmp_path, ref_setup):
+    _, _, cfg = ref_setup
+    with pytest.raises(ValueError, match="--jobs"):
+        GradeConfig(submissions=cfg.submissions, data_root="synthetic", model=cfg.model, out=tmp_path, jobs=0)
+    with pytest.raises(FileNotFoundError, match="submissions folder"):
+        GradeConfig(submissions=tmp_path / "none", data_root="synthetic", model=cfg.model, out=tmp_path)

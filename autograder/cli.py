@@ -19,6 +19,7 @@ def main(argv: list[str] | None = None) -> int:
     demo.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
     demo.add_argument("--data-root", default="synthetic",
                       help="dataset (default: the generated one; a CINIC-10 folder or archive works too)")
+    demo.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
 
     grade = sub.add_parser("grade", help="grade a class's submissions with the hidden checks")
     grade.add_argument("submissions", help="folder with <student_id>/pruning/pruning.ipynb")
@@ -47,6 +48,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "demo":
         from .demo import main as demo_main
-        return demo_main(args.out, args.data_root)
+        return demo_main(args.out, args.data_root, args.jobs)
     parser.error(f"unknown command {args.command}")
     return 2

@@ -57,9 +57,12 @@ class GradeConfig:
     claim_tol: float = 0.005
 
     def __post_init__(self) -> None:
-        self.submissions = Path(self.submissions)
-        self.model = Path(self.model)
-        self.out = Path(self.out)
+        # Absolute: notebooks run in their own working folders.
+        self.submissions = Path(self.submissions).expanduser().resolve()
+        self.model = Path(self.model).expanduser().resolve()
+        self.out = Path(self.out).expanduser().resolve()
+        if self.data_root != "synthetic" and Path(self.data_root).expanduser().exists():
+            self.data_root = str(Path(self.data_root).expanduser().resolve())
         if self.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
         if self.timeout <= 0:

@@ -1,20 +1,32 @@
-"""``python -m autograder demo``: the main job end to end on the generated dataset.
+"""``python -m autograder demo``: the whole instructor path on the generated dataset.
 
-Trains (or reuses) the reference model, prints its accuracy and a correct global
-unstructured pruning sweep. Everything is written under ``--out``.
+1. train (or reuse) the reference model and print its accuracy;
+2. print correct unstructured and structured pruning sweeps;
+3. generate the student release with the real ``nbgrader generate_assignment``;
+4. fill it with a handful of sample submissions (correct ones and typical mistakes);
+5. grade them with ``--jobs 2``: grade table, ``grades.csv``, feedback, gradebook.
+
+Everything is written under ``--out`` (default ``demo-output/``).
 """
 
 from __future__ import annotations
 
+import shutil
 import time
 from pathlib import Path
 
 from helpers import get_CINIC10_data, load_model, save_model, test_model
 from helpers.train import TrainConfig, train_model
 
+from .config import ASSIGNMENT, NOTEBOOK, GradeConfig
+from .gradebook import prepare_course
 from .reference import prune_structured, prune_unstructured, sweep
 
-__all__ = ["reference_model", "main"]
+__all__ = ["reference_model", "main", "DEMO_SAMPLES"]
+
+#: Sample submissions graded by the demo (see autograder/samples/).
+DEMO_SAMPLES = ("reference", "correct_manual_topk", "mistake_compounding_part1", "mistake_per_layer",
+                "mistake_wrong_dim", "mistake_fake_numbers", "untouched_release")
 
 
 def reference_model(out: Path, data_root: str = "synthetic", data: dict | None = None,
@@ -31,16 +43,37 @@ def reference_model(out: Path, data_root: str = "synthetic", data: dict | None =
     return save_model(model, path)
 
 
-def main(out: str | Path, data_root: str = "synthetic") -> int:
+def main(out: str | Path, data_root: str = "synthetic", jobs: int = 2) -> int:
+    from .grade import grade
+    from .samples import load_samples, write_class
+
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    print("== 1. Reference model")
     data = get_CINIC10_data(data_root)
-    model = load_model(reference_model(out, data_root, data))
+    model_path = reference_model(out, data_root, data)
+    model = load_model(model_path)
     test_data = [data["X_test"], data["y_test"]]
-    print("\nReference model:")
     test_model(model, test_data)
-    print("\nGlobal unstructured pruning (fresh copy per target):")
+
+    print("\n== 2. Global unstructured pruning (fresh copy per target)")
     sweep(model, prune_unstructured, test_data)
-    print("\nStructured L2 filter pruning of the conv layers:")
+    print("\n== 2b. Structured L2 filter pruning of the conv layers")
     sweep(model, prune_structured, test_data, structured=True)
+
+    print("\n== 3. Student release (nbgrader generate_assignment)")
+    course = out / "release-course"
+    shutil.rmtree(course, ignore_errors=True)
+    prepare_course(course)
+    release = course / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    print(f"release notebook: {release}")
+
+    print(f"\n== 4. Sample submissions: {', '.join(DEMO_SAMPLES)}")
+    submitted = out / "submitted"
+    shutil.rmtree(submitted, ignore_errors=True)
+    write_class(submitted, [s for s in load_samples() if s.name in DEMO_SAMPLES], release)
+
+    print(f"\n== 5. Grading with --jobs {jobs}")
+    grade(GradeConfig(submissions=submitted, data_root=data_root, model=model_path, out=out / "grading",
+                      jobs=jobs, timeout=600, per_class=100))
     return 0

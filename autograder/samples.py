@@ -110,10 +110,11 @@ def build_notebook(sample: Sample, release=None):
     return nb
 
 
-def write_class(dest: Path, samples: list[Sample] | None = None) -> list[Sample]:
+def write_class(dest: Path, samples: list[Sample] | None = None,
+                release_path: Path = RELEASE_NOTEBOOK) -> list[Sample]:
     """Write ``dest/<sample name>/pruning/pruning.ipynb`` for each sample; return the samples."""
     samples = load_samples() if samples is None else samples
-    release = nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+    release = nbformat.read(release_path, as_version=4)
     for sample in samples:
         folder = Path(dest) / sample.name / ASSIGNMENT
         folder.mkdir(parents=True, exist_ok=True)

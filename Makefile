@@ -24,10 +24,14 @@ demo: venv
 	$(BIN)/python -m autograder demo --out $(DEMO_DIR)
 
 lint: venv
-	$(BIN)/ruff check helpers autograder tests
+	$(BIN)/ruff check helpers autograder tests benchmarks
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Benchmarks (not tests): writes benchmarks/results.json and benchmarks/RESULTS.md.
+bench: venv
+	$(BIN)/python -m benchmarks.run
 
 # Regenerate the student release from the source notebook (commit the result).
 release: venv

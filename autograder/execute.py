@@ -40,7 +40,7 @@ def _execute(src: Path, dst: Path, status_path: Path, cell_timeout: float, timeo
 
     nb = nbformat.read(src, as_version=4)
     client = NotebookClient(nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=False, record_timing=False,
+                            interrupt_on_timeout=False, record_timing=True,
                             resources={"metadata": {"path": str(src.parent)}})
     status = {"status": "ok", "seconds": None}
     expired = threading.Event()

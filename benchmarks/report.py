@@ -1,0 +1,64 @@
+"""Render ``results.json`` as ``RESULTS.md`` (tables), followed by the hand-written ``history.md``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def _met(value, target, higher_is_better=True) -> str:
+    if value is None:
+        return "not measured"
+    ok = value >= target if higher_is_better else value <= target
+    return "met" if ok else "**missed**"
+
+
+def write_markdown(r: dict, path: Path) -> None:
+    m = r.get("machine", {})
+    lines = ["# Benchmark results", "",
+             f"Machine: {m.get('cores')} cores, {m.get('memory_gib')} GiB, {m.get('platform')}, "
+             f"Python {m.get('python')}, torch {m.get('torch')}, CUDA {'yes' if m.get('cuda') else 'no'}; "
+             f"run on {m.get('date')} with `make bench`. Times are medians (min-max) of repeated runs; "
+             "every ratio compares two things measured in the same run.", "",
+             "| measure | value | target | status |", "|---|---|---|---|"]
+    e = r.get("eval")
+    if e:
+        lines += [f"| evaluation: `test_model` vs bare `model(x)` (batch {e['bare_best_batch_size']}), "
+                  f"{e['images']:,} images | {e['ratio']} ({e['test_model_images_per_s']:,} vs "
+                  f"{e['bare_images_per_s']:,} img/s) | >= 0.95 | {_met(e['ratio'], 0.95)} |"]
+    d = r.get("data")
+    if d:
+        lines += [f"| data: first load (decode + cache) of {d['images']:,} PNGs | {d['first_load']['median_s']} s "
+                  f"({d['first_load_images_per_s']:,} img/s) | - | - |",
+                  f"| data: cached reload | {d['cached_reload']['median_s']} s ({d['cached_reload']['min_s']}-"
+                  f"{d['cached_reload']['max_s']}) | - | - |",
+                  f"| data: ImageFolder + DataLoader pass / cached reload | {d['reload_speedup_vs_imagefolder']}x "
+                  f"({d['imagefolder_pass']['median_s']} s vs {d['cached_reload']['median_s']} s) | >= 20x | "
+                  f"{_met(d['reload_speedup_vs_imagefolder'], 20)} |",
+                  f"| data: resident memory / uint8 size | {d['resident_ratio']} | <= 1.1 | "
+                  f"{_met(d['resident_ratio'], 1.1, False)} |"]
+    g = r.get("grading")
+    if g:
+        lines += [f"| grading {g['submissions']} submissions: plain sequential `nbgrader autograde` | "
+                  f"{g['plain_nbgrader_s_per_submission']} s/submission | - | - |",
+                  f"| grading: ours `--jobs 1` | {g['ours_jobs1_s_per_submission']} s/submission | - | - |",
+                  f"| grading: ours `--jobs 2` | {g['ours_jobs2_s_per_submission']} s/submission | - | - |",
+                  f"| grading: speed-up of `--jobs 2` over plain nbgrader | {g['speedup_jobs2_vs_plain']}x | >= 2x | "
+                  f"{_met(g['speedup_jobs2_vs_plain'], 2.0)} |",
+                  f"| grading: fixed overhead per submission (`--jobs 1` time minus student cells) | "
+                  f"{g['fixed_overhead_s_per_submission']} s | <= 2 s | "
+                  f"{_met(g['fixed_overhead_s_per_submission'], 2.0, False)} |",
+                  f"| grading: identical scores in all three | {g['scores_identical']} | True | "
+                  f"{'met' if g['scores_identical'] else '**missed**'} |"]
+    n = r.get("notebook")
+    if n:
+        lines += [f"| student notebook end to end, CPU, generated data | {n['generated_s']} s | < 120 s | "
+                  f"{_met(n['generated_s'], 120, False)} |",
+                  f"| student notebook end to end, CPU, real sample | {n.get('real_sample_s')} s | - | - |"]
+    mem = r.get("memory")
+    if mem:
+        lines += [f"| peak memory grading one submission (largest process) | "
+                  f"{mem['children_max_rss_bytes'] / 2**20:.0f} MiB | - | - |"]
+    history = path.with_name("history.md")
+    if history.is_file():
+        lines += ["", history.read_text().strip()]
+    path.write_text("\n".join(lines) + "\n")

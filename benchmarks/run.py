@@ -1,0 +1,367 @@
+"""Benchmarks of the course package (``make bench``): evaluation, data loading, grading,
+the student notebook, grading memory. Writes ``benchmarks/results.json`` and
+``benchmarks/RESULTS.md``. Benchmarks are not tests: nothing here asserts a time.
+
+Every comparison is measured side by side in the same run; times are medians over repeats
+with their spread (min-max).
+
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory] [--images 90000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+OUT = REPO / "benchmarks"
+SHARED_SAMPLE = REPO.parent / "shared" / "data" / "CINIC-10-sample.tar.gz"
+
+
+def timed(fn, repeats=3):
+    """Run ``fn`` ``repeats`` times; return (median seconds, min, max, last result)."""
+    times, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), min(times), max(times), result
+
+
+def spread(t):
+    return {"median_s": round(t[0], 4), "min_s": round(t[1], 4), "max_s": round(t[2], 4)}
+
+
+def venv_env():
+    return dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+
+
+# ---------------------------------------------------------------------------------------------
+def bench_eval(n_images: int) -> dict:
+    from helpers import SmallCNN, test_model
+    from helpers.batches import to_model_input
+    from helpers.synthetic import make_synthetic
+
+    per_class = n_images // 10
+    data = make_synthetic({"train": 1, "val": 1, "test": per_class})
+    X, y = data["X_test"], data["y_test"]
+    torch.manual_seed(0)
+    model = SmallCNN().eval()
+    pre = torch.cat([to_model_input(X[i:i + 5000]) for i in range(0, len(X), 5000)])
+
+    def bare(bs):
+        def run():
+            with torch.inference_mode():
+                for i in range(0, len(pre), bs):
+                    model(pre[i:i + bs]).argmax(1)
+        return run
+
+    bare_results = {bs: timed(bare(bs), 3) for bs in (256, 500, 1000, 2000, 4000)}
+    best_bs = min(bare_results, key=lambda b: bare_results[b][0])
+    best = bare_results[best_bs]
+    ours = timed(lambda: test_model(model, [X, y], verbose=False), 3)
+    return {
+        "images": len(X),
+        "bare_best_batch_size": best_bs,
+        "bare_images_per_s": round(len(X) / best[0]),
+        "bare": spread(best),
+        "bare_by_batch_size": {bs: round(len(X) / t[0]) for bs, t in bare_results.items()},
+        "test_model_images_per_s": round(len(X) / ours[0]),
+        "test_model": spread(ours),
+        "ratio": round(best[0] / ours[0], 3),
+        "target_ratio": 0.95,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+def _write_pngs(args):
+    from PIL import Image
+    paths, images = args
+    for p, img in zip(paths, images):
+        Image.fromarray(img).save(p)
+
+
+def write_cinic_folder(root: Path, per_class: int) -> int:
+    from helpers.config import CINIC10
+    from helpers.synthetic import make_synthetic
+    data = make_synthetic({"train": per_class, "val": per_class, "test": per_class})
+    jobs = []
+    for split, folder in CINIC10.splits.items():
+        X, y = data[f"X_{split}"], data[f"y_{split}"]
+        for c, name in enumerate(CINIC10.classes):
+            d = root / folder / name
+            d.mkdir(parents=True, exist_ok=True)
+            idx = np.flatnonzero(y == c)
+            paths = [d / f"{name}-{i:05d}.png" for i in range(len(idx))]
+            jobs.append((paths, X[idx]))
+    with ProcessPoolExecutor() as pool:
+        list(pool.map(_write_pngs, jobs))
+    return sum(len(p) for p, _ in jobs)
+
+
+def _rss_of_loaded(folder: str, cache: str) -> dict:
+    """Run in a child: load the cached set, touch every image, report resident memory."""
+    code = f"""
+import json, numpy as np
+def rss():
+    for line in open('/proc/self/status'):
+        if line.startswith('VmRSS'):
+            return int(line.split()[1]) * 1024
+from helpers import get_CINIC10_data
+before = rss()
+d = get_CINIC10_data({folder!r}, cache_dir={cache!r}, progress=False)
+total = 0
+nbytes = 0
+for k, v in d.items():
+    total += int(np.asarray(v).sum() % 7)
+    nbytes += v.nbytes
+print(json.dumps({{"rss_increase_bytes": rss() - before, "uint8_bytes": nbytes}}))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_data(n_images: int, work: Path) -> dict:
+    from torch.utils.data import ConcatDataset, DataLoader
+    from torchvision import datasets, transforms
+
+    from helpers import get_CINIC10_data
+    folder = work / "cinic-like"
+    per_class = n_images // 30
+    start = time.perf_counter()
+    count = write_cinic_folder(folder, per_class)
+    write_s = time.perf_counter() - start
+    cache = work / "cache"
+
+    first = timed(lambda: get_CINIC10_data(folder, cache_dir=cache, refresh=True, progress=False), 1)
+    reload = timed(lambda: get_CINIC10_data(folder, cache_dir=cache, progress=False), 5)
+
+    def imagefolder_pass():
+        tf = transforms.ToTensor()
+        sets = ConcatDataset([datasets.ImageFolder(folder / s, transform=tf) for s in ("train", "valid", "test")])
+        n = 0
+        for xb, _ in DataLoader(sets, batch_size=256, num_workers=os.cpu_count() or 1):
+            n += len(xb)
+        return n
+
+    imf = timed(imagefolder_pass, 1)
+    mem = _rss_of_loaded(str(folder), str(cache))
+    return {
+        "images": count, "png_write_s": round(write_s, 1),
+        "first_load": spread(first), "first_load_images_per_s": round(count / first[0]),
+        "cached_reload": spread(reload),
+        "imagefolder_pass": spread(imf), "imagefolder_images": imf[3],
+        "reload_speedup_vs_imagefolder": round(imf[0] / reload[0], 1), "target_speedup": 20,
+        "resident_bytes": mem["rss_increase_bytes"], "uint8_bytes": mem["uint8_bytes"],
+        "resident_ratio": round(mem["rss_increase_bytes"] / mem["uint8_bytes"], 3), "target_resident_ratio": 1.1,
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+BENCH_STUDENTS = {"s1": "reference", "s2": "correct_manual_topk", "s3": "correct_relative_amounts",
+                  "s4": "reference", "s5": "correct_manual_topk", "s6": "correct_relative_amounts",
+                  "s7": "reference", "s8": "correct_manual_topk"}
+
+
+def _class(dest: Path):
+    import nbformat
+
+    from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
+    samples = {s.name: s for s in load_samples()}
+    release = nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+    for sid, name in BENCH_STUDENTS.items():
+        (dest / sid / "pruning").mkdir(parents=True, exist_ok=True)
+        nbformat.write(build_notebook(samples[name], release), dest / sid / "pruning" / "pruning.ipynb")
+
+
+def _plain_nbgrader(work: Path, submitted: Path, data_npz: Path, model: Path) -> tuple[float, dict]:
+    """Sequential `nbgrader autograde` of the same submissions, with the same data and model."""
+    course = work / "plain-course"
+    (course / "source" / "pruning").mkdir(parents=True)
+    shutil.copy(REPO / "assignment" / "source" / "pruning" / "pruning.ipynb", course / "source" / "pruning")
+    shutil.copy(REPO / "assignment" / "nbgrader_config.py", course)
+    shutil.copytree(submitted, course / "submitted")
+    env = venv_env()
+    env.update({"CINIC10_ROOT": str(data_npz), "PRUNING_MODEL": str(model), "MPLBACKEND": "Agg",
+                "CINIC10_CACHE": str(work / "plain-cache"),
+                "PYTHONPATH": str(REPO)})
+    env.pop("PRUNING_EXPORT_DIR", None)
+    nbg = str(Path(sys.executable).parent / "nbgrader")
+    subprocess.run([nbg, "generate_assignment", "pruning", "--force"], cwd=course, env=env, check=True,
+                   capture_output=True)
+    start = time.perf_counter()
+    done = subprocess.run([nbg, "autograde", "pruning", "--force"], cwd=course, env=env, capture_output=True,
+                          text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise RuntimeError(done.stderr[-2000:])
+    from nbgrader.api import Gradebook
+
+    from autograder.scoring import CHECKS
+    scores = {}
+    with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
+        for sid in BENCH_STUDENTS:
+            scores[sid] = sum(gb.find_grade(g, "pruning", "pruning", sid).score for g in CHECKS)
+    return seconds, scores
+
+
+def _ours(work: Path, submitted: Path, model: Path, jobs: int, name: str) -> tuple[float, dict, float]:
+    out = work / name
+    env = venv_env()
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "autograder", "grade", str(submitted), "--data-root", "synthetic",
+                    "--model", str(model), "--out", str(out), "--jobs", str(jobs), "--per-class", "100"],
+                   cwd=REPO, env=env, check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    with open(out / "grades.csv") as fh:
+        scores = {r["student_id"]: float(r["score"]) for r in csv.DictReader(fh)}
+    student_s = 0.0
+    import nbformat
+    for nb_path in (out / "executed").glob("*.ipynb"):
+        nb = nbformat.read(nb_path, as_version=4)
+        for cell in nb.cells:
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+            timing = cell.metadata.get("execution", {})
+            if gid in ("prune_unstructured", "prune_structured") and "iopub.execute_input" in timing:
+                t0 = datetime.datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+                t1 = datetime.datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+                student_s += (t1 - t0).total_seconds()
+    return seconds, scores, student_s
+
+
+def bench_grading(work: Path, model: Path) -> dict:
+    from autograder.scoring import grading_subset
+    submitted = work / "submitted"
+    _class(submitted)
+    data_npz = work / "grading.npz"
+    np.savez(data_npz, **grading_subset("synthetic", 100))
+    n = len(BENCH_STUDENTS)
+    plain_s, plain_scores = _plain_nbgrader(work, submitted, data_npz, model)
+    one_s, one_scores, one_student = _ours(work, submitted, model, 1, "jobs1")
+    two_s, two_scores, _ = _ours(work, submitted, model, 2, "jobs2")
+    return {
+        "submissions": n,
+        "plain_nbgrader_s_per_submission": round(plain_s / n, 2),
+        "ours_jobs1_s_per_submission": round(one_s / n, 2),
+        "ours_jobs2_s_per_submission": round(two_s / n, 2),
+        "speedup_jobs2_vs_plain": round(plain_s / two_s, 2), "target_speedup": 2.0,
+        "student_code_s_per_submission": round(one_student / n, 2),
+        "fixed_overhead_s_per_submission": round((one_s - one_student) / n, 2), "target_overhead_s": 2.0,
+        "scores_identical": plain_scores == one_scores == two_scores,
+        "scores": {"plain": plain_scores, "jobs1": one_scores, "jobs2": two_scores},
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+def _run_source(data_root: str, model: Path, work: Path) -> float:
+    import nbformat
+    from nbclient import NotebookClient
+    nb = nbformat.read(REPO / "assignment" / "source" / "pruning" / "pruning.ipynb", as_version=4)
+    env = venv_env()
+    env.update({"CINIC10_ROOT": data_root, "PRUNING_MODEL": str(model), "MPLBACKEND": "Agg",
+                "CINIC10_CACHE": str(work / "nb-cache"), "PYTHONPATH": str(REPO)})
+    env.pop("PRUNING_EXPORT_DIR", None)
+    # First load of a real archive decodes it once; measure the notebook as a student reruns it.
+    warm = f"from helpers import get_CINIC10_data; get_CINIC10_data({data_root!r}, progress=False)"
+    subprocess.run([sys.executable, "-c", warm], env=env, cwd=REPO, check=True)
+    start = time.perf_counter()
+    NotebookClient(nb, timeout=1200, kernel_name="python3",
+                   resources={"metadata": {"path": str(work)}}).execute(env=env)
+    return time.perf_counter() - start
+
+
+def bench_notebook(work: Path, model: Path) -> dict:
+    from helpers import get_CINIC10_data, save_model
+    from helpers.train import train_model
+    out = {"generated_s": round(_run_source("synthetic", model, work), 1)}
+    if SHARED_SAMPLE.is_file():
+        real_model = work / "real-model.pt"
+        save_model(train_model(get_CINIC10_data(str(SHARED_SAMPLE), cache_dir=work / "nb-cache" / "arrays",
+                                                progress=False), progress=False), real_model)
+        out["real_sample_s"] = round(_run_source(str(SHARED_SAMPLE), real_model, work), 1)
+    else:
+        out["real_sample_s"] = None
+        out["real_sample_note"] = f"{SHARED_SAMPLE} not present on this machine"
+    return out
+
+
+def bench_memory(work: Path, model: Path) -> dict:
+    import nbformat
+
+    from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
+    sub = work / "one"
+    (sub / "s1" / "pruning").mkdir(parents=True)
+    ref = next(s for s in load_samples() if s.name == "reference")
+    nbformat.write(build_notebook(ref, nbformat.read(RELEASE_NOTEBOOK, as_version=4)),
+                   sub / "s1" / "pruning" / "pruning.ipynb")
+    code = ("import resource, subprocess, sys, json\n"
+            f"subprocess.run([sys.executable, '-m', 'autograder', 'grade', {str(sub)!r}, '--data-root', 'synthetic',"
+            f" '--model', {str(model)!r}, '--out', {str(work / 'one-out')!r}],"
+            " check=True, capture_output=True)\n"
+            "print(json.dumps({'children_max_rss_bytes': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=venv_env(), capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+def machine() -> dict:
+    return {"cores": os.cpu_count(), "torch": torch.__version__, "python": platform.python_version(),
+            "platform": platform.platform(), "cuda": torch.cuda.is_available(),
+            "date": datetime.date.today().isoformat(),
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
+
+
+def reference_checkpoint(work: Path) -> Path:
+    from helpers import get_CINIC10_data, save_model
+    from helpers.train import train_model
+    demo = REPO / "demo-output" / "reference-model.pt"
+    if demo.is_file():
+        return demo
+    return save_model(train_model(get_CINIC10_data("synthetic"), progress=False), work / "model.pt")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
+    parser.add_argument("--only", default="eval,data,grading,notebook,memory")
+    parser.add_argument("--images", type=int, default=90_000)
+    args = parser.parse_args(argv)
+    wanted = args.only.split(",")
+    results_path = OUT / "results.json"
+    results = json.loads(results_path.read_text()) if results_path.is_file() else {}
+    results["machine"] = machine()
+    work = Path(tempfile.mkdtemp(prefix="bench-"))
+    try:
+        model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory"} else None
+        steps = {"eval": lambda: bench_eval(args.images), "data": lambda: bench_data(args.images, work),
+                 "grading": lambda: bench_grading(work, model), "notebook": lambda: bench_notebook(work, model),
+                 "memory": lambda: bench_memory(work, model)}
+        for name in wanted:
+            print(f"== {name}", flush=True)
+            results[name] = steps[name]()
+            print(json.dumps(results[name], indent=1), flush=True)
+            results_path.write_text(json.dumps(results, indent=1))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    from benchmarks.report import write_markdown
+    write_markdown(results, OUT / "RESULTS.md")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -313,7 +313,8 @@ def bench_memory(work: Path, model: Path) -> dict:
             f"subprocess.run([sys.executable, '-m', 'autograder', 'grade', {str(sub)!r}, '--data-root', 'synthetic',"
             f" '--model', {str(model)!r}, '--out', {str(work / 'one-out')!r}],"
             " check=True, capture_output=True)\n"
-            "print(json.dumps({'children_max_rss_bytes': resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024}))")
+            "peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024\n"
+            "print(json.dumps({'children_max_rss_bytes': peak}))")
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=venv_env(), capture_output=True, text=True,
                          check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

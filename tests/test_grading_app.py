@@ -63,7 +63,8 @@ def test_every_sample_gets_its_expected_grade(graded_class):
 def test_hostile_edits_are_reported(graded_class):
     _, rows, _, _ = graded_class
     notes = rows["hostile_edited_tests"]["notes"]
-    for expected in ("restored edited cell test_unstructured_sparsity", "restored deleted cell test_unstructured_function",
+    for expected in ("restored edited cell test_unstructured_sparsity",
+                     "restored deleted cell test_unstructured_function",
                      "removed duplicate cell test_structured_accuracy"):
         assert expected in notes
     assert rows["timeout_infinite_loop"]["status"] == "timeout"

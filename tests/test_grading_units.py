@@ -202,3 +202,23 @@ def test_grade_config_validation(tmp_path, ref_setup):
         GradeConfig(submissions=cfg.submissions, data_root="synthetic", model=cfg.model, out=tmp_path, jobs=0)
     with pytest.raises(FileNotFoundError, match="submissions folder"):
         GradeConfig(submissions=tmp_path / "none", data_root="synthetic", model=cfg.model, out=tmp_path)
+
+
+def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch):
+    model, ref, cfg = ref_setup
+    write_records(tmp_path, model, ref)
+    calls = []
+    import autograder.scoring as scoring
+    real = scoring.test_model
+    monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    checks = score_submission(tmp_path, ref, cfg, read_points())
+    assert all(c.points == c.max_points for c in checks)
+    assert calls == [], "identical weights must reuse the reference accuracy"
+    record = torch.load(tmp_path / "unstructured.pt", weights_only=True)
+    weight = record["results"][0]["state"]["fc1.weight"]
+    weight.view(-1)[int(torch.nonzero(weight.view(-1))[0])] *= 2
+    torch.save(record, tmp_path / "unstructured.pt")
+    by_id = {c.grade_id: c for c in score_submission(tmp_path, ref, cfg, read_points())}
+    assert len(calls) == 1, "a model that differs is evaluated"
+    assert by_id["test_unstructured_sparsity"].points == 0
+    assert "not pruned have changed" in by_id["test_unstructured_sparsity"].messages[0]

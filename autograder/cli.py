@@ -33,6 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--per-class", type=int, default=100,
                        help="test images per class in the fixed grading subset (default 100)")
     grade.add_argument("--device", default=None, help="cpu or cuda for the grader's measurements")
+    grade.add_argument("--full-notebook", action="store_true",
+                       help="also run display cells and the visible checks (slower; same scores)")
 
     args = parser.parse_args(argv)
     if args.command == "grade":
@@ -41,7 +43,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             cfg = GradeConfig(submissions=args.submissions, data_root=args.data_root, model=args.model,
                               out=args.out, jobs=args.jobs, timeout=args.timeout, cell_timeout=args.cell_timeout,
-                              per_class=args.per_class, device=args.device)
+                              per_class=args.per_class, device=args.device,
+                              full_notebook=args.full_notebook)
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
         run_grade(cfg)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GradeConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK"]
+__all__ = ["GradeConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK", "DISPLAY_CELLS"]
 
 #: The repository holding ``helpers/``, ``autograder/`` and ``assignment/``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -14,6 +14,8 @@ ASSIGNMENT = "pruning"
 NOTEBOOK = "pruning"
 #: The instructor's source notebook: solutions, hidden-test regions and point values.
 SOURCE_NOTEBOOK = REPO_ROOT / "assignment" / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+#: Instructor cells of the notebook that only display (plots, the slider); skipped in lean grading.
+DISPLAY_CELLS = ("part1_plots", "slider", "part2_plots")
 
 
 @dataclass
@@ -41,6 +43,10 @@ class GradeConfig:
         claim_tol: allowed distance between the accuracy a student stored and the accuracy the
             grader measures for that model; both run on the same images, so only device
             rounding separates them.
+        full_notebook: run every cell as students see it. By default (lean) the display-only
+            cells are skipped and check cells run only their hidden regions: neither affects
+            a score (the hidden checks recompute everything the visible ones check), and
+            together they cost about a quarter of a notebook's run time.
     """
 
     submissions: Path
@@ -55,6 +61,7 @@ class GradeConfig:
     sparsity_tol: float = 0.005
     accuracy_band: float = 0.02
     claim_tol: float = 0.005
+    full_notebook: bool = False
 
     def __post_init__(self) -> None:
         # Absolute: notebooks run in their own working folders.

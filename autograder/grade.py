@@ -20,7 +20,7 @@ import os
 import shutil
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import nbformat
@@ -32,11 +32,11 @@ from helpers import load_model
 from helpers.models import model_config
 
 from .collect import ENV_EXPORT
-from .config import REPO_ROOT, SOURCE_NOTEBOOK, GradeConfig
+from .config import DISPLAY_CELLS, REPO_ROOT, SOURCE_NOTEBOOK, GradeConfig
 from .execute import run_notebook
 from .gradebook import prepare_course, read_points, record_submissions, set_scores
 from .report import StudentGrade, summary_table, write_csv, write_feedback
-from .scoring import CHECKS, CheckResult, Reference, build_reference, grading_subset, score_submission
+from .scoring import CHECKS, CheckResult, build_reference, grading_subset, score_submission
 from .submission import Submission, SubmissionError, find_submissions, prepare_notebook, read_notebook
 
 __all__ = ["grade", "kernel_environment"]
@@ -63,21 +63,29 @@ def _zero(points: dict[str, float], message: str) -> list[CheckResult]:
     return [CheckResult(gid, 0.0, points.get(gid, 0.0), [message]) for gid in CHECKS]
 
 
-def _grade_one(sub: Submission, cfg: GradeConfig, ref: Reference, source, data_file: Path,
+def _grade_one(sub: Submission, cfg: GradeConfig, ref: Future, source, data_file: Path,
                points: dict[str, float], work: Path, executed_dir: Path) -> StudentGrade:
+    """Grade one submission and write its feedback (runs in a worker thread)."""
+    grade = _run_and_score(sub, cfg, ref, source, data_file, points, work, executed_dir)
+    write_feedback(cfg.out / "feedback", grade, sum(points[g] for g in CHECKS))
+    return grade
+
+
+def _run_and_score(sub: Submission, cfg: GradeConfig, ref: Future, source, data_file: Path,
+                   points: dict[str, float], work: Path, executed_dir: Path) -> StudentGrade:
     job = Path(tempfile.mkdtemp(prefix=f"{sub.student_id}-", dir=work))
     try:
         try:
             nb = read_notebook(sub.path)
         except SubmissionError as exc:
             return StudentGrade(sub.student_id, f"error: {exc}", _zero(points, str(exc)))
-        nb, notes = prepare_notebook(nb, source)
+        nb, notes = prepare_notebook(nb, source, lean=not cfg.full_notebook, display_cells=DISPLAY_CELLS)
         nbformat.write(nb, job / "pruning.ipynb")
         shutil.copy(data_file, job / "data.npz")  # a private copy: a kernel can only spoil its own
         shutil.copy(cfg.model, job / "model.pt")
         run = run_notebook(job / "pruning.ipynb", job / "executed.ipynb",
                            kernel_environment(job, cfg.threads_per_job), cfg.cell_timeout, cfg.timeout)
-        checks = score_submission(job / "export", ref, cfg, points)
+        checks = score_submission(job / "export", ref.result(), cfg, points)
         executed = None
         if (job / "executed.ipynb").is_file():
             executed = executed_dir / f"{sub.student_id}.ipynb"
@@ -104,15 +112,38 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list[StudentGrade]:
     data = grading_subset(cfg.data_root, cfg.per_class)
     data_file = work / "grading-data.npz"
     np.savez(data_file, **data)
-    ref = build_reference(model, arch, config, [data["X_test"], data["y_test"]], cfg.device)
     points = read_points()
     grade_ids = list(CHECKS)
     max_score = sum(points[g] for g in grade_ids)
     source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
     subs, problems = find_submissions(cfg.submissions)
-    db = prepare_course(cfg.out / "course")
+    shutil.rmtree(cfg.out / "feedback", ignore_errors=True)
 
     grades = [StudentGrade(sid, f"error: {why}", _zero(points, why)) for sid, why in problems]
+    for g in grades:
+        write_feedback(cfg.out / "feedback", g, max_score)
+    # The reference sweeps and the nbgrader course are prepared while the first kernels start.
+    with ThreadPoolExecutor(max_workers=2) as setup:
+        ref = setup.submit(build_reference, model, arch, config, [data["X_test"], data["y_test"]], cfg.device)
+        course = setup.submit(prepare_course, cfg.out / "course")
+        _run_all(subs, cfg, ref, source, data_file, points, work, executed_dir, grades, max_score, progress)
+        db = course.result()
+        ref.result()
+    recorded = {g.student_id: g.executed for g in grades if g.executed}
+    for sid, why in record_submissions(cfg.out / "course", recorded).items():
+        next(g for g in grades if g.student_id == sid).notes.append(why)
+    set_scores(db, {g.student_id: {c.grade_id: c.points for c in g.checks} for g in grades})
+    write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score)
+    shutil.rmtree(work, ignore_errors=True)
+    if progress:
+        print(summary_table(grades, grade_ids, max_score))
+        print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s with --jobs {cfg.jobs}; "
+              f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, "
+              f"gradebook in {db}")
+    return grades
+
+
+def _run_all(subs, cfg, ref, source, data_file, points, work, executed_dir, grades, max_score, progress):
     with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
         futures = {pool.submit(_grade_one, s, cfg, ref, source, data_file, points, work, executed_dir): s
                    for s in subs}
@@ -125,20 +156,6 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list[StudentGrade]:
             except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
                 result = StudentGrade(sub.student_id, f"error: grader failed: {type(exc).__name__}: {exc}",
                                       _zero(points, "the grader failed on this submission"))
+                write_feedback(cfg.out / "feedback", result, max_score)
             grades.append(result)
             bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
-
-    recorded = {g.student_id: g.executed for g in grades if g.executed}
-    for sid, why in record_submissions(cfg.out / "course", recorded).items():
-        next(g for g in grades if g.student_id == sid).notes.append(why)
-    set_scores(db, {g.student_id: {c.grade_id: c.points for c in g.checks} for g in grades})
-    write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score)
-    for g in grades:
-        write_feedback(cfg.out / "feedback", g, max_score)
-    shutil.rmtree(work, ignore_errors=True)
-    if progress:
-        print(summary_table(grades, grade_ids, max_score))
-        print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s with --jobs {cfg.jobs}; "
-              f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, "
-              f"gradebook in {db}")
-    return grades

@@ -22,6 +22,7 @@ __all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionErro
            "strip_hidden_tests"]
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
+_HIDDEN_BODY = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS", re.S | re.M)
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 #: First cell of every graded run: the same random state for python, numpy and torch.
@@ -103,12 +104,29 @@ def read_notebook(path: Path, max_bytes: int = 50_000_000):
     return nb
 
 
-def prepare_notebook(submitted, source) -> tuple[nbformat.NotebookNode, list[str]]:
+def _lean(cell, display_cells):
+    """The grading version of an instructor cell: display cells do nothing and check cells
+    keep only their hidden regions (what the grader needs); their visible parts are
+    recomputed, more strictly, by the hidden checks."""
+    gid = _gid(cell)
+    if gid in display_cells:
+        cell.source = f"# {gid}: display only, skipped by the autograder"
+    elif cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
+        hidden = _HIDDEN_BODY.findall(cell.source)
+        cell.source = ("\n".join(h.strip("\n") for h in hidden) if hidden
+                       else f"# {gid}: scored by the autograder's hidden checks")
+    return cell
+
+
+def prepare_notebook(submitted, source, lean: bool = False,
+                     display_cells: tuple[str, ...] = ()) -> tuple[nbformat.NotebookNode, list[str]]:
     """Return a gradable copy of ``submitted`` and notes on what was restored.
 
     Args:
         submitted: the student's notebook (``nbformat`` node, version 4).
         source: the instructor's source notebook.
+        lean: run only what grading needs (see :func:`_lean`) instead of the whole notebook.
+        display_cells: grade_ids of instructor cells that only display (plots, widgets).
     """
     owned = {_gid(c): c for c in source.cells if _gid(c) and _instructor_owned(c)}
     known = {_gid(c) for c in source.cells if _gid(c)}
@@ -153,6 +171,8 @@ def prepare_notebook(submitted, source) -> tuple[nbformat.NotebookNode, list[str
             seen.add(gid)
         else:
             notes.append(f"answer cell {gid} is missing")
+    if lean:
+        cells = [_lean(c, display_cells) if _gid(c) in owned else c for c in cells]
     nb = copy.deepcopy(submitted)
     nb.cells = [nbformat.v4.new_code_cell(SEED_CELL)] + cells
     nb.metadata["kernelspec"] = copy.deepcopy(source.metadata.get("kernelspec", {}))

@@ -57,10 +57,23 @@ def to_model_input(batch: np.ndarray, device: torch.device | str = "cpu") -> tor
     """
     # np.array copies: memory-mapped batches are read-only, which torch.from_numpy warns about.
     t = torch.from_numpy(np.array(batch, dtype=np.uint8, order="C")).to(device, non_blocking=True)
-    t = t.permute(0, 3, 1, 2).float().div_(255.0)
-    mean = torch.tensor(CINIC10.mean, device=t.device).view(1, 3, 1, 1)
-    std = torch.tensor(CINIC10.std, device=t.device).view(1, 3, 1, 1)
-    return t.sub_(mean).div_(std)
+    # One fused pass: x * (1 / (255 std)) - mean / std. The result keeps the channels-last
+    # memory layout of the uint8 pixels, which the CPU convolutions run fastest on (measured
+    # in benchmarks/history.md).
+    scale, shift = _affine(t.device)
+    return torch.addcmul(shift, t.permute(0, 3, 1, 2).float(), scale)
+
+
+_AFFINE: dict = {}
+
+
+def _affine(device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-channel scale and shift of the normalization, cached per device."""
+    if device not in _AFFINE:
+        mean = torch.tensor(CINIC10.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(CINIC10.std, dtype=torch.float32).view(1, 3, 1, 1)
+        _AFFINE[device] = ((1.0 / (255.0 * std)).to(device), (-mean / std).to(device))
+    return _AFFINE[device]
 
 
 def iterate_batches(n: int, batch_size: int, shuffle: bool = False,

@@ -175,7 +175,7 @@ def get_CINIC10_data(root: str | os.PathLike | None = None, *, n_per_class: int 
         folder = parent / cache_key(source)
         arrays = None if refresh else load_cache(folder, config)
         if arrays is None:
-            folder = build_cache(source, parent, config)
+            folder = build_cache(source, parent, config, progress=progress)
             arrays = load_cache(folder, config)
             if arrays is None:
                 raise DatasetError(f"cache at {folder} could not be read back after building it")

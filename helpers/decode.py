@@ -156,7 +156,7 @@ def _iter_archive(archive: Path, config: CinicConfig):
                            "delete it and download or copy it again") from None
 
 
-def _decode_all(items_by_split, total: int | None, workers: int, desc: str):
+def _decode_all(items_by_split, total: int | None, workers: int, desc: str, progress: bool = True):
     """Decode an iterable of ``(split, key, name, payload)`` in parallel.
 
     Returns ``{split: (X, y)}`` sorted by key.
@@ -172,7 +172,7 @@ def _decode_all(items_by_split, total: int | None, workers: int, desc: str):
             bar.update(len(keys))
 
     with ProcessPoolExecutor(max_workers=workers) as pool, \
-            tqdm(total=total, unit="img", desc=desc) as bar:
+            tqdm(total=total, unit="img", desc=desc, disable=not progress) as bar:
         def submit(split: str, buf: list) -> None:
             pending.append((split, [k for k, _, _ in buf],
                             pool.submit(_decode_chunk, [(n, p) for _, n, p in buf])))
@@ -199,13 +199,14 @@ def _decode_all(items_by_split, total: int | None, workers: int, desc: str):
 
 
 def build_cache(source: Path, cache_dir: Path, config: CinicConfig = CINIC10,
-                workers: int | None = None) -> Path:
+                workers: int | None = None, progress: bool = True) -> Path:
     """Decode ``source`` (extracted folder or archive) into a new cache folder.
 
     Args:
         source: folder holding ``train/ valid/ test/`` or a ``.tar.gz`` archive of that layout.
         cache_dir: parent folder; the arrays go to ``cache_dir/<cache_key(source)>``.
         workers: decoding processes (default: all CPU cores).
+        progress: show a progress bar.
 
     Returns:
         The finished cache folder.
@@ -223,10 +224,10 @@ def build_cache(source: Path, cache_dir: Path, config: CinicConfig = CINIC10,
             listing = _list_folder(source, config)
             total = sum(len(v) for v in listing.values())
             stream = ((s, k, n, p) for s, items in listing.items() for k, n, p in items)
-            arrays = _decode_all(stream, total, workers, f"decoding {source.name}")
+            arrays = _decode_all(stream, total, workers, f"decoding {source.name}", progress)
         else:
             arrays = _decode_all(_iter_archive(source, config), None, workers,
-                                 f"decoding {source.name}")
+                                 f"decoding {source.name}", progress)
             found = {s: {int(c): 1 for c in np.unique(y)} for s, (_, y) in arrays.items()}
             _check_complete(found, source, config)
         counts = {}

@@ -10,8 +10,9 @@ from .batches import check_images_labels, iterate_batches, to_model_input
 
 __all__ = ["test_model", "predict", "default_device"]
 
-#: Batch size used for evaluation; large enough to keep a CPU busy, small enough for Colab.
-EVAL_BATCH_SIZE = 1000
+#: Batch size used for evaluation: the fastest of 500/1000/2000 on a 2-core CPU
+#: (benchmarks/history.md), and small enough for any Colab GPU.
+EVAL_BATCH_SIZE = 500
 
 
 def default_device() -> torch.device:

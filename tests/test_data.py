@@ -270,3 +270,10 @@ def test_saved_npz_subset_loads_and_bad_ones_are_refused(tmp_path):
     np.savez(tmp_path / "pickled.npz", **{**data, "y_val": np.array([object()] * 20)})
     with pytest.raises(DatasetError, match="cannot read"):
         get_CINIC10_data(tmp_path / "pickled.npz")
+
+
+def test_progress_false_is_silent(cinic_tree, capsys):
+    root, _ = cinic_tree
+    get_CINIC10_data(root, progress=False)
+    captured = capsys.readouterr()
+    assert "decoding" not in captured.err and "decoding" not in captured.out

@@ -222,3 +222,20 @@ def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch
     assert len(calls) == 1, "a model that differs is evaluated"
     assert by_id["test_unstructured_sparsity"].points == 0
     assert "not pruned have changed" in by_id["test_unstructured_sparsity"].messages[0]
+
+
+def test_lean_grading_keeps_only_what_scoring_needs(source, release):
+    from autograder.config import DISPLAY_CELLS
+    for name in DISPLAY_CELLS:
+        cell = next(c for c in source.cells if gid(c) == name)
+        meta = cell.metadata["nbgrader"]
+        assert meta["locked"] and not meta["grade"] and not meta["solution"], name
+    nb, notes = prepare_notebook(release, source, lean=True, display_cells=DISPLAY_CELLS)
+    by_id = {gid(c): c for c in nb.cells if gid(c)}
+    assert notes == []
+    for name in DISPLAY_CELLS:
+        assert by_id[name].source.startswith("#") and "\n" not in by_id[name].source
+    export = by_id["test_unstructured_sparsity"].source
+    assert export.strip() == 'import autograder.collect\nautograder.collect.export("unstructured", globals())'
+    assert by_id["test_structured_accuracy"].source.startswith("# test_structured_accuracy")
+    assert by_id["load"].source == next(c for c in source.cells if gid(c) == "load").source

@@ -1,7 +1,8 @@
 """Sample submissions: the reference, other correct solutions, known mistakes, hostile notebooks.
 
-Each ``autograder/samples/<name>.py`` holds the code of the two solution cells (after the
-markers ``### prune_unstructured`` and ``### prune_structured``) and, in its header, the
+Each ``autograder/samples/<name>.py`` holds the code of the solution cells it changes (after
+the markers ``### prune_unstructured`` and ``### prune_structured``; a cell it leaves out is
+the reference solution's, from ``reference.py``) and, in its header, the
 expected outcome: ``# expect-zero:`` lists the graded cells that must score 0 (all others
 score full points) and ``# expect-status:`` the status. They are written into the student
 release to make complete notebooks. A few hostile submissions are built here in code. The
@@ -64,6 +65,8 @@ def load_samples() -> list[Sample]:
     """All samples: those in ``samples/`` plus the built-in release, hostile and broken ones."""
     samples = [_parse(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
     reference = next(s for s in samples if s.name == "reference")
+    for sample in samples:
+        sample.cells = {**reference.cells, **sample.cells}
     everything = set(CHECKS)
     part2 = {g for g in CHECKS if "structured" in g and "unstructured" not in g}
     tamper = (

@@ -15,18 +15,3 @@ for target in TARGETS:
     pruned = prune_unstructured(work, target)
     unstructured_results.append({"target": target, "model": pruned, "sparsity": global_sparsity(pruned),
                                  "accuracy": test_model(pruned, test_data)})
-### prune_structured
-def prune_structured(model, amount):
-    pruned = copy.deepcopy(model)
-    for m in pruned.modules():
-        if isinstance(m, nn.Conv2d):
-            prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)
-    return pruned
-
-
-structured_results = []
-for target in TARGETS:
-    pruned = prune_structured(model, target)
-    sparsity = global_sparsity(pruned, (nn.Conv2d,))
-    accuracy = test_model(pruned, test_data, mode=mode)
-    structured_results.append({"target": target, "model": pruned, "sparsity": sparsity, "accuracy": accuracy})

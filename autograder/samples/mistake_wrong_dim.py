@@ -1,20 +1,6 @@
 # expect-zero: test_structured_filters test_structured_accuracy test_structured_function
 # expect-status: ok
 # Mistake: prunes along dim=1 (input channels) instead of whole filters (dim=0).
-### prune_unstructured
-def prune_unstructured(model, amount):
-    pruned = copy.deepcopy(model)
-    params = [(m, "weight") for m in pruned.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    prune.global_unstructured(params, pruning_method=prune.L1Unstructured, amount=amount)
-    return pruned
-
-
-unstructured_results = []
-for target in TARGETS:
-    pruned = prune_unstructured(model, target)
-    sparsity = global_sparsity(pruned)
-    accuracy = test_model(pruned, test_data, mode=mode)
-    unstructured_results.append({"target": target, "model": pruned, "sparsity": sparsity, "accuracy": accuracy})
 ### prune_structured
 def prune_structured(model, amount):
     pruned = copy.deepcopy(model)

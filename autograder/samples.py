@@ -12,7 +12,6 @@ demo grades them; the tests check every expectation through the real grading com
 from __future__ import annotations
 
 import copy
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -128,6 +127,3 @@ def write_class(dest: Path, samples: list[Sample] | None = None,
             nbformat.write(build_notebook(sample, release), path)
     return samples
 
-
-def describe(samples: list[Sample]) -> str:
-    return json.dumps({s.name: sorted(s.expect_zero) for s in samples}, indent=1)

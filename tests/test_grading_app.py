@@ -112,3 +112,15 @@ def test_jobs_do_not_change_grades_and_runs_repeat(tmp_path, trained_model_path)
     _, two = run_grade(tmp_path / "submitted", tmp_path / "out2", trained_model_path, jobs=2)
     assert one == two
     assert float(one["reference"]["score"]) == 20 and float(one["mistake_random_selection"]["score"]) == 10
+
+
+def test_full_notebook_mode_runs_visible_checks_with_same_score(tmp_path, trained_model_path):
+    write_class(tmp_path / "submitted", [s for s in load_samples() if s.name == "reference"])
+    _, rows = run_grade(tmp_path / "submitted", tmp_path / "out", trained_model_path, jobs=1,
+                        extra=("--full-notebook",))
+    assert float(rows["reference"]["score"]) == 20
+    import nbformat
+    nb = nbformat.read(tmp_path / "out" / "executed" / "reference.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+    assert "OK: every target reached exactly" in printed, "visible checks ran"
+    assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -83,6 +83,15 @@ def _changed_survivors(pairs) -> str | None:
     return None
 
 
+def _smallest_zeroed(pruned_w: torch.Tensor, original_w: torch.Tensor) -> bool:
+    """Within one layer, are the zeroed weights the smallest in magnitude (ties allowed)?"""
+    zero = pruned_w == 0
+    if not zero.any() or zero.all():
+        return True
+    mags = original_w.abs()
+    return float(mags[zero].max()) <= float(mags[~zero].min())
+
+
 def inspect_unstructured(pruned: nn.Module, original: nn.Module, target: float,
                          tol: float = 0.001) -> str | None:
     """Is ``pruned`` the pretrained model with the ``target`` fraction of smallest weights zeroed,
@@ -108,8 +117,8 @@ def inspect_unstructured(pruned: nn.Module, original: nn.Module, target: float,
         largest_pruned = float(mags[zero_mask].max())
         smallest_kept = float(mags[~zero_mask].min())
         if largest_pruned > smallest_kept:
-            per_layer = all(abs(float((wa == 0).float().mean()) - target) <= 0.01 for _, wa, _ in pairs)
-            why = ("every layer was pruned by the same fraction: that is per-layer pruning; "
+            per_layer = all(_smallest_zeroed(wa, wb) for _, wa, wb in pairs)
+            why = ("each layer lost its own smallest weights: that is per-layer pruning; "
                    "use prune.global_unstructured over all layers at once" if per_layer else
                    "the weights set to zero are not the smallest in magnitude (random selection?); "
                    "use L1 (magnitude) pruning")

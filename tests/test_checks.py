@@ -1,0 +1,71 @@
+"""The messages of the checks, on models pruned with each known mistake (no kernel needed)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from autograder import reference
+from helpers import SmallCNN, prunable_layers
+from helpers.checks import check_results, compounded, inspect_structured, inspect_unstructured
+
+
+@pytest.fixture(scope="module")
+def base():
+    torch.manual_seed(0)
+    return SmallCNN().eval()
+
+
+def test_correct_pruning_passes(base):
+    for t in (0.1, 0.35, 0.8):
+        assert inspect_unstructured(reference.prune_unstructured(base, t), base, t) is None
+        assert inspect_structured(reference.prune_structured(base, t), base, t) is None
+
+
+def test_compounding_is_named(base):
+    m = reference.prune_unstructured(base, 0.1)
+    params = [(mod, "weight") for _, mod in prunable_layers(m)]
+    prune.global_unstructured(params, prune.L1Unstructured, amount=0.2)
+    assert "compounds" in inspect_unstructured(m, base, 0.2)
+    assert [round(s, 2) for s in compounded()][:3] == [0.1, 0.28, 0.5]
+
+
+def test_per_layer_and_random_get_different_messages(base):
+    per_layer = copy.deepcopy(base)
+    for _, mod in prunable_layers(per_layer):
+        prune.l1_unstructured(mod, "weight", amount=0.5)
+    assert "per-layer pruning" in inspect_unstructured(per_layer, base, 0.5)
+    torch.manual_seed(1)
+    rand = copy.deepcopy(base)
+    prune.global_unstructured([(mod, "weight") for _, mod in prunable_layers(rand)], prune.RandomUnstructured,
+                              amount=0.5)
+    message = inspect_unstructured(rand, base, 0.5)
+    assert "random selection" in message and "per-layer" not in message
+
+
+def test_structured_mistakes(base):
+    wrong_dim = copy.deepcopy(base)
+    for _, mod in prunable_layers(wrong_dim, (nn.Conv2d,)):
+        prune.ln_structured(mod, "weight", amount=0.5, n=2, dim=1)
+    assert "dim=0" in inspect_structured(wrong_dim, base, 0.5)
+    linear = copy.deepcopy(base)
+    for _, mod in prunable_layers(linear):
+        prune.ln_structured(mod, "weight", amount=0.5, n=2, dim=0)
+    assert "Linear layer" in inspect_structured(linear, base, 0.5)
+
+
+def test_check_results_messages(base):
+    assert "is empty" in check_results([], base, "unstructured")
+    pruned_base = reference.prune_unstructured(base, 0.1)
+    assert "itself is pruned" in check_results([{"x": 1}], pruned_base, "unstructured")
+    good = [{"target": t, "model": reference.prune_unstructured(base, t), "sparsity": t, "accuracy": 0.5}
+            for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
+    assert check_results(good, base, "unstructured") == ""
+    good[2]["sparsity"] = 0.9
+    assert "'sparsity' says 0.9" in check_results(good, base, "unstructured")
+    with pytest.raises(ValueError, match="kind"):
+        check_results(good, base, "sideways")

@@ -90,7 +90,7 @@ def _run_and_score(sub: Submission, cfg: GradeConfig, ref: Future, source, data_
         if (job / "executed.ipynb").is_file():
             executed = executed_dir / f"{sub.student_id}.ipynb"
             shutil.copy(job / "executed.ipynb", executed)
-        return StudentGrade(sub.student_id, run["status"], checks, notes, run.get("seconds"), executed)
+        return StudentGrade(sub.student_id, run["status"], checks, notes, executed=executed)
     finally:
         shutil.rmtree(job, ignore_errors=True)
 

@@ -27,7 +27,6 @@ class StudentGrade:
     status: str
     checks: list[CheckResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
-    seconds: float | None = None
     executed: Path | None = None
 
     @property

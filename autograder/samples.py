@@ -2,7 +2,7 @@
 
 Each ``autograder/samples/<name>.py`` holds the code of the solution cells it changes (after
 the markers ``### prune_unstructured`` and ``### prune_structured``; a cell it leaves out is
-the reference solution's, from ``reference.py``) and, in its header, the
+the reference solution's, taken from the source notebook's solution cells) and, in its header, the
 expected outcome: ``# expect-zero:`` lists the graded cells that must score 0 (all others
 score full points) and ``# expect-status:`` the status. They are written into the student
 release to make complete notebooks. A few hostile submissions are built here in code. The
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT
+from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
 from .scoring import CHECKS
 
 __all__ = ["Sample", "load_samples", "write_class", "RELEASE_NOTEBOOK"]
@@ -60,10 +60,23 @@ def _parse(path: Path) -> Sample:
                   {k: v.strip() + "\n" for k, v in cells.items()})
 
 
+def _reference_sample() -> Sample:
+    """The source notebook's own solution cells (solution markers removed): the reference answer."""
+    source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+    cells = {}
+    for cell in source.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if gid in _SOLUTION_CELLS:
+            lines = [ln for ln in cell.source.splitlines(keepends=True) if "### BEGIN SOLUTION" not in ln
+                     and "### END SOLUTION" not in ln]
+            cells[gid] = "".join(lines).strip() + "\n"
+    return Sample("reference", set(), "ok", cells)
+
+
 def load_samples() -> list[Sample]:
-    """All samples: those in ``samples/`` plus the built-in release, hostile and broken ones."""
-    samples = [_parse(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
-    reference = next(s for s in samples if s.name == "reference")
+    """All samples: the reference, those in ``samples/``, and the built-in release, hostile and broken ones."""
+    reference = _reference_sample()
+    samples = [reference] + [_parse(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
     for sample in samples:
         sample.cells = {**reference.cells, **sample.cells}
     everything = set(CHECKS)

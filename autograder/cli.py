@@ -35,19 +35,26 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--device", default=None, help="cpu or cuda for the grader's measurements")
     grade.add_argument("--full-notebook", action="store_true",
                        help="also run display cells and the visible checks (slower; same scores)")
+    grade.add_argument("--spawn-kernels", action="store_true",
+                       help="start every kernel from scratch instead of forking warm ones (slower; same scores)")
 
     args = parser.parse_args(argv)
     if args.command == "grade":
         from .config import GradeConfig
-        from .grade import grade as run_grade
         try:
             cfg = GradeConfig(submissions=args.submissions, data_root=args.data_root, model=args.model,
                               out=args.out, jobs=args.jobs, timeout=args.timeout, cell_timeout=args.cell_timeout,
                               per_class=args.per_class, device=args.device,
-                              full_notebook=args.full_notebook)
+                              full_notebook=args.full_notebook, warm_kernels=not args.spawn_kernels)
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
-        run_grade(cfg)
+        server = None
+        if cfg.warm_kernels:  # started before the grader's own heavy imports, which it then overlaps
+            from .kernels import ForkServer
+            cfg.out.mkdir(parents=True, exist_ok=True)
+            server = ForkServer.for_threads(cfg.threads_per_job, cfg.out / "kernels.log")
+        from .grade import grade as run_grade
+        run_grade(cfg, server=server)
         return 0
     if args.command == "demo":
         from .demo import main as demo_main

@@ -19,7 +19,7 @@ from helpers import get_CINIC10_data, load_model, save_model, test_model
 from helpers.train import TrainConfig, train_model
 
 from .config import ASSIGNMENT, NOTEBOOK, GradeConfig
-from .gradebook import prepare_course
+from .gradebook import Course
 from .reference import prune_structured, prune_unstructured, sweep
 
 __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
@@ -64,7 +64,7 @@ def main(out: str | Path, data_root: str = "synthetic", jobs: int = 2) -> int:
     print("\n== 3. Student release (nbgrader generate_assignment)")
     course = out / "release-course"
     shutil.rmtree(course, ignore_errors=True)
-    prepare_course(course)
+    Course(course)
     release = course / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
     print(f"release notebook: {release}")
 

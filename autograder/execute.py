@@ -1,145 +1,160 @@
-"""Running one prepared notebook in a fresh Jupyter kernel, with time limits.
+"""Running one prepared notebook in its own Jupyter kernel, with time and output limits.
 
-:func:`run_notebook` (grader side) starts ``python -m autograder.execute`` as a child process
-in its own session and waits for it with a wall-clock limit; that child drives the kernel
-with nbclient (every cell runs even after errors, like nbgrader's Execute), limits each
-cell, kills the kernel when the notebook's time is up, and writes the executed notebook and
-a status file. Whatever the student's code does (hang, exit, flood output, ignore
-interrupts), the grader gets back a status: ``ok``, ``timeout`` or ``error: ...``.
+:func:`run_notebook` drives the kernel with nbclient from the calling thread (every cell
+runs even after errors, like nbgrader's Execute). The kernel is forked by the run's warm
+:class:`~autograder.kernels.ForkServer` when one is given, or spawned the usual way
+otherwise; either way it lives in its own process session, which is killed as a whole when
+the notebook ends or its time is up. Whatever the student's code does (hang, exit, flood
+output, ignore interrupts, start children), the grader gets back a status: ``ok``,
+``timeout`` or ``error: ...``, and the executed notebook is written to ``dst``.
 """
 
 from __future__ import annotations
 
-import argparse
+import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
+from datetime import datetime
 from pathlib import Path
 
-__all__ = ["run_notebook", "main"]
+import nbformat
+from jupyter_core.utils import ensure_event_loop
+from nbclient import NotebookClient
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
-_MAX_OUTPUT_CHARS = 20_000
+from .kernels import ForkedKernelManager, ForkServer
+
+__all__ = ["run_notebook", "cell_seconds", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS"]
+
+#: Text output (streams, tracebacks) one cell may keep, in characters; the rest is dropped.
+MAX_CELL_OUTPUT_CHARS = 20_000
+#: Rich output (figures, HTML, widgets) one cell may keep, in characters of its JSON.
+MAX_CELL_DISPLAY_CHARS = 5_000_000
 
 
-def _limit_outputs(nb) -> None:
-    """Trim huge text outputs so one noisy notebook cannot exhaust memory or the gradebook."""
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            if out.get("output_type") == "stream" and len(out.get("text", "")) > _MAX_OUTPUT_CHARS:
-                out["text"] = out["text"][:_MAX_OUTPUT_CHARS] + "\n... output truncated by the autograder\n"
+def _kind_and_size(msg: dict) -> tuple[str, int]:
+    content = msg.get("content", {})
+    if msg.get("msg_type") == "stream":
+        return "text", len(content.get("text", ""))
+    if msg.get("msg_type") == "error":
+        return "text", sum(len(line) for line in content.get("traceback", []))
+    return "display", len(json.dumps(content.get("data", {}), default=str))
 
 
-def _execute(src: Path, dst: Path, status_path: Path, cell_timeout: float, timeout: float) -> None:
-    import nbformat
-    from nbclient import NotebookClient
-    from nbclient.exceptions import CellTimeoutError, DeadKernelError
+class _LimitedClient(NotebookClient):
+    """nbclient that stops keeping a cell's outputs past the limits above.
 
-    nb = nbformat.read(src, as_version=4)
-    client = NotebookClient(nb, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
-                            interrupt_on_timeout=False, record_timing=True,
-                            resources={"metadata": {"path": str(src.parent)}})
-    status = {"status": "ok", "seconds": None}
-    expired = threading.Event()
-    pid_file = status_path.with_suffix(".kernel-pid")
+    Outputs are cut while they arrive, so a notebook printing or plotting in a loop cannot
+    fill the grader's memory before its time is up.
+    """
 
-    def record_pid(**_kwargs) -> None:
-        pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
-        if pid:
-            pid_file.write_text(str(pid))
+    def output(self, outs, msg, display_id, cell_index):
+        kind, size = _kind_and_size(msg)
+        limit = MAX_CELL_OUTPUT_CHARS if kind == "text" else MAX_CELL_DISPLAY_CHARS
+        used = self._output_chars.get((cell_index, kind), 0)
+        if used > limit:
+            return None
+        used += size
+        self._output_chars[(cell_index, kind)] = used
+        if used > limit:
+            note = nbformat.v4.new_output("stream", name="stderr",
+                                          text=f"\n... {kind} output truncated by the autograder\n")
+            outs.append(note)
+            return note
+        return super().output(outs, msg, display_id, cell_index)
 
-    client.on_notebook_start = record_pid
 
-    def kill_kernel() -> None:
-        expired.set()
-        pid = getattr(getattr(client.km, "provisioner", None), "pid", None)
-        if pid:
+def cell_seconds(nb) -> dict[str, float]:
+    """Seconds each executed code cell ran, from nbclient's timing metadata, by nbgrader grade_id
+    (``cell-<index>`` for cells without one)."""
+    out = {}
+    for i, cell in enumerate(nb.cells):
+        timing = cell.get("metadata", {}).get("execution", {})
+        if "iopub.execute_input" in timing and "shell.execute_reply" in timing:
+            start = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+            gid = cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell-{i}"
+            out[gid] = round((end - start).total_seconds(), 3)
+    return out
+
+
+def _kill_group(pid: int | None) -> None:
+    if pid:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
             try:
-                os.killpg(pid, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except OSError:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
+                pass
 
-    watchdog = threading.Timer(timeout, kill_kernel)
+
+def _cancel_pending_tasks() -> None:
+    """End what an interrupted execution left in this thread's event loop (nbclient's output polling)."""
+    loop = ensure_event_loop()
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+
+
+def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float, timeout: float,
+                 server: ForkServer | None = None, threads: int = 1) -> dict:
+    """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells"}``.
+
+    ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`.
+
+    Args:
+        src: prepared notebook; its folder is the kernel's working folder.
+        dst: where the executed notebook is written (also after errors and timeouts).
+        env: the kernel's environment.
+        cell_timeout: seconds one cell may run.
+        timeout: seconds the whole notebook may run, kernel start included; then the
+            kernel's process group is killed and the status is ``timeout``.
+        server: warm fork server to take the kernel from (``None``: spawn one).
+        threads: torch threads of a forked kernel (a spawned one reads ``OMP_NUM_THREADS``).
+    """
+    nb = nbformat.read(src, as_version=4)
+    km = None
+    if server is not None:
+        km = ForkedKernelManager.for_server(server, threads=threads, log=dst.with_suffix(".kernel.log"))
+    client = _LimitedClient(nb, km=km, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+                            interrupt_on_timeout=False, record_timing=True, shutdown_kernel="immediate",
+                            resources={"metadata": {"path": str(src.parent)}})
+    client._output_chars = {}
+    status = "ok"
+    expired = threading.Event()
+
+    def kernel_pid() -> int | None:
+        return getattr(getattr(client.km, "provisioner", None), "pid", None)
+
+    def expire() -> None:
+        expired.set()
+        _kill_group(kernel_pid())
+
+    watchdog = threading.Timer(timeout, expire)
     watchdog.daemon = True
+    pids: list[int] = []
+    client.on_notebook_start = lambda **_: pids.append(kernel_pid())
     start = time.perf_counter()
     try:
         watchdog.start()
-        client.execute()
+        client.execute(env=env, cleanup_kc=True)
     except CellTimeoutError:
-        status["status"] = "timeout"
+        status = "timeout"
     except DeadKernelError:
-        status["status"] = "timeout" if expired.is_set() else "error: the kernel died (did the notebook exit?)"
+        status = "timeout" if expired.is_set() else "error: the kernel died (did the notebook exit?)"
     except Exception as exc:  # noqa: BLE001 - reported, never raised
-        status["status"] = "timeout" if expired.is_set() else f"error: {type(exc).__name__}: {str(exc)[:200]}"
+        status = "timeout" if expired.is_set() else f"error: {type(exc).__name__}: {str(exc)[:200]}"
     finally:
         watchdog.cancel()
-        if expired.is_set() or status["status"] != "ok":
-            kill_kernel()
-    status["seconds"] = round(time.perf_counter() - start, 2)
-    _limit_outputs(nb)
-    nbformat.write(nb, dst)
-    status_path.write_text(json.dumps(status))
-
-
-def _kill_recorded_kernel(pid_file: Path) -> None:
-    """Kill the kernel the runner started (it lives in its own session)."""
-    try:
-        pid = int(pid_file.read_text())
-        os.killpg(pid, signal.SIGKILL)
-    except (OSError, ValueError):
-        pass
-
-
-def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
-                 timeout: float) -> dict:
-    """Execute ``src`` into ``dst`` in a child process; return ``{"status", "seconds"}``.
-
-    The child gets ``timeout`` seconds for the whole notebook plus a grace period; past
-    that its whole process group is killed and the status is ``timeout``.
-    """
-    status_path = dst.with_suffix(".status.json")
-    status_path.unlink(missing_ok=True)
-    cmd = [sys.executable, "-m", "autograder.execute", str(src), str(dst), str(status_path),
-           "--cell-timeout", str(cell_timeout), "--timeout", str(timeout)]
-    log = dst.with_suffix(".log")
-    start = time.perf_counter()
-    with open(log, "wb") as fh:
-        proc = subprocess.Popen(cmd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True,
-                                cwd=str(src.parent))
-        try:
-            proc.wait(timeout=timeout + 30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-            _kill_recorded_kernel(status_path.with_suffix(".kernel-pid"))
-            return {"status": "timeout", "seconds": round(time.perf_counter() - start, 2)}
-    if status_path.is_file():
-        try:
-            return json.loads(status_path.read_text())
-        except ValueError:
-            pass
-    tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.is_file() else []
-    return {"status": f"error: notebook runner failed ({tail[0][:200] if tail else proc.returncode})",
-            "seconds": round(time.perf_counter() - start, 2)}
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m autograder.execute")
-    parser.add_argument("src", type=Path)
-    parser.add_argument("dst", type=Path)
-    parser.add_argument("status", type=Path)
-    parser.add_argument("--cell-timeout", type=float, required=True)
-    parser.add_argument("--timeout", type=float, required=True)
-    args = parser.parse_args(argv)
-    _execute(args.src, args.dst, args.status, args.cell_timeout, args.timeout)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+        for pid in pids:
+            _kill_group(pid)  # whatever the notebook started dies with it
+        _cancel_pending_tasks()
+    seconds = round(time.perf_counter() - start, 2)
+    nbformat.write(client.nb, dst)
+    return {"status": status, "seconds": seconds, "cells": cell_seconds(client.nb)}

@@ -1,24 +1,30 @@
 """nbgrader's gradebook for a grading run: so instructors can use formgrader and ``nbgrader export``.
 
-The course folder ``<out>/course`` gets the source notebook and a gradebook made by the real
-``nbgrader generate_assignment``. After the notebooks have run, one ``nbgrader autograde``
-call records them all; it is configured not to clear outputs or execute again (the notebooks
-already ran under the grader's limits). Then the automatic scores of the test cells are set
-to the scores computed by :mod:`autograder.scoring`, in place of nbgrader's own (which come
-from the student's kernel and could be forged by student code).
+The course folder ``<out>/course`` gets the source notebook, an ``nbgrader_config.py`` and a
+gradebook made by nbgrader's own ``generate_assignment``. Each executed notebook is recorded
+with nbgrader's own ``autograde`` as soon as its job ends, configured not to clear outputs or
+execute again (the notebooks already ran under the grader's limits). Then the automatic
+scores of the test cells are set to the scores computed by :mod:`autograder.scoring`, in
+place of nbgrader's own (which come from the student's kernel and could be forged).
+
+Both nbgrader steps run in this process through :class:`nbgrader.apps.NbGraderAPI`, the
+API behind formgrader, rather than as ``nbgrader`` commands: one start-up for the whole run,
+and recording overlaps with the notebooks still running. The course folder is the same as
+the commands would make; ``nbgrader`` commands work in it afterwards.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import sys
+import threading
+import warnings
 from pathlib import Path
 
 from .config import ASSIGNMENT, NOTEBOOK, SOURCE_NOTEBOOK
 
-__all__ = ["prepare_course", "record_submissions", "set_scores", "read_points"]
+__all__ = ["Course", "read_points"]
 
 _CONFIG = '''"""Written by the autograder for one grading run."""
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds, LimitOutput,
@@ -33,12 +39,6 @@ c.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades, AssignLatePe
 '''
 
 
-def _nbgrader(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    return subprocess.run([str(bin_dir / "nbgrader"), *args], cwd=cwd, env=env, capture_output=True, text=True)
-
-
 def read_points(source=None) -> dict[str, float]:
     """Points of every graded cell of the source notebook, by grade_id."""
     import nbformat
@@ -47,50 +47,71 @@ def read_points(source=None) -> dict[str, float]:
             for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
 
 
-def prepare_course(course: Path) -> Path:
-    """Create ``course`` with the source notebook and its gradebook; return the gradebook path."""
-    course.mkdir(parents=True, exist_ok=True)
-    src = course / "source" / ASSIGNMENT
-    src.mkdir(parents=True, exist_ok=True)
-    shutil.copy(SOURCE_NOTEBOOK, src / f"{NOTEBOOK}.ipynb")
-    db = (course / "gradebook.db").resolve()
-    (course / "nbgrader_config.py").write_text(_CONFIG.format(db=db))
-    done = _nbgrader(["generate_assignment", ASSIGNMENT, "--force"], course)
-    if done.returncode != 0:
-        raise RuntimeError(f"nbgrader generate_assignment failed:\n{done.stderr[-2000:]}")
-    return db
+class Course:
+    """The nbgrader course folder of one grading run. Thread-safe: calls are serialized.
 
+    Example::
 
-def record_submissions(course: Path, executed: dict[str, Path]) -> dict[str, str]:
-    """Copy executed notebooks into ``submitted/`` and record them with one ``nbgrader autograde``.
-
-    Returns ``{student_id: problem}`` for those nbgrader could not record.
+        course = Course(out / "course")       # source notebook, config, gradebook
+        course.record("s1", executed_nb)     # None, or why nbgrader could not record it
+        course.set_scores({"s1": {"test_unstructured_sparsity": 4.0, ...}})
     """
-    for sid, path in executed.items():
-        dest = course / "submitted" / sid / ASSIGNMENT
+
+    def __init__(self, root: Path):
+        self.root = Path(root).resolve()
+        self.db = self.root / "gradebook.db"
+        self._lock = threading.Lock()
+        src = self.root / "source" / ASSIGNMENT
+        src.mkdir(parents=True, exist_ok=True)
+        shutil.copy(SOURCE_NOTEBOOK, src / f"{NOTEBOOK}.ipynb")
+        (self.root / "nbgrader_config.py").write_text(_CONFIG.format(db=self.db))
+        self._api = self._make_api()
+        with self._lock, _alembic_on_path():
+            done = self._api.generate_assignment(ASSIGNMENT, force=True)
+        if not done["success"]:
+            raise RuntimeError(f"nbgrader generate_assignment failed:\n{done.get('log', '')[-2000:]}")
+
+    def _make_api(self):
+        from nbgrader.apps import NbGraderAPI
+        from nbgrader.coursedir import CourseDirectory
+        from traitlets.config import PyFileConfigLoader
+        config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
+        config.CourseDirectory.root = str(self.root)
+        return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
+
+    def record(self, student_id: str, executed: Path) -> str | None:
+        """Record one executed notebook; return ``None``, or why nbgrader could not record it."""
+        dest = self.root / "submitted" / student_id / ASSIGNMENT
         dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, dest / f"{NOTEBOOK}.ipynb")
-    if not executed:
-        return {}
-    done = _nbgrader(["autograde", ASSIGNMENT, "--force"], course)
-    problems = {}
-    for sid in executed:
-        if not (course / "autograded" / sid / ASSIGNMENT / f"{NOTEBOOK}.ipynb").is_file():
-            problems[sid] = "nbgrader could not record the notebook in the gradebook"
-    if done.returncode != 0 and not problems:
-        problems = {sid: "nbgrader autograde reported an error" for sid in executed}
-    return problems
+        shutil.copy(executed, dest / f"{NOTEBOOK}.ipynb")
+        with self._lock, warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # SQLAlchemy warnings from inside nbgrader
+            done = self._api.autograde(ASSIGNMENT, student_id, force=True, create=True)
+        if done["success"] and (self.root / "autograded" / student_id / ASSIGNMENT / f"{NOTEBOOK}.ipynb").is_file():
+            return None
+        return "nbgrader could not record the notebook in the gradebook"
+
+    def set_scores(self, scores: dict[str, dict[str, float]]) -> None:
+        """Set the automatic score of each graded test cell in the gradebook."""
+        from nbgrader.api import Gradebook, MissingEntry
+        with self._lock, Gradebook(f"sqlite:///{self.db}") as gb:
+            for sid, cells in scores.items():
+                for gid, points in cells.items():
+                    try:
+                        grade = gb.find_grade(gid, NOTEBOOK, ASSIGNMENT, sid)
+                    except MissingEntry:
+                        continue
+                    grade.auto_score = points
+            gb.db.commit()
 
 
-def set_scores(db: Path, scores: dict[str, dict[str, float]]) -> None:
-    """Set the automatic score of each graded test cell in the gradebook."""
-    from nbgrader.api import Gradebook, MissingEntry
-    with Gradebook(f"sqlite:///{db}") as gb:
-        for sid, cells in scores.items():
-            for gid, points in cells.items():
-                try:
-                    grade = gb.find_grade(gid, NOTEBOOK, ASSIGNMENT, sid)
-                except MissingEntry:
-                    continue
-                grade.auto_score = points
-        gb.db.commit()
+class _alembic_on_path:
+    """nbgrader runs ``alembic`` (from this environment) by name when it creates a gradebook."""
+
+    def __enter__(self):
+        self._old = os.environ.get("PATH", "")
+        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self._old}"
+
+    def __exit__(self, *exc):
+        os.environ["PATH"] = self._old
+

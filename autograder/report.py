@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import csv
 import html
+import json
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,7 +18,9 @@ import nbformat
 from .scoring import CheckResult
 from .submission import SEED_CELL, strip_hidden_tests
 
-__all__ = ["StudentGrade", "write_csv", "write_feedback", "summary_table"]
+__all__ = ["StudentGrade", "write_csv", "write_feedback", "write_timings", "summary_table"]
+
+_local = threading.local()
 
 
 @dataclass
@@ -28,6 +32,9 @@ class StudentGrade:
     checks: list[CheckResult] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     executed: Path | None = None
+    #: Seconds spent on this student: ``prepare``, ``kernel`` (the whole notebook run),
+    #: ``score``, ``record``, ``feedback``, and ``cells`` (seconds per graded cell id).
+    timings: dict = field(default_factory=dict)
 
     @property
     def score(self) -> float:
@@ -67,8 +74,9 @@ def _notebook_html(executed: Path) -> str:
                 if out.output_type == "error":
                     out.traceback = [f"{out.ename}: {out.evalue}"]
         cell.source = visible
-    exporter = HTMLExporter(template_name="classic")
-    body, _ = exporter.from_notebook_node(nb)
+    if not hasattr(_local, "exporter"):  # one per thread: building one loads its templates
+        _local.exporter = HTMLExporter(template_name="classic")
+    body, _ = _local.exporter.from_notebook_node(nb)
     return body
 
 
@@ -103,6 +111,12 @@ def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
     out = folder / f"{grade.student_id}.html"
     out.write_text(page, encoding="utf-8")
     return out
+
+
+def write_timings(path: Path, grades: list[StudentGrade], run: dict[str, float]) -> Path:
+    """Write where the time went (``run``: the set-up steps and the wall time; per student) as JSON."""
+    path.write_text(json.dumps({"run": run, "students": {g.student_id: g.timings for g in grades}}, indent=1))
+    return path
 
 
 def summary_table(grades: list[StudentGrade], grade_ids: list[str], max_score: float) -> str:

@@ -9,7 +9,10 @@ accuracies the grader measures itself on its own copy of the grading data.
 
 from __future__ import annotations
 
+import hashlib
 import math
+import threading
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,7 +28,7 @@ from . import reference
 from .collect import UNSEEN_TARGETS
 from .config import GradeConfig
 
-__all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "score_submission"]
+__all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "model_digest", "score_submission"]
 
 #: grade_id of each graded test cell -> (part, what it checks).
 CHECKS = {
@@ -50,9 +53,30 @@ class CheckResult:
     messages: list[str] = field(default_factory=list)
 
 
+def model_digest(model: nn.Module) -> str:
+    """Digest of every tensor in ``model.state_dict()`` (names, dtypes, shapes and bytes).
+
+    Two models with the same digest compute the same function, so they score the same
+    accuracy on the same data and device.
+    """
+    h = hashlib.blake2b(digest_size=32)
+    for name, tensor in sorted(model.state_dict().items()):
+        t = tensor.detach().cpu().contiguous()
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
 @dataclass
 class Reference:
-    """What every submission is compared with, computed once per grading run."""
+    """What every submission is compared with, computed once per grading run.
+
+    ``digests[part][target]`` identifies the reference solution's model at each target.
+    :meth:`accuracy_of` measures a model once per grading run: a model identical to the
+    reference solution's, or to one another submission already stored, reuses that
+    accuracy (most correct submissions are identical to the reference; several students
+    using the same other method often are identical to each other). Thread-safe.
+    """
 
     model: nn.Module
     arch: str
@@ -60,33 +84,50 @@ class Reference:
     test_data: list
     device: str | None
     accuracy: dict[str, dict[float, float]]
-    states: dict[str, dict[float, dict[str, torch.Tensor]]] = field(default_factory=dict)
+    digests: dict[str, dict[float, str]] = field(default_factory=dict)
+    _known: dict[str, Future] = field(default_factory=dict, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def matches(self, part: str, target: float, state: dict) -> bool:
-        """Is ``state`` exactly the reference solution's model at ``target``?
+    def matches(self, part: str, target: float, digest: str) -> bool:
+        """Is the model with ``digest`` exactly the reference solution's model at ``target``?"""
+        return self.digests.get(part, {}).get(target) == digest
 
-        Identical weights give identical accuracy on the same data and device, so a match
-        needs no evaluation (most correct submissions match exactly).
-        """
-        ref = self.states.get(part, {}).get(target)
-        if ref is None or not isinstance(state, dict) or state.keys() != ref.keys():
-            return False
-        return all(isinstance(state[k], torch.Tensor) and state[k].shape == v.shape and torch.equal(state[k], v)
-                   for k, v in ref.items())
+    def remember(self, digest: str, accuracy: float) -> None:
+        """Record the measured accuracy of the model with ``digest``."""
+        done: Future = Future()
+        done.set_result(accuracy)
+        with self._lock:
+            self._known.setdefault(digest, done)
+
+    def accuracy_of(self, model: nn.Module, digest: str) -> float:
+        """Accuracy of ``model`` on the grading data, measured at most once per digest."""
+        with self._lock:
+            pending = self._known.get(digest)
+            mine = pending is None
+            if mine:
+                pending = self._known[digest] = Future()
+        if mine:
+            try:
+                pending.set_result(test_model(model, self.test_data, device=self.device, verbose=False))
+            except BaseException as exc:
+                with self._lock:
+                    del self._known[digest]
+                pending.set_exception(exc)
+        return pending.result()
 
 
 def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None) -> Reference:
-    """Run the reference solution's sweeps on the grading data and keep their accuracies and weights."""
-    acc: dict[str, dict[float, float]] = {}
-    states: dict[str, dict[float, dict]] = {}
+    """Run the reference solution's sweeps on the grading data and keep their accuracies and digests."""
+    ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy={})
     for part, fn in (("unstructured", reference.prune_unstructured), ("structured", reference.prune_structured)):
-        acc[part], states[part] = {}, {}
+        ref.accuracy[part], ref.digests[part] = {}, {}
         for t in TARGETS:
-            pruned = fn(model, t)
-            acc[part][t] = test_model(pruned, test_data, device=device, verbose=False)
-            states[part][t] = plain_state_dict(pruned)
-    return Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy=acc,
-                     states=states)
+            pruned, _ = _model_from_state(plain_state_dict(fn(model, t)), ref)
+            digest = model_digest(pruned)
+            ref.accuracy[part][t] = test_model(pruned, test_data, device=device, verbose=False)
+            ref.digests[part][t] = digest
+            ref.remember(digest, ref.accuracy[part][t])
+    return ref
 
 
 def _load_export(path: Path):
@@ -150,13 +191,12 @@ def _score_part(part: str, record, ref: Reference, cfg: GradeConfig) -> dict[str
             problems["accuracy"].append(f"target {target:.2f}: {problem}")
             continue
         expected = ref.accuracy[part][target]
-        if ref.matches(part, target, item.get("state")):
-            measured = expected  # the reference model itself: nothing to inspect or evaluate
-        else:
+        digest = model_digest(model)
+        if not ref.matches(part, target, digest):  # the reference model itself needs no inspection
             msg = _inspect(part, model, ref, target, cfg)
             if msg:
                 problems["structure"].append(msg if msg.startswith("target") else f"target {target:.2f}: {msg}")
-            measured = test_model(model, ref.test_data, device=ref.device, verbose=False)
+        measured = ref.accuracy_of(model, digest)
         if abs(measured - expected) > cfg.accuracy_band:
             problems["accuracy"].append(
                 f"target {target:.2f}: the model scores {measured:.4f}, the reference solution {expected:.4f} "

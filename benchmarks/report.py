@@ -38,16 +38,24 @@ def write_markdown(r: dict, path: Path) -> None:
                   f"{_met(d['resident_ratio'], 1.1, False)} |"]
     g = r.get("grading")
     if g:
-        lines += [f"| grading {g['submissions']} submissions: plain sequential `nbgrader autograde` | "
-                  f"{g['plain_nbgrader_s_per_submission']} s/submission | - | - |",
-                  f"| grading: ours `--jobs 1` | {g['ours_jobs1_s_per_submission']} s/submission | - | - |",
-                  f"| grading: ours `--jobs 2` | {g['ours_jobs2_s_per_submission']} s/submission | - | - |",
-                  f"| grading: speed-up of `--jobs 2` over plain nbgrader | {g['speedup_jobs2_vs_plain']}x | >= 2x | "
-                  f"{_met(g['speedup_jobs2_vs_plain'], 2.0)} |",
-                  f"| grading: fixed overhead per submission (`--jobs 1` time minus student cells) | "
-                  f"{g['fixed_overhead_s_per_submission']} s | <= 2 s | "
-                  f"{_met(g['fixed_overhead_s_per_submission'], 2.0, False)} |",
-                  f"| grading: identical scores in all three | {g['scores_identical']} | True | "
+        per, sp, ov = g["seconds_per_submission"], g["speedup_jobs2_vs_plain"], g["fixed_overhead_s_per_submission"]
+
+        def row(label, t, unit=" s/submission", target="-", status="-"):
+            return f"| {label} | {t['median_s']}{unit} ({t['min_s']}-{t['max_s']}) | {target} | {status} |"
+
+        lines += [row(f"grading {g['submissions']} submissions ({g['rounds']} rounds): plain sequential "
+                      "`nbgrader autograde`", per["plain"]),
+                  row("grading: ours `--jobs 1`", per["jobs1"]),
+                  row("grading: ours `--jobs 2`", per["jobs2"]),
+                  row("grading: ours `--jobs 2 --spawn-kernels` (no warm kernels)", per["jobs2_spawn"]),
+                  row("grading: speed-up of `--jobs 2` over plain nbgrader (per round)", sp, "x", ">= 2x",
+                      _met(sp["median_s"], 2.0)),
+                  row("grading: fixed overhead per submission, `--jobs 1` (its time in the grader minus the "
+                      "student's two answer cells; median over submissions and rounds)", ov, " s", "<= 2 s",
+                      _met(ov["median_s"], 2.0, False)),
+                  row("grading: per-run set-up (start-up, reference sweeps, gradebook) spread over the "
+                      f"{g['submissions']} submissions, `--jobs 1`", g["run_setup_s_per_submission"], " s"),
+                  f"| grading: identical scores in all runs | {g['scores_identical']} | True | "
                   f"{'met' if g['scores_identical'] else '**missed**'} |"]
     n = r.get("notebook")
     if n:

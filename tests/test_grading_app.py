@@ -8,6 +8,7 @@ of ``python -m autograder grade --jobs 2`` and checks every cell of every row.
 from __future__ import annotations
 
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -105,10 +106,21 @@ def test_summary_table_is_printed(graded_class):
     assert "student" in proc.stdout and "reference" in proc.stdout and "with --jobs 2" in proc.stdout
 
 
-def test_jobs_do_not_change_grades_and_runs_repeat(tmp_path, trained_model_path):
+def test_timings_say_where_the_time_went(graded_class):
+    _, rows, out, _ = graded_class
+    timings = json.loads((out / "timings.json").read_text())
+    assert {"data", "reference", "course", "wall"} <= set(timings["run"])
+    ref = timings["students"]["reference"]
+    assert {"prepare", "kernel", "score", "record", "feedback"} <= set(ref)
+    assert 0 < ref["cells"]["prune_unstructured"] < ref["kernel"]
+    assert set(timings["students"]) == set(rows)
+
+
+def test_jobs_and_kernel_kind_do_not_change_grades_and_runs_repeat(tmp_path, trained_model_path):
     names = {"reference", "mistake_random_selection", "correct_manual_topk"}
     write_class(tmp_path / "submitted", [s for s in load_samples() if s.name in names])
-    _, one = run_grade(tmp_path / "submitted", tmp_path / "out1", trained_model_path, jobs=1)
+    _, one = run_grade(tmp_path / "submitted", tmp_path / "out1", trained_model_path, jobs=1,
+                       extra=("--spawn-kernels",))
     _, two = run_grade(tmp_path / "submitted", tmp_path / "out2", trained_model_path, jobs=2)
     assert one == two
     assert float(one["reference"]["score"]) == 20 and float(one["mistake_random_selection"]["score"]) == 10

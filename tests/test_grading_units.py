@@ -220,6 +220,8 @@ def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch
     torch.save(record, tmp_path / "unstructured.pt")
     by_id = {c.grade_id: c for c in score_submission(tmp_path, ref, cfg, read_points())}
     assert len(calls) == 1, "a model that differs is evaluated"
+    score_submission(tmp_path, ref, cfg, read_points())
+    assert len(calls) == 1, "a model measured before (same digest) is not evaluated again"
     assert by_id["test_unstructured_sparsity"].points == 0
     assert "not pruned have changed" in by_id["test_unstructured_sparsity"].messages[0]
 

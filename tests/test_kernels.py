@@ -1,0 +1,133 @@
+"""Kernels forked warm by the fork server: isolation, environment, limits, clean-up.
+
+Every test runs real Jupyter kernels through :func:`autograder.execute.run_notebook`, the
+function the grader uses, and compares with a kernel spawned the usual way where it matters.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import nbformat
+import pytest
+
+from autograder.execute import MAX_CELL_OUTPUT_CHARS, run_notebook
+from autograder.kernels import ForkServer, kernel_environment
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    srv = ForkServer.for_threads(1, tmp_path_factory.mktemp("server") / "kernels.log")
+    yield srv
+    srv.close()
+
+
+def run(tmp_path, name, sources, server=None, timeout=60.0):
+    job = tmp_path / name
+    job.mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nbformat.write(nb, job / "nb.ipynb")
+    status = run_notebook(job / "nb.ipynb", job / "out.ipynb", kernel_environment(job, 1), cell_timeout=timeout,
+                          timeout=timeout, server=server, threads=1)
+    executed = nbformat.read(job / "out.ipynb", as_version=4)
+    texts = ["".join(o.get("text", "") or o.get("ename", "") for o in c.outputs) for c in executed.cells]
+    return status, texts, job
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def test_forked_kernel_has_its_job_environment(tmp_path, server):
+    status, texts, job = run(tmp_path, "env", [
+        "import os, sys, torch\n"
+        "print(os.getcwd()); print(os.environ['CINIC10_ROOT']); print(torch.get_num_threads())\n"
+        "print(sys.path[0] == '', 'torch' in sys.modules)"], server)
+    assert status["status"] == "ok"
+    assert texts[0].split() == [str(job), str(job / "data.npz"), "1", "True", "True"]
+
+
+def test_what_one_notebook_changes_never_reaches_the_next(tmp_path, server):
+    status, _, _ = run(tmp_path, "first", [
+        "import helpers, os\nhelpers.test_model = None\nos.environ['LEAK'] = '1'\nMARKER = 1"], server)
+    assert status["status"] == "ok"
+    status, texts, _ = run(tmp_path, "second", [
+        "import helpers, os\nprint(helpers.test_model is None, 'LEAK' in os.environ, 'MARKER' in globals())"],
+        server)
+    assert texts[0].split() == ["False", "False", "False"]
+
+
+def test_children_of_a_notebook_die_with_it(tmp_path, server):
+    status, texts, _ = run(tmp_path, "children", [
+        "import subprocess\nchild = subprocess.Popen(['sleep', '300'])\nprint(child.pid)"], server)
+    assert status["status"] == "ok"
+    pid = int(texts[0])
+    deadline = time.monotonic() + 5
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid)
+
+
+def test_subprocess_wait_works_in_a_forked_kernel(tmp_path, server):
+    # The server ignores SIGCHLD to reap its kernels; the kernels must not inherit that.
+    status, texts, _ = run(tmp_path, "wait", ["import subprocess\nprint(subprocess.run(['true']).returncode)"],
+                           server)
+    assert status["status"] == "ok" and texts[0].strip() == "0"
+
+
+def test_an_endless_notebook_times_out_and_is_killed(tmp_path, server):
+    start = time.perf_counter()
+    status, texts, _ = run(tmp_path, "loop", ["import os\nprint(os.getpid(), flush=True)", "while True:\n    pass"],
+                           server, timeout=4)
+    assert status["status"] == "timeout"
+    assert time.perf_counter() - start < 20
+    time.sleep(0.5)
+    assert not alive(int(texts[0]))
+
+
+def test_a_notebook_that_exits_reports_a_dead_kernel(tmp_path, server):
+    status, _, _ = run(tmp_path, "exit", ["print(1)", "import os\nos._exit(3)", "print(2)"], server)
+    assert status["status"].startswith("error: the kernel died")
+
+
+def test_flooding_output_is_cut_while_it_arrives(tmp_path, server):
+    status, texts, _ = run(tmp_path, "flood", ["for i in range(100_000):\n    print('x' * 40)", "print('after')"],
+                           server)
+    assert status["status"] == "ok"
+    assert len(texts[0]) < 2 * MAX_CELL_OUTPUT_CHARS
+    assert "text output truncated by the autograder" in texts[0]
+    assert texts[1].strip() == "after"
+
+
+def test_figures_are_kept(tmp_path, server):
+    job_status, _, job = run(tmp_path, "figure", [
+        "import matplotlib.pyplot as plt\n%matplotlib inline", "plt.plot([1, 2])\nplt.show()"], server)
+    executed = nbformat.read(job / "out.ipynb", as_version=4)
+    assert job_status["status"] == "ok"
+    assert any("image/png" in o.get("data", {}) for o in executed.cells[1].outputs)
+
+
+def test_spawned_kernel_gives_the_same_result(tmp_path, server):
+    cells = ["import torch\ntorch.manual_seed(0)\nprint(float(torch.randn(3).sum()))"]
+    _, forked, _ = run(tmp_path, "forked", cells, server)
+    status, spawned, _ = run(tmp_path, "spawned", cells, None)
+    assert status["status"] == "ok" and forked == spawned
+
+
+def test_the_kernels_go_when_the_server_stops(tmp_path):
+    srv = ForkServer.for_threads(1, tmp_path / "kernels.log")
+    job = tmp_path / "job"
+    job.mkdir()
+    pid = srv.spawn(["--HistoryManager.hist_file=:memory:", "-f", str(job / "conn.json")], kernel_environment(job, 1),
+                    job, job / "kernel.log", 1)
+    assert alive(pid)
+    srv.close()
+    deadline = time.monotonic() + 10
+    while alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not alive(pid), "a kernel must not outlive its server (ipykernel's parent poller)"

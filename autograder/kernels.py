@@ -203,7 +203,7 @@ class ForkedKernelManager(AsyncKernelManager):
 def _become_kernel(request: dict) -> None:
     """In the forked child: take the job's session, files and environment, then run ipykernel."""
     os.setsid()
-    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server ignores it; student code may wait on children
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the server reaps its kernels; student code its own children
     log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
@@ -224,6 +224,18 @@ def _become_kernel(request: dict) -> None:
     IPKernelApp.launch_instance(argv=argv)
 
 
+def _reap(_signum=None, _frame=None) -> None:
+    """Reap exited kernels (waiting, rather than ignoring SIGCHLD, keeps their resource usage
+    in this process's children totals, which the grader's memory figures read)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
 def main() -> int:
     """Run the fork server on stdin/stdout (see the module docstring)."""
     import importlib
@@ -232,7 +244,7 @@ def main() -> int:
             importlib.import_module(name)
         except ImportError:  # only a head start: the kernel imports what it needs itself
             pass
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # kernels are reaped as they exit
+    signal.signal(signal.SIGCHLD, _reap)
     out = sys.stdout.buffer
     out.write(b'{"ready": true}\n')
     out.flush()

@@ -74,7 +74,7 @@ def test_children_of_a_notebook_die_with_it(tmp_path, server):
 
 
 def test_subprocess_wait_works_in_a_forked_kernel(tmp_path, server):
-    # The server ignores SIGCHLD to reap its kernels; the kernels must not inherit that.
+    # The server reaps its kernels from a SIGCHLD handler; the kernels must not inherit it.
     status, texts, _ = run(tmp_path, "wait", ["import subprocess\nprint(subprocess.run(['true']).returncode)"],
                            server)
     assert status["status"] == "ok" and texts[0].strip() == "0"

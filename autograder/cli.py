@@ -49,8 +49,8 @@ def main(argv: list[str] | None = None) -> int:
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
         server = None
-        if cfg.warm_kernels:  # started before the grader's own heavy imports, which it then overlaps
-            from .kernels import ForkServer
+        from .kernels import ForkServer
+        if cfg.warm_kernels and ForkServer.supported():  # started before the grader's heavy imports
             cfg.out.mkdir(parents=True, exist_ok=True)
             server = ForkServer.for_threads(cfg.threads_per_job, cfg.out / "kernels.log")
         from .grade import grade as run_grade

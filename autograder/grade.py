@@ -124,7 +124,7 @@ def grade(cfg: GradeConfig, progress: bool = True, server: ForkServer | None = N
     executed_dir.mkdir()
     torch.set_num_threads(cfg.threads_per_job)
     # Started first: it imports torch and ipykernel while this process prepares the data.
-    if server is None and cfg.warm_kernels:
+    if server is None and cfg.warm_kernels and ForkServer.supported():
         server = ForkServer.for_threads(cfg.threads_per_job, cfg.out / "kernels.log")
     try:
         return _grade_all(cfg, start, work, executed_dir, server, progress)

@@ -71,12 +71,18 @@ def kernel_environment(job: Path | None, threads: int) -> dict[str, str]:
 
 
 class ForkServer:
-    """Grader side of the fork server: start it, ask it for kernels, stop it.
+    """Grader side of the fork server: start it, ask it for kernels, stop it. POSIX only
+    (see :meth:`supported`).
 
     ``env`` is the server's environment; variables read once at interpreter start
     (``PYTHONHASHSEED``, ``PYTHONPATH``, ``OMP_NUM_THREADS``) must be set here, since the
     kernels inherit the interpreter rather than start one. Thread-safe.
     """
+
+    @staticmethod
+    def supported() -> bool:
+        """Can this platform fork kernels (``os.fork`` and ``os.setsid``; not Windows)?"""
+        return hasattr(os, "fork") and hasattr(os, "setsid")
 
     @classmethod
     def for_threads(cls, threads: int, log: Path) -> ForkServer:
@@ -159,11 +165,17 @@ class _ForkedProcess:
 
 
 class _ForkedProvisioner(LocalProvisioner):
-    """A local provisioner whose ``launch_kernel`` asks the fork server instead of spawning."""
+    """A local provisioner whose ``launch_kernel`` asks the fork server instead of spawning.
+
+    If the server cannot give a kernel, the kernel is spawned the usual way.
+    """
 
     server: ForkServer | None = None
     threads: int = 1
     log: Path | None = None
+
+    def log_warning(self, message: str) -> None:
+        print(f"warning: {message}", file=sys.stderr)
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         if "ipykernel_launcher" not in cmd:
@@ -171,7 +183,11 @@ class _ForkedProvisioner(LocalProvisioner):
         argv = cmd[cmd.index("ipykernel_launcher") + 1:]
         cwd = Path(kwargs.get("cwd") or os.getcwd())
         env = dict(kwargs.get("env") or os.environ)
-        pid = self.server.spawn(argv, env, cwd, self.log or cwd / "kernel.log", self.threads)
+        try:
+            pid = self.server.spawn(argv, env, cwd, self.log or cwd / "kernel.log", self.threads)
+        except (OSError, RuntimeError, ValueError) as exc:  # never fail a student for the server's sake
+            self.log_warning(f"warm kernel unavailable ({exc}); starting one the usual way")
+            return await super().launch_kernel(cmd, **kwargs)
         self.process = _ForkedProcess(pid)
         self.pid = self.pgid = pid
         self.cwd = cwd

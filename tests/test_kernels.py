@@ -131,3 +131,10 @@ def test_the_kernels_go_when_the_server_stops(tmp_path):
     while alive(pid) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not alive(pid), "a kernel must not outlive its server (ipykernel's parent poller)"
+
+
+def test_a_dead_server_falls_back_to_spawning(tmp_path):
+    srv = ForkServer.for_threads(1, tmp_path / "kernels.log")
+    srv.close()
+    status, texts, _ = run(tmp_path, "fallback", ["print(6 * 7)"], srv)
+    assert status["status"] == "ok" and texts[0].strip() == "42"

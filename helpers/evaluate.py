@@ -10,11 +10,12 @@ from .batches import check_images_labels, iterate_batches, to_model_input
 
 __all__ = ["test_model", "predict", "default_device"]
 
-#: Batch size used for evaluation. Measured on a 2-core CPU (benchmarks/history.md): 200
-#: was the fastest of 64...500 at 1 and 2 threads. Its largest activation (200 x 32 x 32 x 32
-#: float32, 26 MB) stays under glibc's 32 MB ceiling for reusing freed heap memory; at 256
-#: and above every batch maps fresh pages from the OS, and page faults cost up to 40% more time.
-EVAL_BATCH_SIZE = 200
+#: Batch size used for evaluation. Measured on a 2-core CPU (benchmarks/history.md): 100 and
+#: 200 were the fastest of 64...500, interleaved repeats favouring 100. Its largest activation
+#: (100 x 32 x 32 x 32 float32, 13 MB) stays well under glibc's 32 MB ceiling for reusing freed
+#: heap memory; at 256 and above every batch maps fresh pages from the OS, and page faults cost
+#: up to 40% more time.
+EVAL_BATCH_SIZE = 100
 
 
 def default_device() -> torch.device:

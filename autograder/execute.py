@@ -51,6 +51,10 @@ class _LimitedClient(NotebookClient):
     fill the grader's memory before its time is up.
     """
 
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._output_chars: dict[tuple[int, str], int] = {}
+
     def output(self, outs, msg, display_id, cell_index):
         kind, size = _kind_and_size(msg)
         limit = MAX_CELL_OUTPUT_CHARS if kind == "text" else MAX_CELL_DISPLAY_CHARS
@@ -103,7 +107,7 @@ def _cancel_pending_tasks() -> None:
 
 
 def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float, timeout: float,
-                 server: ForkServer | None = None, threads: int = 1) -> dict:
+                 server: ForkServer | None = None) -> dict:
     """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells"}``.
 
     ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`.
@@ -111,21 +115,19 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
     Args:
         src: prepared notebook; its folder is the kernel's working folder.
         dst: where the executed notebook is written (also after errors and timeouts).
-        env: the kernel's environment.
+        env: the kernel's environment (``OMP_NUM_THREADS`` sets torch's threads).
         cell_timeout: seconds one cell may run.
         timeout: seconds the whole notebook may run, kernel start included; then the
             kernel's process group is killed and the status is ``timeout``.
         server: warm fork server to take the kernel from (``None``: spawn one).
-        threads: torch threads of a forked kernel (a spawned one reads ``OMP_NUM_THREADS``).
     """
     nb = nbformat.read(src, as_version=4)
     km = None
     if server is not None:
-        km = ForkedKernelManager.for_server(server, threads=threads, log=dst.with_suffix(".kernel.log"))
+        km = ForkedKernelManager.for_server(server, log=dst.with_suffix(".kernel.log"))
     client = _LimitedClient(nb, km=km, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=False, record_timing=True, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(src.parent)}})
-    client._output_chars = {}
     status = "ok"
     expired = threading.Event()
 

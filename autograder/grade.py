@@ -93,7 +93,7 @@ def _run_and_score(sub: Submission, run: _Run) -> StudentGrade:
         shutil.copy(cfg.model, job / "model.pt")
         timings = {"prepare": round(time.perf_counter() - start, 3)}
         done = run_notebook(job / "pruning.ipynb", job / "executed.ipynb", kernel_environment(job, cfg.threads_per_job),
-                            cfg.cell_timeout, cfg.timeout, server=run.server, threads=cfg.threads_per_job)
+                            cfg.cell_timeout, cfg.timeout, server=run.server)
         ref = run.ref.result()
         start = time.perf_counter()
         checks = score_submission(job / "export", ref, cfg, points)

@@ -17,7 +17,7 @@ provisioner, so notebooks are still executed by nbclient over the Jupyter protoc
 with a spawned kernel.
 
 Protocol (stdin/stdout of the server, one JSON object per line): the server first writes
-``{"ready": true}``; each request ``{"argv", "env", "cwd", "log", "threads"}`` is answered with
+``{"ready": true}``; each request ``{"argv", "env", "cwd", "log"}`` is answered with
 ``{"pid": int}`` or ``{"error": str}``.
 """
 
@@ -104,12 +104,15 @@ class ForkServer:
                                f"see {self._log.name}")
         return json.loads(line)
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path, threads: int) -> int:
-        """Fork a kernel running ``ipykernel`` with ``argv``; return its pid (also its process group)."""
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path) -> int:
+        """Fork a kernel running ``ipykernel`` with ``argv``; return its pid (also its process group).
+
+        Like a spawned kernel, it takes torch's thread count from ``OMP_NUM_THREADS`` in ``env``.
+        """
         with self._lock:
             if not self._ready:
                 self._ready = bool(self._reply().get("ready"))
-            request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log), "threads": threads}
+            request = {"argv": argv, "env": env, "cwd": str(cwd), "log": str(log)}
             self._proc.stdin.write((json.dumps(request) + "\n").encode())
             self._proc.stdin.flush()
             reply = self._reply()
@@ -171,7 +174,6 @@ class _ForkedProvisioner(LocalProvisioner):
     """
 
     server: ForkServer | None = None
-    threads: int = 1
     log: Path | None = None
 
     def log_warning(self, message: str) -> None:
@@ -184,7 +186,7 @@ class _ForkedProvisioner(LocalProvisioner):
         cwd = Path(kwargs.get("cwd") or os.getcwd())
         env = dict(kwargs.get("env") or os.environ)
         try:
-            pid = self.server.spawn(argv, env, cwd, self.log or cwd / "kernel.log", self.threads)
+            pid = self.server.spawn(argv, env, cwd, self.log or cwd / "kernel.log")
         except (OSError, RuntimeError, ValueError) as exc:  # never fail a student for the server's sake
             self.log_warning(f"warm kernel unavailable ({exc}); starting one the usual way")
             return await super().launch_kernel(cmd, **kwargs)
@@ -200,16 +202,16 @@ class ForkedKernelManager(AsyncKernelManager):
     Example::
 
         server = ForkServer(env, work / "forkserver.log")
-        km = ForkedKernelManager.for_server(server, threads=1, log=job / "kernel.log")
+        km = ForkedKernelManager.for_server(server, log=job / "kernel.log")
         NotebookClient(nb, km=km, resources={"metadata": {"path": str(job)}}).execute(env=job_env)
     """
 
     @classmethod
-    def for_server(cls, server: ForkServer, threads: int, log: Path) -> ForkedKernelManager:
+    def for_server(cls, server: ForkServer, log: Path) -> ForkedKernelManager:
         km = cls(kernel_name="python3")
         km.kernel_id = str(uuid.uuid4())
         provisioner = _ForkedProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
-        provisioner.server, provisioner.threads, provisioner.log = server, threads, log
+        provisioner.server, provisioner.log = server, log
         km.provisioner = provisioner
         return km
 
@@ -235,7 +237,8 @@ def _become_kernel(request: dict) -> None:
     argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
     sys.argv = ["ipykernel_launcher", *argv]
     import torch
-    torch.set_num_threads(int(request["threads"]))
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # read by OpenMP only at start-up, so set here
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from ipykernel.kernelapp import IPKernelApp
     IPKernelApp.launch_instance(argv=argv)
 

@@ -23,13 +23,13 @@ def server(tmp_path_factory):
     srv.close()
 
 
-def run(tmp_path, name, sources, server=None, timeout=60.0):
+def run(tmp_path, name, sources, server=None, timeout=60.0, threads=1):
     job = tmp_path / name
     job.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     nbformat.write(nb, job / "nb.ipynb")
-    status = run_notebook(job / "nb.ipynb", job / "out.ipynb", kernel_environment(job, 1), cell_timeout=timeout,
-                          timeout=timeout, server=server, threads=1)
+    status = run_notebook(job / "nb.ipynb", job / "out.ipynb", kernel_environment(job, threads), cell_timeout=timeout,
+                          timeout=timeout, server=server)
     executed = nbformat.read(job / "out.ipynb", as_version=4)
     texts = ["".join(o.get("text", "") or o.get("ename", "") for o in c.outputs) for c in executed.cells]
     return status, texts, job
@@ -47,9 +47,10 @@ def test_forked_kernel_has_its_job_environment(tmp_path, server):
     status, texts, job = run(tmp_path, "env", [
         "import os, sys, torch\n"
         "print(os.getcwd()); print(os.environ['CINIC10_ROOT']); print(torch.get_num_threads())\n"
-        "print(sys.path[0] == '', 'torch' in sys.modules)"], server)
+        "print(sys.path[0] == '', 'torch' in sys.modules)"], server, threads=2)
     assert status["status"] == "ok"
-    assert texts[0].split() == [str(job), str(job / "data.npz"), "1", "True", "True"]
+    # The server was started for 1 thread; the job's OMP_NUM_THREADS=2 must win, as in a spawned kernel.
+    assert texts[0].split() == [str(job), str(job / "data.npz"), "2", "True", "True"]
 
 
 def test_what_one_notebook_changes_never_reaches_the_next(tmp_path, server):
@@ -124,7 +125,7 @@ def test_the_kernels_go_when_the_server_stops(tmp_path):
     job = tmp_path / "job"
     job.mkdir()
     pid = srv.spawn(["--HistoryManager.hist_file=:memory:", "-f", str(job / "conn.json")], kernel_environment(job, 1),
-                    job, job / "kernel.log", 1)
+                    job, job / "kernel.log")
     assert alive(pid)
     srv.close()
     deadline = time.monotonic() + 10

@@ -23,8 +23,12 @@ def write_markdown(r: dict, path: Path) -> None:
     e = r.get("eval")
     if e:
         lines += [f"| evaluation: `test_model` vs bare `model(x)` (batch {e['bare_best_batch_size']}), "
-                  f"{e['images']:,} images | {e['ratio']} ({e['test_model_images_per_s']:,} vs "
-                  f"{e['bare_images_per_s']:,} img/s) | >= 0.95 | {_met(e['ratio'], 0.95)} |"]
+                  f"{e['images']:,} images, median of {e.get('rounds', 1)} interleaved rounds | {e['ratio']} "
+                  f"(per round {', '.join(map(str, e.get('ratio_per_round', [e['ratio']])))}; "
+                  f"{e['test_model_images_per_s']:,} vs {e['bare_images_per_s']:,} img/s) | >= 0.95 | "
+                  f"{_met(e['ratio'], 0.95)} |",
+                  f"| evaluation: bare loop by batch size (img/s, {e.get('bare_scan_images', e['images']):,} images) | "
+                  + ", ".join(f"{bs}: {v:,}" for bs, v in e["bare_by_batch_size"].items()) + " | - | - |"]
     d = r.get("data")
     if d:
         lines += [f"| data: first load (decode + cache) of {d['images']:,} PNGs | {d['first_load']['median_s']} s "

@@ -52,7 +52,15 @@ def venv_env():
 
 
 # ---------------------------------------------------------------------------------------------
-def bench_eval(n_images: int) -> dict:
+def bench_eval(n_images: int, rounds: int) -> dict:
+    """``test_model`` vs a bare ``model(x)`` loop over pre-normalized input.
+
+    First the bare loop's best batch size: two interleaved passes per size over the first 30,000
+    images, lowest median wins.
+    Then ``rounds`` + 2 rounds of one bare pass at that size and one ``test_model`` call, the
+    order alternating between rounds; the ratio is taken per round (bare / ``test_model``) and
+    its median reported, so neither side gains from being measured at a quieter moment.
+    """
     from helpers import SmallCNN, test_model
     from helpers.batches import to_model_input
     from helpers.synthetic import make_synthetic
@@ -64,26 +72,55 @@ def bench_eval(n_images: int) -> dict:
     model = SmallCNN().eval()
     pre = torch.cat([to_model_input(X[i:i + 5000]) for i in range(0, len(X), 5000)])
 
-    def bare(bs):
-        def run():
-            with torch.inference_mode():
-                for i in range(0, len(pre), bs):
-                    model(pre[i:i + bs]).argmax(1)
-        return run
+    def seconds(fn, *args):
+        start = time.perf_counter()
+        fn(*args)
+        return time.perf_counter() - start
 
-    bare_results = {bs: timed(bare(bs), 3) for bs in (100, 200, 500, 1000, 2000)}
-    best_bs = min(bare_results, key=lambda b: bare_results[b][0])
-    best = bare_results[best_bs]
-    ours = timed(lambda: test_model(model, [X, y], verbose=False), 3)
+    def bare(bs, n=len(pre)):
+        with torch.inference_mode():
+            for i in range(0, n, bs):
+                model(pre[i:min(i + bs, n)]).argmax(1)
+
+    def ours():
+        test_model(model, [X, y], verbose=False)
+
+    sizes = (100, 200, 500, 1000, 2000)
+    by_size = {bs: [] for bs in sizes}
+    scan = min(len(pre), 30_000)
+    for _ in range(2):
+        for bs in sizes:
+            by_size[bs].append(seconds(bare, bs, scan))
+    best_bs = min(sizes, key=lambda bs: statistics.median(by_size[bs]))
+    print(f"bare loop by batch size ({scan:,} images): " + ", ".join(
+        f"{bs}: {scan / statistics.median(t):,.0f}" for bs, t in by_size.items()) + " img/s", flush=True)
+    bare_times, ours_times = [], []
+    for r in range(rounds + 2):
+        if r % 2:
+            ours_times.append(seconds(ours))
+            bare_times.append(seconds(bare, best_bs))
+        else:
+            bare_times.append(seconds(bare, best_bs))
+            ours_times.append(seconds(ours))
+        print(f"round {r + 1}/{rounds + 2}: bare (batch {best_bs}) {len(X) / bare_times[-1]:,.0f} img/s, "
+              f"test_model {len(X) / ours_times[-1]:,.0f} img/s", flush=True)
+    ratios = [b / o for b, o in zip(bare_times, ours_times)]
+
+    def stats(times):
+        return statistics.median(times), min(times), max(times), None
+
     return {
         "images": len(X),
+        "rounds": len(ratios),
         "bare_best_batch_size": best_bs,
-        "bare_images_per_s": round(len(X) / best[0]),
-        "bare": spread(best),
-        "bare_by_batch_size": {bs: round(len(X) / t[0]) for bs, t in bare_results.items()},
-        "test_model_images_per_s": round(len(X) / ours[0]),
-        "test_model": spread(ours),
-        "ratio": round(best[0] / ours[0], 3),
+        "bare_images_per_s": round(len(X) / statistics.median(bare_times)),
+        "bare": spread(stats(bare_times)),
+        "bare_scan_images": scan,
+        "bare_by_batch_size": {bs: round(scan / statistics.median(t)) for bs, t in by_size.items()},
+        "test_model_images_per_s": round(len(X) / statistics.median(ours_times)),
+        "test_model": spread(stats(ours_times)),
+        "ratio_per_round": [round(x, 3) for x in ratios],
+        "ratio": round(statistics.median(ratios), 3),
         "target_ratio": 0.95,
     }
 
@@ -366,7 +403,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--only", default="eval,data,grading,notebook,memory")
     parser.add_argument("--images", type=int, default=90_000)
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved repetitions of the grading runs")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of the grading runs (evaluation: this + 2)")
     args = parser.parse_args(argv)
     wanted = args.only.split(",")
     results_path = OUT / "results.json"
@@ -375,7 +413,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory"} else None
-        steps = {"eval": lambda: bench_eval(args.images), "data": lambda: bench_data(args.images, work),
+        steps = {"eval": lambda: bench_eval(args.images, args.rounds), "data": lambda: bench_data(args.images, work),
                  "grading": lambda: bench_grading(work, model, args.rounds),
                  "notebook": lambda: bench_notebook(work, model),
                  "memory": lambda: bench_memory(work, model)}

@@ -23,6 +23,7 @@ Protocol (stdin/stdout of the server, one JSON object per line): the server firs
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -32,11 +33,14 @@ import threading
 import time
 import uuid
 from pathlib import Path
+from queue import Empty
 
+from jupyter_client.asynchronous import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
+from traitlets import DottedObjectName, Type
 
-__all__ = ["ForkServer", "ForkedKernelManager", "kernel_environment", "main"]
+__all__ = ["ForkServer", "ForkedKernelManager", "PromptKernelClient", "kernel_environment", "main"]
 
 #: Imported by the server before it forks: what the notebook and ipykernel would import anyway.
 _PRELOAD = ("torch", "torch.nn.utils.prune", "numpy", "matplotlib", "matplotlib.pyplot", "helpers",
@@ -158,7 +162,11 @@ class _ForkedProcess:
         return self.returncode
 
     def send_signal(self, signum: int) -> None:
-        os.kill(self.pid, signum)
+        if self.poll() is None:  # like Popen: a process already gone is not an error
+            try:
+                os.kill(self.pid, signum)
+            except ProcessLookupError:
+                pass
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -195,6 +203,58 @@ class _ForkedProvisioner(LocalProvisioner):
         self.cwd = cwd
         return self.connection_info
 
+    async def kill(self, restart: bool = False) -> None:
+        """Kill the kernel and wait (up to 2 s) until the server has reaped it.
+
+        jupyter_client would otherwise find it still alive (a zombie until reaped) and
+        check again only 0.1 s later, for every notebook.
+        """
+        await super().kill(restart=restart)
+        if isinstance(self.process, _ForkedProcess):
+            deadline = time.monotonic() + 2.0
+            while self.process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.002)
+
+
+class PromptKernelClient(AsyncKernelClient):
+    """A kernel client whose ``wait_for_ready`` returns as soon as the kernel has answered.
+
+    jupyter_client's own waits for 0.2 s of silence on IOPub after the ``kernel_info``
+    reply (and up to another 0.2 s to see IOPub connected); with warm kernels that was a
+    third of the whole start. Here IOPub counts as connected, and the kernel as ready,
+    once the ``idle`` status that ends one of our ``kernel_info`` requests arrives on it:
+    IOPub is ordered, so nothing of ours is still in flight after it.
+    """
+
+    async def wait_for_ready(self, timeout: float | None = None) -> None:
+        deadline = time.monotonic() + (timeout if timeout is not None else float("inf"))
+        asked: set[str] = set()
+        while True:
+            asked.add(self.kernel_info())
+            try:
+                reply = await self.shell_channel.get_msg(timeout=1)
+            except Empty:
+                reply = None
+            if reply is not None and reply["msg_type"] == "kernel_info_reply":
+                if await self._idle_after(asked, wait=0.05):  # else IOPub is not connected yet: ask again
+                    self._handle_kernel_info_reply(reply)
+                    return
+            if not await self.is_alive():
+                raise RuntimeError("Kernel died before replying to kernel_info")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"Kernel didn't respond in {timeout:.0f} seconds")
+
+    async def _idle_after(self, asked: set[str], wait: float) -> bool:
+        """Read IOPub until the ``idle`` status of a request in ``asked``; False after ``wait`` s of silence."""
+        while True:
+            try:
+                msg = await self.iopub_channel.get_msg(timeout=wait)
+            except Empty:
+                return False
+            if (msg["msg_type"] == "status" and msg["content"].get("execution_state") == "idle"
+                    and msg["parent_header"].get("msg_id") in asked):
+                return True
+
 
 class ForkedKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` whose kernel is forked by ``server`` (pass it as nbclient's ``km``).
@@ -205,6 +265,9 @@ class ForkedKernelManager(AsyncKernelManager):
         km = ForkedKernelManager.for_server(server, log=job / "kernel.log")
         NotebookClient(nb, km=km, resources={"metadata": {"path": str(job)}}).execute(env=job_env)
     """
+
+    client_class = DottedObjectName("autograder.kernels.PromptKernelClient")
+    client_factory = Type(PromptKernelClient, klass=AsyncKernelClient)
 
     @classmethod
     def for_server(cls, server: ForkServer, log: Path) -> ForkedKernelManager:

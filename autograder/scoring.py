@@ -56,12 +56,16 @@ class CheckResult:
 def model_digest(model: nn.Module) -> str:
     """Digest of every tensor in ``model.state_dict()`` (names, dtypes, shapes and bytes).
 
-    Two models with the same digest compute the same function, so they score the same
+    Negative zeros count as zeros: pruning by ``weight * mask`` leaves ``-0.0`` where a
+    negative weight was cut, zeroing by assignment leaves ``+0.0``, and both are the same
+    model. Two models with the same digest compute the same function, so they score the same
     accuracy on the same data and device.
     """
     h = hashlib.blake2b(digest_size=32)
     for name, tensor in sorted(model.state_dict().items()):
         t = tensor.detach().cpu().contiguous()
+        if t.is_floating_point():
+            t = t + 0.0  # -0.0 + 0.0 == +0.0 (IEEE 754, round to nearest); every other value is kept
         h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
         h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()

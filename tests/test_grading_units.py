@@ -241,3 +241,21 @@ def test_lean_grading_keeps_only_what_scoring_needs(source, release):
     assert export.strip() == 'import autograder.collect\nautograder.collect.export("unstructured", globals())'
     assert by_id["test_structured_accuracy"].source.startswith("# test_structured_accuracy")
     assert by_id["load"].source == next(c for c in source.cells if gid(c) == "load").source
+
+
+def test_digest_ignores_the_sign_of_zero_and_nothing_else():
+    from autograder.scoring import model_digest
+    torch.manual_seed(0)
+    a = SmallCNN()
+    with torch.no_grad():
+        a.fc1.weight.view(-1)[:10] = 0.0
+    b, c = copy.deepcopy(a), copy.deepcopy(a)
+    with torch.no_grad():
+        b.fc1.weight.view(-1)[:10] = -0.0   # as `weight * mask` leaves a cut negative weight
+        c.fc1.weight.view(-1)[10] = torch.nextafter(c.fc1.weight.view(-1)[10], torch.tensor(1.0))
+    assert torch.signbit(b.fc1.weight.view(-1)[:10]).all()
+    assert model_digest(a) == model_digest(b)
+    assert model_digest(a) != model_digest(c), "a one-ulp change is a different model"
+    with torch.no_grad():
+        b.fc1.weight.view(-1)[10] = 0.0
+    assert model_digest(a) != model_digest(b), "a zero in another place is a different model"

@@ -139,3 +139,36 @@ def test_a_dead_server_falls_back_to_spawning(tmp_path):
     srv.close()
     status, texts, _ = run(tmp_path, "fallback", ["print(6 * 7)"], srv)
     assert status["status"] == "ok" and texts[0].strip() == "42"
+
+
+def test_the_first_output_of_every_kernel_arrives(tmp_path, server):
+    # The client counts a kernel as ready once IOPub delivered the end of a kernel_info request;
+    # were it early, the first cell's output (or its end) would be lost and the cell time out.
+    for i in range(8):
+        status, texts, _ = run(tmp_path, f"first{i}", ["print('first', flush=True)", "print('second')"], server,
+                               timeout=20)
+        assert status["status"] == "ok"
+        assert texts == ["first\n", "second\n"]
+
+
+def test_waiting_for_a_kernel_that_died_raises(tmp_path, server):
+    import asyncio
+    import signal
+
+    from autograder.kernels import ForkedKernelManager, PromptKernelClient
+
+    async def start_then_kill():
+        km = ForkedKernelManager.for_server(server, log=tmp_path / "kernel.log")
+        await km.start_kernel(cwd=str(tmp_path), env=kernel_environment(tmp_path, 1))
+        os.kill(km.provisioner.pid, signal.SIGKILL)
+        kc = km.client()
+        assert isinstance(kc, PromptKernelClient)
+        kc.start_channels()
+        try:
+            with pytest.raises(RuntimeError, match="died|respond"):
+                await kc.wait_for_ready(timeout=10)
+        finally:
+            kc.stop_channels()
+            await km.shutdown_kernel(now=True)
+
+    asyncio.run(start_then_kill())

@@ -30,6 +30,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks"
+LOGS = OUT / "logs"
 SHARED_SAMPLE = REPO.parent / "shared" / "data" / "CINIC-10-sample.tar.gz"
 
 
@@ -244,9 +245,12 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
     subprocess.run([nbg, "generate_assignment", "pruning", "--force"], cwd=course, env=env, check=True,
                    capture_output=True)
     start = time.perf_counter()
-    done = subprocess.run([nbg, "autograde", "pruning", "--force"], cwd=course, env=env, capture_output=True,
-                          text=True)
+    done = subprocess.run([nbg, "autograde", "pruning", "--force",
+                           "--AutogradeApp.log_format=%(asctime)s [%(name)s | %(levelname)s] %(message)s"],
+                          cwd=course, env=env, capture_output=True, text=True)
     seconds = time.perf_counter() - start
+    LOGS.mkdir(exist_ok=True)  # nbgrader logs each notebook with a time stamp: kept to explain slow runs
+    (LOGS / f"{course.name}.log").write_text(f"{seconds:.1f} s\n{done.stdout}\n{done.stderr}")
     if done.returncode != 0:
         raise RuntimeError(done.stderr[-2000:])
     from nbgrader.api import Gradebook

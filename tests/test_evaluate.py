@@ -61,6 +61,18 @@ def test_normalization_uses_official_statistics():
     np.testing.assert_allclose(t[0, :, 0, 0].numpy(), expected, rtol=1e-6)
 
 
+def test_normalization_matches_torchvision_on_every_pixel():
+    from torchvision.transforms import functional as F
+    x = np.random.default_rng(0).integers(0, 256, (5, 32, 32, 3), dtype=np.uint8)
+    before = x.copy()
+    t = to_model_input(x)
+    assert t.shape == (5, 3, 32, 32) and t.dtype == torch.float32
+    assert t.is_contiguous(memory_format=torch.channels_last)
+    expected = F.normalize(torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255, CINIC10.mean, CINIC10.std)
+    torch.testing.assert_close(t, expected, rtol=1e-5, atol=1e-5)
+    np.testing.assert_array_equal(x, before)
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_used_and_device_restored(small_data):
     model = SmallCNN()

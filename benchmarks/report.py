@@ -59,6 +59,15 @@ def write_markdown(r: dict, path: Path) -> None:
                       _met(ov["median_s"], 2.0, False)),
                   row("grading: per-run set-up (start-up, reference sweeps, gradebook) spread over the "
                       f"{g['submissions']} submissions, `--jobs 1`", g["run_setup_s_per_submission"], " s"),
+                  *([row("grading: CPU seconds per submission (whole process tree), plain / `--jobs 1` / "
+                         "`--jobs 2` / `--spawn-kernels`: plain", g["cpu_seconds_per_submission"]["plain"], " CPU-s"),
+                     "| grading: CPU seconds per submission, ours | " + " / ".join(
+                         f"{g['cpu_seconds_per_submission'][k]['median_s']}" for k in ("jobs1", "jobs2", "jobs2_spawn"))
+                     + " CPU-s (`--jobs 1` / `--jobs 2` / `--spawn-kernels`) | - | - |",
+                     "| grading: CPU steal by other guests during the `--jobs 2` runs / plain runs | "
+                     + ", ".join(f"{x:.0%}" for x in g["cpu_steal_fraction"]["jobs2"]) + " / "
+                     + ", ".join(f"{x:.0%}" for x in g["cpu_steal_fraction"]["plain"]) + " | - | - |"]
+                    if "cpu_seconds_per_submission" in g else []),
                   f"| grading: identical scores in all runs | {g['scores_identical']} | True | "
                   f"{'met' if g['scores_identical'] else '**missed**'} |"]
     n = r.get("notebook")

@@ -295,8 +295,37 @@ def _overheads(timings: dict) -> tuple[list[float], float]:
     return per, total
 
 
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's finished children and their reaped descendants."""
+    import resource
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _cpu_ticks() -> list[int]:
+    """The machine's CPU time counters from ``/proc/stat`` (empty where there is none)."""
+    try:
+        with open("/proc/stat") as fh:
+            return [int(x) for x in fh.readline().split()[1:]]
+    except OSError:
+        return []
+
+
+def _steal_fraction(before: list[int], after: list[int]) -> float:
+    """Share of CPU time the hypervisor gave to others (``steal``) between two ``/proc/stat`` reads."""
+    if len(before) < 8 or len(after) < 8:
+        return 0.0
+    delta = [a - b for a, b in zip(after, before)]
+    return delta[7] / sum(delta) if sum(delta) else 0.0
+
+
 def bench_grading(work: Path, model: Path, rounds: int) -> dict:
-    """Plain nbgrader vs ours, ``rounds`` times interleaved (so drifts of the machine hit all alike)."""
+    """Plain nbgrader vs ours, ``rounds`` times interleaved, the order reversed every other round.
+
+    Besides wall time, each run's CPU seconds (its whole process tree) and the machine's CPU
+    steal during it are kept: on a shared virtual machine the wall times of parallel runs swing
+    with what other guests do, CPU seconds much less.
+    """
     from autograder.scoring import grading_subset
     submitted = work / "submitted"
     _class(submitted)
@@ -304,21 +333,40 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
     np.savez(data_npz, **grading_subset("synthetic", 100))
     n = len(BENCH_STUDENTS)
     runs = {"plain": [], "jobs1": [], "jobs2": [], "jobs2_spawn": []}
+    cpu = {k: [] for k in runs}
+    steal = {k: [] for k in runs}
     overheads, setup, scores = [], [], {}
-    for i in range(rounds):
+
+    def plain(i):
         seconds, scores["plain"] = _plain_nbgrader(work / f"plain{i}", submitted, data_npz, model)
-        runs["plain"].append(seconds)
+        return seconds
+
+    def jobs1(i):
         seconds, scores["jobs1"], timings = _ours(work, submitted, data_npz, model, 1, f"jobs1-{i}")
-        runs["jobs1"].append(seconds)
         per, spent = _overheads(timings)
-        overheads += per
+        overheads.extend(per)
         setup.append((seconds - spent) / n)
+        return seconds
+
+    def jobs2(i):
         seconds, scores["jobs2"], _ = _ours(work, submitted, data_npz, model, 2, f"jobs2-{i}")
-        runs["jobs2"].append(seconds)
+        return seconds
+
+    def jobs2_spawn(i):
         seconds, scores["jobs2_spawn"], _ = _ours(work, submitted, data_npz, model, 2, f"jobs2-spawn-{i}",
                                                   "--spawn-kernels")
-        runs["jobs2_spawn"].append(seconds)
-        print(f"round {i + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in runs.items()), flush=True)
+        return seconds
+
+    configs = {"plain": plain, "jobs1": jobs1, "jobs2": jobs2, "jobs2_spawn": jobs2_spawn}
+    for i in range(rounds):
+        for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):  # drifts hit both ends alike
+            before_cpu, before_stat = _children_cpu(), _cpu_ticks()
+            runs[name].append(configs[name](i))
+            cpu[name].append(_children_cpu() - before_cpu)
+            steal[name].append(_steal_fraction(before_stat, _cpu_ticks()))
+        print(f"round {i + 1}/{rounds}: " + ", ".join(
+            f"{k} {v[-1]:.1f} s ({cpu[k][-1]:.0f} CPU-s, steal {steal[k][-1]:.0%})" for k, v in runs.items()),
+            flush=True)
     per_sub = {k: spread((statistics.median(v) / n, min(v) / n, max(v) / n)) for k, v in runs.items()}
     speedups = [p / t for p, t in zip(runs["plain"], runs["jobs2"])]
     return {
@@ -328,6 +376,9 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
         "fixed_overhead_s_per_submission": spread((statistics.median(overheads), min(overheads), max(overheads))),
         "target_overhead_s": 2.0,
         "run_setup_s_per_submission": spread((statistics.median(setup), min(setup), max(setup))),
+        "cpu_seconds_per_submission": {k: spread((statistics.median(v) / n, min(v) / n, max(v) / n))
+                                       for k, v in cpu.items()},
+        "cpu_steal_fraction": {k: [round(x, 3) for x in v] for k, v in steal.items()},
         "scores_identical": len({json.dumps(v, sort_keys=True) for v in scores.values()}) == 1,
         "scores": scores,
     }

@@ -44,26 +44,33 @@ def check_images_labels(images, labels) -> tuple[np.ndarray, np.ndarray]:
     return images, labels
 
 
-def to_model_input(batch: np.ndarray, device: torch.device | str = "cpu") -> torch.Tensor:
+def to_model_input(batch, device: torch.device | str = "cpu", out: torch.Tensor | None = None) -> torch.Tensor:
     """Convert uint8 ``(B, 32, 32, 3)`` pixels to a normalized float32 ``(B, 3, 32, 32)`` tensor.
 
     Pixels are scaled to [0, 1] and normalized with the official CINIC-10 mean and std.
-    The result lives on ``device``; the input is not modified.
+    ``batch`` is a numpy array or a CPU tensor and is not modified. The result lives on
+    ``device`` in channels-last memory layout. With ``out`` (a float32 ``(B, 32, 32, 3)``
+    tensor on ``device``) it is written there and the result is a view of ``out``: reusing
+    one buffer for every batch of a loop saves a fresh allocation per batch.
 
     Example:
         >>> x = to_model_input(np.zeros((2, 32, 32, 3), dtype=np.uint8))
         >>> tuple(x.shape), x.dtype
         ((2, 3, 32, 32), torch.float32)
     """
-    # np.array copies: memory-mapped batches are read-only, which torch.from_numpy warns about.
-    t = torch.from_numpy(np.array(batch, dtype=np.uint8, order="C")).to(device, non_blocking=True)
+    if not isinstance(batch, torch.Tensor):
+        # np.array copies: memory-mapped batches are read-only, which torch.from_numpy warns about.
+        batch = torch.from_numpy(np.array(batch, dtype=np.uint8, order="C"))
+    t = batch.to(device, non_blocking=True)
     # One fused pass over the (B, 32, 32, 3) pixels: x * (1 / (255 std)) - mean / std, with
     # scale and shift stored as whole (1, 32, 32, 3) images so that only the batch dimension
     # is broadcast and the loop runs over 3,072 contiguous values per image (per-channel
     # (3,) vectors made it a loop of 3, 3-4x slower). Permuting the result gives the
     # channels-last layout that the CPU convolutions run fastest on (benchmarks/history.md).
     scale, shift = _affine(t.device)
-    return torch.addcmul(shift, t, scale).permute(0, 3, 1, 2)
+    if out is None:
+        return torch.addcmul(shift, t, scale).permute(0, 3, 1, 2)
+    return torch.addcmul(shift, t, scale, out=out).permute(0, 3, 1, 2)
 
 
 _AFFINE: dict = {}

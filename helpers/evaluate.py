@@ -45,9 +45,16 @@ def predict(model: nn.Module, images, batch_size: int = EVAL_BATCH_SIZE,
     try:
         model.to(device).eval()
         with torch.inference_mode():
+            # Two buffers reused by every batch (pixels, normalized input): no per-batch allocation.
+            size = min(batch_size, len(images))
+            pixels = torch.empty((size, *images.shape[1:]), dtype=torch.uint8)
+            normalized = torch.empty(pixels.shape, dtype=torch.float32, device=device)
             for idx in iterate_batches(len(images), batch_size):
-                x = to_model_input(images[idx[0]:idx[-1] + 1], device)
-                out[idx[0]:idx[-1] + 1] = model(x).argmax(dim=1).cpu().numpy()
+                start, stop = int(idx[0]), int(idx[-1]) + 1
+                n = stop - start
+                pixels.numpy()[:n] = images[start:stop]
+                x = to_model_input(pixels[:n], device, out=normalized[:n])
+                out[start:stop] = model(x).argmax(dim=1).cpu().numpy()
     finally:
         model.to(old_device)
         model.train(was_training)

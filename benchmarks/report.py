@@ -23,12 +23,17 @@ def write_markdown(r: dict, path: Path) -> None:
     e = r.get("eval")
     if e:
         lines += [f"| evaluation: `test_model` vs bare `model(x)` (batch {e['bare_best_batch_size']}), "
-                  f"{e['images']:,} images, median of {e.get('rounds', 1)} interleaved rounds | {e['ratio']} "
+                  f"{e['images']:,} images, median of {e.get('rounds', 1)} rounds paired in 10,000-image slices | "
+                  f"{e['ratio']} "
                   f"(per round {', '.join(map(str, e.get('ratio_per_round', [e['ratio']])))}; "
                   f"{e['test_model_images_per_s']:,} vs {e['bare_images_per_s']:,} img/s) | >= 0.95 | "
                   f"{_met(e['ratio'], 0.95)} |",
                   f"| evaluation: bare loop by batch size (img/s, {e.get('bare_scan_images', e['images']):,} images) | "
                   + ", ".join(f"{bs}: {v:,}" for bs, v in e["bare_by_batch_size"].items()) + " | - | - |"]
+        if "test_model_whole_split_s" in e:
+            lines += [f"| evaluation: one `test_model` call over the whole {e['images']:,}-image test split | "
+                      f"{e['test_model_whole_split_s']} s ({e['test_model_whole_split_images_per_s']:,} img/s) "
+                      "| - | - |"]
     d = r.get("data")
     if d:
         lines += [f"| data: first load (decode + cache) of {d['images']:,} PNGs | {d['first_load']['median_s']} s "
@@ -59,14 +64,14 @@ def write_markdown(r: dict, path: Path) -> None:
                       _met(ov["median_s"], 2.0, False)),
                   row("grading: per-run set-up (start-up, reference sweeps, gradebook) spread over the "
                       f"{g['submissions']} submissions, `--jobs 1`", g["run_setup_s_per_submission"], " s"),
-                  *([row("grading: CPU seconds per submission (whole process tree), plain / `--jobs 1` / "
-                         "`--jobs 2` / `--spawn-kernels`: plain", g["cpu_seconds_per_submission"]["plain"], " CPU-s"),
-                     "| grading: CPU seconds per submission, ours | " + " / ".join(
-                         f"{g['cpu_seconds_per_submission'][k]['median_s']}" for k in ("jobs1", "jobs2", "jobs2_spawn"))
-                     + " CPU-s (`--jobs 1` / `--jobs 2` / `--spawn-kernels`) | - | - |",
-                     "| grading: CPU steal by other guests during the `--jobs 2` runs / plain runs | "
-                     + ", ".join(f"{x:.0%}" for x in g["cpu_steal_fraction"]["jobs2"]) + " / "
-                     + ", ".join(f"{x:.0%}" for x in g["cpu_steal_fraction"]["plain"]) + " | - | - |"]
+                  *(["| grading: CPU seconds per submission (whole process tree, median): plain / `--jobs 1` / "
+                     "`--jobs 2` / `--jobs 2 --spawn-kernels` | " + " / ".join(
+                         f"{g['cpu_seconds_per_submission'][k]['median_s']:.2f}"
+                         for k in ("plain", "jobs1", "jobs2", "jobs2_spawn")) + " CPU-s | - | - |",
+                     "| grading: CPU steal by other guests during each round's plain / `--jobs 2` run | "
+                     + ", ".join(f"{p:.0%} / {j:.0%}" for p, j in zip(g["cpu_steal_fraction"]["plain"],
+                                                                       g["cpu_steal_fraction"]["jobs2"]))
+                     + " | - | - |"]
                     if "cpu_seconds_per_submission" in g else []),
                   f"| grading: identical scores in all runs | {g['scores_identical']} | True | "
                   f"{'met' if g['scores_identical'] else '**missed**'} |"]

@@ -68,8 +68,6 @@ def to_model_input(batch, device: torch.device | str = "cpu", out: torch.Tensor 
     # (3,) vectors made it a loop of 3, 3-4x slower). Permuting the result gives the
     # channels-last layout that the CPU convolutions run fastest on (benchmarks/history.md).
     scale, shift = _affine(t.device)
-    if out is None:
-        return torch.addcmul(shift, t, scale).permute(0, 3, 1, 2)
     return torch.addcmul(shift, t, scale, out=out).permute(0, 3, 1, 2)
 
 

@@ -12,6 +12,23 @@ def _met(value, target, higher_is_better=True) -> str:
     return "met" if ok else "**missed**"
 
 
+def _eval_rows(e: dict, where: str) -> list[str]:
+    lines = [f"| evaluation{where}: `test_model` vs bare `model(x)` (batch {e['bare_best_batch_size']}), "
+             f"{e['images']:,} images, median of {e.get('rounds', 1)} rounds paired in 10,000-image slices | "
+             f"{e['ratio']} "
+             f"(per round {', '.join(map(str, e.get('ratio_per_round', [e['ratio']])))}; "
+             f"{e['test_model_images_per_s']:,} vs {e['bare_images_per_s']:,} img/s) | >= 0.95 | "
+             f"{_met(e['ratio'], 0.95)} |",
+             f"| evaluation{where}: bare loop by batch size (img/s, "
+             f"{e.get('bare_scan_images', e['images']):,} images) | "
+             + ", ".join(f"{bs}: {v:,}" for bs, v in e["bare_by_batch_size"].items()) + " | - | - |"]
+    if "test_model_whole_split_s" in e:
+        lines += [f"| evaluation{where}: one `test_model` call over the whole {e['images']:,}-image test split | "
+                  f"{e['test_model_whole_split_s']} s ({e['test_model_whole_split_images_per_s']:,} img/s) "
+                  "| - | - |"]
+    return lines
+
+
 def write_markdown(r: dict, path: Path) -> None:
     m = r.get("machine", {})
     lines = ["# Benchmark results", "",
@@ -20,20 +37,12 @@ def write_markdown(r: dict, path: Path) -> None:
              f"run on {m.get('date')} with `make bench`. Times are medians (min-max) of repeated runs; "
              "every ratio compares two things measured in the same run.", "",
              "| measure | value | target | status |", "|---|---|---|---|"]
-    e = r.get("eval")
-    if e:
-        lines += [f"| evaluation: `test_model` vs bare `model(x)` (batch {e['bare_best_batch_size']}), "
-                  f"{e['images']:,} images, median of {e.get('rounds', 1)} rounds paired in 10,000-image slices | "
-                  f"{e['ratio']} "
-                  f"(per round {', '.join(map(str, e.get('ratio_per_round', [e['ratio']])))}; "
-                  f"{e['test_model_images_per_s']:,} vs {e['bare_images_per_s']:,} img/s) | >= 0.95 | "
-                  f"{_met(e['ratio'], 0.95)} |",
-                  f"| evaluation: bare loop by batch size (img/s, {e.get('bare_scan_images', e['images']):,} images) | "
-                  + ", ".join(f"{bs}: {v:,}" for bs, v in e["bare_by_batch_size"].items()) + " | - | - |"]
-        if "test_model_whole_split_s" in e:
-            lines += [f"| evaluation: one `test_model` call over the whole {e['images']:,}-image test split | "
-                      f"{e['test_model_whole_split_s']} s ({e['test_model_whole_split_images_per_s']:,} img/s) "
-                      "| - | - |"]
+    if r.get("eval"):
+        lines += _eval_rows(r["eval"], "")
+    if r.get("eval_cuda"):
+        c = r["eval_cuda"]
+        cm = c.get("machine", {})
+        lines += _eval_rows(c, f" on CUDA ({c.get('device')}, torch {cm.get('torch')}, {cm.get('date')})")
     d = r.get("data")
     if d:
         lines += [f"| data: first load (decode + cache) of {d['images']:,} PNGs | {d['first_load']['median_s']} s "

@@ -54,8 +54,8 @@ def venv_env():
 
 
 # ---------------------------------------------------------------------------------------------
-def bench_eval(n_images: int, rounds: int) -> dict:
-    """``test_model`` vs a bare ``model(x)`` loop over pre-normalized input.
+def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
+    """``test_model`` vs a bare ``model(x)`` loop over pre-normalized input, both on ``device``.
 
     First the bare loop's best batch size: two interleaved passes per size over the first 30,000
     images, lowest median wins.
@@ -64,6 +64,8 @@ def bench_eval(n_images: int, rounds: int) -> dict:
     ratio is its summed bare time over its summed ``test_model`` time, and the median over
     rounds is reported, so neither side gains from being measured at a quieter moment.
     Finally one ``test_model`` call over the whole split, for its images per second.
+    On CUDA the bare loop's input is already on the GPU and each timing ends with a
+    synchronize; ``test_model`` starts from the uint8 arrays in host memory, as students call it.
     """
     from helpers import SmallCNN, test_model
     from helpers.batches import to_model_input
@@ -73,12 +75,17 @@ def bench_eval(n_images: int, rounds: int) -> dict:
     data = make_synthetic({"train": 1, "val": 1, "test": per_class})
     X, y = data["X_test"], data["y_test"]
     torch.manual_seed(0)
-    model = SmallCNN().eval()
-    pre = torch.cat([to_model_input(X[i:i + 5000]) for i in range(0, len(X), 5000)])
+    model = SmallCNN().eval().to(device)
+    pre = torch.cat([to_model_input(X[i:i + 5000], device) for i in range(0, len(X), 5000)])
+    cuda = torch.device(device).type == "cuda"
 
     def seconds(fn, *args):
+        if cuda:
+            torch.cuda.synchronize()
         start = time.perf_counter()
         fn(*args)
+        if cuda:
+            torch.cuda.synchronize()
         return time.perf_counter() - start
 
     def bare(bs, n=len(pre), start=0):
@@ -86,10 +93,16 @@ def bench_eval(n_images: int, rounds: int) -> dict:
             for i in range(start, n, bs):
                 model(pre[i:min(i + bs, n)]).argmax(1)
 
-    def ours():
-        test_model(model, [X, y], verbose=False)
+    quiet = functools.partial(test_model, verbose=False, device=device)
 
-    sizes = (100, 200, 500, 1000, 2000)
+    def ours():
+        quiet(model, [X, y])
+
+    if cuda:  # warm-up: cuDNN picks its kernels per shape on first use
+        for bs in (500, 1000, 2000, 5000, 10000):
+            bare(bs, min(len(pre), 2 * bs))
+        ours()
+    sizes = (500, 1000, 2000, 5000, 10000) if cuda else (100, 200, 500, 1000, 2000)
     by_size = {bs: [] for bs in sizes}
     scan = min(len(pre), 30_000)
     for _ in range(2):
@@ -102,7 +115,6 @@ def bench_eval(n_images: int, rounds: int) -> dict:
     # minute, so each slice of `chunk` images is timed for both sides back to back (order
     # alternating) and a round sums its slices over the whole split.
     chunk = min(len(X), 10_000)
-    quiet = functools.partial(test_model, verbose=False)
     bare_times, ours_times, ratios = [], [], []
     for r in range(rounds + 2):
         bare_s = ours_s = 0.0
@@ -126,6 +138,7 @@ def bench_eval(n_images: int, rounds: int) -> dict:
         return statistics.median(times), min(times), max(times), None
 
     return {
+        "device": torch.cuda.get_device_name() if cuda else "cpu",
         "images": len(X),
         "rounds": len(ratios),
         "bare_best_batch_size": best_bs,
@@ -475,7 +488,8 @@ def reference_checkpoint(work: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("--only", default="eval,data,grading,notebook,memory")
+    parser.add_argument("--only", default="eval,data,grading,notebook,memory",
+                        help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3,
                         help="interleaved rounds of the grading runs (evaluation: this + 2)")
@@ -487,13 +501,17 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory"} else None
-        steps = {"eval": lambda: bench_eval(args.images, args.rounds), "data": lambda: bench_data(args.images, work),
+        steps = {"eval": lambda: bench_eval(args.images, args.rounds),
+                 "eval_cuda": lambda: bench_eval(args.images, args.rounds, "cuda"),
+                 "data": lambda: bench_data(args.images, work),
                  "grading": lambda: bench_grading(work, model, args.rounds),
                  "notebook": lambda: bench_notebook(work, model),
                  "memory": lambda: bench_memory(work, model)}
         for name in wanted:
             print(f"== {name}", flush=True)
             results[name] = steps[name]()
+            if name == "eval_cuda":  # usually measured on another machine than the rest
+                results[name]["machine"] = machine()
             print(json.dumps(results[name], indent=1), flush=True)
             results_path.write_text(json.dumps(results, indent=1))
     finally:

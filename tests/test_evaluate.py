@@ -9,6 +9,7 @@ import torch
 from helpers import SmallCNN, test_model
 from helpers.batches import to_model_input
 from helpers.config import CINIC10
+from helpers.evaluate import EVAL_BATCH_SIZE, eval_batch_size, predict
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +81,27 @@ def test_cuda_used_and_device_restored(small_data):
     gpu_acc = test_model(model, small_data, verbose=False)
     assert next(model.parameters()).device.type == "cpu"
     assert abs(cpu_acc - gpu_acc) <= 2 / len(small_data[1])
+    assert test_model(model, small_data, verbose=False) == gpu_acc
+    # GPU batches are larger; predictions by batch size must agree (up to float ties)
+    preds = predict(model, small_data[0])
+    small = predict(model, small_data[0], batch_size=7)
+    assert (preds != small).sum() <= 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_double_buffered_gpu_loop_matches_a_plain_loop():
+    # 9 batches of 64 through the two alternating buffers, the last one partial
+    X = np.random.default_rng(1).integers(0, 256, (550, 32, 32, 3), dtype=np.uint8)
+    torch.manual_seed(0)
+    model = SmallCNN().eval().cuda()
+    with torch.inference_mode():
+        plain = torch.cat([model(to_model_input(X[i:i + 64], "cuda")).argmax(1) for i in range(0, len(X), 64)])
+    np.testing.assert_array_equal(predict(model, X, batch_size=64, device="cuda"), plain.cpu().numpy())
+
+
+def test_default_batch_size_depends_only_on_the_device_type():
+    assert eval_batch_size("cpu") == EVAL_BATCH_SIZE
+    assert eval_batch_size(torch.device("cuda:0")) == eval_batch_size("cuda") > EVAL_BATCH_SIZE
 
 
 def test_explicit_device_leaves_model_where_it_was(small_data):

@@ -6,16 +6,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .allocator import steady_allocator
 from .batches import check_images_labels, iterate_batches, to_model_input
 
 __all__ = ["test_model", "predict", "default_device", "eval_batch_size"]
 
-#: Batch size used for evaluation. Measured on a 2-core CPU (benchmarks/history.md): 100 and
-#: 200 were the fastest of 64...500, interleaved repeats favouring 100. Its largest activation
-#: (100 x 32 x 32 x 32 float32, 13 MB) stays well under glibc's 32 MB ceiling for reusing freed
-#: heap memory; at 256 and above every batch maps fresh pages from the OS, and page faults cost
-#: up to 40% more time.
-EVAL_BATCH_SIZE = 100
+#: Batch size used for evaluation on the CPU. Its largest activation (200 x 32 x 32 x 32
+#: float32, 26 MB) stays under the mmap threshold that :func:`steady_allocator` sets (at least
+#: 32 MiB), so no batch maps fresh pages. Measured on a 2-core CPU with that setting
+#: (benchmarks/history.md): 200-300 ran 5-10% faster than 100, larger sizes no faster.
+EVAL_BATCH_SIZE = 200
 
 #: Batch size on a GPU, where a 100-image batch leaves the device waiting on kernel launches
 #: (on an H100, 90,000 images: 147k img/s at 100, 954k at 2,000, 1.06M at 5,000, 1.09M at
@@ -69,7 +69,9 @@ def predict(model: nn.Module, images, batch_size: int | None = None,
 
 def _predict_cpu(model: nn.Module, images: np.ndarray, batch_size: int, device: torch.device) -> np.ndarray:
     """Batches one after another through two buffers (uint8 pixels, normalized input) reused by
-    every batch: no per-batch allocation (which cost up to 40% on a 2-core CPU)."""
+    every batch: no per-batch allocation (which cost up to 40% on a 2-core CPU). The model's
+    own activations are kept from being re-mapped every batch by :func:`steady_allocator`."""
+    steady_allocator()
     size = min(batch_size, len(images))
     pixels = torch.empty((size, *images.shape[1:]), dtype=torch.uint8)
     normalized = torch.empty(pixels.shape, dtype=torch.float32, device=device)

@@ -1,0 +1,61 @@
+"""Steady CPU memory for evaluation: keep glibc from handing activations back to the OS.
+
+torch allocates each layer's CPU activations with ``malloc``. glibc serves a block larger
+than its *mmap threshold* with a fresh ``mmap`` and unmaps it on ``free``, so the next batch
+maps and zero-fills the same pages again. The threshold starts at 128 KiB and glibc raises it
+by itself after such a free, but only up to 32 MiB and only if the process happens to free
+one in range, so the same batch size ran at different speeds in different Python processes:
+with 200-image batches of the course model (26 MB activations) one process took 12,800 page
+faults per batch and ran 40% slower than another that took none (benchmarks/history.md).
+
+:func:`steady_allocator` fixes the mmap threshold at 64 MiB (32 MiB where the C library
+refuses more) and the trim threshold at 256 MiB, once per process. Side effect, for the whole
+process: freed blocks up to that size are kept for reuse instead of returned to the OS, so
+resident memory may stay up to about 256 MiB above what is in use. Elsewhere than Linux with
+glibc, or when ``MALLOC_MMAP_THRESHOLD_`` is set in the environment (the user's own choice),
+it does nothing. :func:`helpers.test_model` calls it before evaluating on the CPU.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+
+__all__ = ["steady_allocator"]
+
+# mallopt parameter numbers from glibc's <malloc.h>
+_M_TRIM_THRESHOLD = -1
+_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLDS = (64 << 20, 32 << 20)  # bytes; glibc before 2.35 caps the threshold at 32 MiB
+_TRIM_THRESHOLD = 256 << 20
+
+_applied: bool | None = None
+
+
+def steady_allocator() -> bool:
+    """Fix glibc's mmap and trim thresholds for this process (once); return whether they are set.
+
+    Idempotent and cheap after the first call. Returns ``False`` where it cannot or should
+    not act (not glibc, ``mallopt`` refused, or ``MALLOC_MMAP_THRESHOLD_`` already set).
+    """
+    global _applied
+    if _applied is None:
+        _applied = _apply()
+    return _applied
+
+
+def _apply() -> bool:
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ:
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    if not any(mallopt(_M_MMAP_THRESHOLD, size) == 1 for size in _MMAP_THRESHOLDS):
+        return False
+    return mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1

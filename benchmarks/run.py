@@ -74,7 +74,7 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
 
     # The allocator settings test_model applies on its first call, applied before either side
     # is measured: both run under the same malloc thresholds (helpers/allocator.py).
-    steady_allocator_set = steady_allocator()
+    mmap_threshold = steady_allocator()
     per_class = n_images // 10
     data = make_synthetic({"train": 1, "val": 1, "test": per_class})
     X, y = data["X_test"], data["y_test"]
@@ -144,7 +144,7 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
     return {
         "device": torch.cuda.get_device_name() if cuda else "cpu",
         "images": len(X),
-        "steady_allocator": steady_allocator_set,
+        "malloc_mmap_threshold_bytes": mmap_threshold,
         "rounds": len(ratios),
         "bare_best_batch_size": best_bs,
         "bare_images_per_s": round(len(X) / statistics.median(bare_times)),

@@ -8,7 +8,7 @@ one in range, so the same batch size ran at different speeds in different Python
 with 200-image batches of the course model (26 MB activations) one process took 12,800 page
 faults per batch and ran 40% slower than another that took none (benchmarks/history.md).
 
-:func:`steady_allocator` fixes the mmap threshold at 64 MiB (32 MiB where the C library
+:func:`steady_allocator` fixes the mmap threshold at 128 MiB (32 MiB where the C library
 refuses more) and the trim threshold at 256 MiB, once per process. Side effect, for the whole
 process: freed blocks up to that size are kept for reuse instead of returned to the OS, so
 resident memory may stay up to about 256 MiB above what is in use. Elsewhere than Linux with
@@ -27,35 +27,37 @@ __all__ = ["steady_allocator"]
 # mallopt parameter numbers from glibc's <malloc.h>
 _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
-_MMAP_THRESHOLDS = (64 << 20, 32 << 20)  # bytes; glibc before 2.35 caps the threshold at 32 MiB
+_MMAP_THRESHOLDS = (128 << 20, 32 << 20)  # bytes; older glibc caps the threshold at 32 MiB
 _TRIM_THRESHOLD = 256 << 20
 
-_applied: bool | None = None
+_threshold: int | None = None
 
 
-def steady_allocator() -> bool:
-    """Fix glibc's mmap and trim thresholds for this process (once); return whether they are set.
+def steady_allocator() -> int:
+    """Fix glibc's mmap and trim thresholds for this process (once); return the mmap threshold.
 
-    Idempotent and cheap after the first call. Returns ``False`` where it cannot or should
-    not act (not glibc, ``mallopt`` refused, or ``MALLOC_MMAP_THRESHOLD_`` already set).
+    Returns the threshold set, in bytes (blocks up to that size are reused, not re-mapped), or
+    ``0`` where it cannot or should not act (not glibc, ``mallopt`` refused, or
+    ``MALLOC_MMAP_THRESHOLD_`` already set). Idempotent and cheap after the first call.
     """
-    global _applied
-    if _applied is None:
-        _applied = _apply()
-    return _applied
+    global _threshold
+    if _threshold is None:
+        _threshold = _apply()
+    return _threshold
 
 
-def _apply() -> bool:
+def _apply() -> int:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
-        return False
+        return 0
     if "MALLOC_MMAP_THRESHOLD_" in os.environ:
-        return False
+        return 0
     try:
         mallopt = ctypes.CDLL(None).mallopt
     except (OSError, AttributeError):
-        return False
+        return 0
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    if not any(mallopt(_M_MMAP_THRESHOLD, size) == 1 for size in _MMAP_THRESHOLDS):
-        return False
-    return mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1
+    for size in _MMAP_THRESHOLDS:
+        if mallopt(_M_MMAP_THRESHOLD, size) == 1:
+            return size if mallopt(_M_TRIM_THRESHOLD, _TRIM_THRESHOLD) == 1 else 0
+    return 0

@@ -12,10 +12,15 @@ from .batches import check_images_labels, iterate_batches, to_model_input
 __all__ = ["test_model", "predict", "default_device", "eval_batch_size"]
 
 #: Batch size used for evaluation on the CPU. Its largest activation (200 x 32 x 32 x 32
-#: float32, 26 MB) stays under the mmap threshold that :func:`steady_allocator` sets (at least
-#: 32 MiB), so no batch maps fresh pages. Measured on a 2-core CPU with that setting
-#: (benchmarks/history.md): 200-300 ran 5-10% faster than 100, larger sizes no faster.
+#: float32, 26 MB) stays under even the smallest mmap threshold that :func:`steady_allocator`
+#: sets (32 MiB), so no batch maps fresh pages.
 EVAL_BATCH_SIZE = 200
+
+#: CPU batch size where :func:`steady_allocator` could set a 128 MiB threshold (largest
+#: activation 62.5 MiB). Paired on a 2-core CPU (benchmarks/history.md): the bare model ran
+#: alike at 200 and 500, while ``test_model``'s own per-batch work (copy, normalize) fell from
+#: 3% of the time to 1%.
+LARGE_EVAL_BATCH_SIZE = 500
 
 #: Batch size on a GPU, where a 100-image batch leaves the device waiting on kernel launches
 #: (on an H100, 90,000 images: 147k img/s at 100, 954k at 2,000, 1.06M at 5,000, 1.09M at
@@ -27,9 +32,12 @@ CUDA_EVAL_BATCH_SIZE = 5000
 def eval_batch_size(device: torch.device | str) -> int:
     """Images per forward pass that :func:`test_model` uses on ``device`` by default.
 
-    Fixed per device type, so repeated calls on one device give identical results.
+    Fixed per device type and machine, so repeated calls give identical results. On the CPU
+    this applies :func:`steady_allocator` (its side effect is documented there).
     """
-    return CUDA_EVAL_BATCH_SIZE if torch.device(device).type == "cuda" else EVAL_BATCH_SIZE
+    if torch.device(device).type == "cuda":
+        return CUDA_EVAL_BATCH_SIZE
+    return LARGE_EVAL_BATCH_SIZE if steady_allocator() >= 128 << 20 else EVAL_BATCH_SIZE
 
 
 def default_device() -> torch.device:

@@ -9,7 +9,7 @@ import torch
 from helpers import SmallCNN, test_model
 from helpers.batches import to_model_input
 from helpers.config import CINIC10
-from helpers.evaluate import EVAL_BATCH_SIZE, eval_batch_size, predict
+from helpers.evaluate import EVAL_BATCH_SIZE, LARGE_EVAL_BATCH_SIZE, eval_batch_size, predict
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +100,8 @@ def test_double_buffered_gpu_loop_matches_a_plain_loop():
 
 
 def test_default_batch_size_depends_only_on_the_device_type():
-    assert eval_batch_size("cpu") == EVAL_BATCH_SIZE
+    assert eval_batch_size("cpu") in (EVAL_BATCH_SIZE, LARGE_EVAL_BATCH_SIZE)
+    assert eval_batch_size("cpu") == eval_batch_size(torch.device("cpu"))
     assert eval_batch_size(torch.device("cuda:0")) == eval_batch_size("cuda") > EVAL_BATCH_SIZE
 
 

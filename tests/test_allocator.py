@@ -7,6 +7,7 @@ import platform
 import resource
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -42,6 +43,6 @@ def test_activations_are_not_mapped_again_every_batch():
 @glibc
 def test_the_users_own_malloc_setting_is_left_alone():
     code = "from helpers.allocator import steady_allocator; print(steady_allocator())"
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONPATH=os.getcwd())
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"

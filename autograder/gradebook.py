@@ -1,7 +1,7 @@
 """nbgrader's gradebook for a grading run: so instructors can use formgrader and ``nbgrader export``.
 
 The course folder ``<out>/course`` gets the source notebook, an ``nbgrader_config.py`` and a
-gradebook made by nbgrader's own ``generate_assignment``. Each executed notebook is recorded
+gradebook filled by nbgrader's own ``generate_assignment``. Each executed notebook is recorded
 with nbgrader's own ``autograde`` as soon as its job ends, configured not to clear outputs or
 execute again (the notebooks already ran under the grader's limits). Then the automatic
 scores of the test cells are set to the scores computed by :mod:`autograder.scoring`, in
@@ -11,20 +11,24 @@ Both nbgrader steps run in this process through :class:`nbgrader.apps.NbGraderAP
 API behind formgrader, rather than as ``nbgrader`` commands: one start-up for the whole run,
 and recording overlaps with the notebooks still running. The course folder is the same as
 the commands would make; ``nbgrader`` commands work in it afterwards.
+
+An empty gradebook is created here first, exactly as nbgrader's ``Gradebook`` creates one
+(its tables, and an ``alembic_version`` table holding the newest migration of nbgrader's
+database), except that the migration is read in this process: nbgrader itself runs
+``alembic heads`` as a subprocess, which found ``alembic`` only through ``PATH`` and took
+about 4 CPU-seconds per grading run (benchmarks/history.md).
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import sys
 import threading
 import warnings
 from pathlib import Path
 
 from .config import ASSIGNMENT, NOTEBOOK, SOURCE_NOTEBOOK
 
-__all__ = ["Course", "read_points"]
+__all__ = ["Course", "create_gradebook", "read_points"]
 
 _CONFIG = '''"""Written by the autograder for one grading run."""
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds, LimitOutput,
@@ -65,8 +69,9 @@ class Course:
         src.mkdir(parents=True, exist_ok=True)
         shutil.copy(SOURCE_NOTEBOOK, src / f"{NOTEBOOK}.ipynb")
         (self.root / "nbgrader_config.py").write_text(_CONFIG.format(db=self.db))
+        create_gradebook(self.db)
         self._api = self._make_api()
-        with self._lock, _alembic_on_path():
+        with self._lock:
             done = self._api.generate_assignment(ASSIGNMENT, force=True)
         if not done["success"]:
             raise RuntimeError(f"nbgrader generate_assignment failed:\n{done.get('log', '')[-2000:]}")
@@ -105,13 +110,37 @@ class Course:
             gb.db.commit()
 
 
-class _alembic_on_path:
-    """nbgrader runs ``alembic`` (from this environment) by name when it creates a gradebook."""
+def _newest_migration() -> str:
+    """The head revision of nbgrader's database migrations (what ``alembic heads`` prints)."""
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+    from nbgrader.dbutil import ALEMBIC_DIR
+    config = Config()
+    config.set_main_option("script_location", ALEMBIC_DIR)
+    heads = ScriptDirectory.from_config(config).get_heads()
+    if len(heads) != 1:
+        raise RuntimeError(f"nbgrader's database migrations have {len(heads)} heads ({heads}); expected one")
+    return heads[0]
 
-    def __enter__(self):
-        self._old = os.environ.get("PATH", "")
-        os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{self._old}"
 
-    def __exit__(self, *exc):
-        os.environ["PATH"] = self._old
+def create_gradebook(db: Path) -> bool:
+    """Create an empty nbgrader gradebook at ``db`` unless one is there; return whether it made one.
 
+    The result is what ``nbgrader.api.Gradebook`` makes for a new database (all tables, and
+    ``alembic_version`` set to the newest migration), so nbgrader opens it as its own and
+    ``nbgrader db upgrade`` finds it current.
+    """
+    from nbgrader.api import Base
+    from sqlalchemy import create_engine, inspect, text
+    engine = create_engine(f"sqlite:///{Path(db).resolve()}", future=True)
+    try:
+        if inspect(engine).get_table_names():
+            return False
+        version = _newest_migration()
+        Base.metadata.create_all(bind=engine)
+        with engine.begin() as conn:
+            conn.execute(text("CREATE TABLE alembic_version (version_num VARCHAR(32) NOT NULL)"))
+            conn.execute(text("INSERT INTO alembic_version (version_num) VALUES (:v)"), {"v": version})
+        return True
+    finally:
+        engine.dispose()

@@ -259,3 +259,36 @@ def test_digest_ignores_the_sign_of_zero_and_nothing_else():
     with torch.no_grad():
         b.fc1.weight.view(-1)[10] = 0.0
     assert model_digest(a) != model_digest(b), "a zero in another place is a different model"
+
+
+def test_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
+    """``create_gradebook`` makes what nbgrader's own ``Gradebook`` makes for a new database: the
+    same tables and columns, and the migration that nbgrader reads with the ``alembic`` command."""
+    import os
+    import sqlite3
+    import sys
+
+    from nbgrader.api import Gradebook, get_alembic_version
+
+    from autograder.gradebook import create_gradebook
+
+    ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
+    assert create_gradebook(ours) is True
+    assert create_gradebook(ours) is False  # an existing gradebook is kept as it is
+    monkeypatch.setenv("PATH", f"{sys.prefix}/bin{os.pathsep}{os.environ['PATH']}")  # nbgrader runs alembic
+    with Gradebook(f"sqlite:///{theirs}"):
+        pass
+
+    def schema(db):
+        with sqlite3.connect(db) as conn:
+            tables = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table' ORDER BY name")]
+            columns = {t: conn.execute(f"PRAGMA table_info({t})").fetchall() for t in tables}
+            version = conn.execute("SELECT version_num FROM alembic_version").fetchall()
+        return columns, version
+
+    assert schema(ours) == schema(theirs)
+    assert schema(ours)[1] == [(get_alembic_version(),)]
+    with Gradebook(f"sqlite:///{ours}", course_id="pruning-course") as gb:  # nbgrader uses it as its own
+        gb.add_assignment("pruning")
+        gb.add_student("s1")
+        assert [a.name for a in gb.assignments] == ["pruning"]

@@ -13,14 +13,16 @@ def _met(value, target, higher_is_better=True) -> str:
 
 
 def _eval_rows(e: dict, where: str) -> list[str]:
+    slices = e.get("slice_images", 10_000)
     lines = [f"| evaluation{where}: `test_model` vs bare `model(x)` (batch {e['bare_best_batch_size']}), "
-             f"{e['images']:,} images, median of {e.get('rounds', 1)} rounds paired in 10,000-image slices | "
+             f"{e['images']:,} images, median of {e.get('rounds', 1)} rounds paired in {slices:,}-image slices | "
              f"{e['ratio']} "
              f"(per round {', '.join(map(str, e.get('ratio_per_round', [e['ratio']])))}; "
              f"{e['test_model_images_per_s']:,} vs {e['bare_images_per_s']:,} img/s) | >= 0.95 | "
              f"{_met(e['ratio'], 0.95)} |",
              f"| evaluation{where}: bare loop by batch size (img/s, "
-             f"{e.get('bare_scan_images', e['images']):,} images) | "
+             f"{e.get('bare_scan_images', e['images']):,} images"
+             + (f" x {e['bare_scan_passes']}, sizes paired per slice" if "bare_scan_passes" in e else "") + ") | "
              + ", ".join(f"{bs}: {v:,}" for bs, v in e["bare_by_batch_size"].items()) + " | - | - |"]
     if "test_model_whole_split_s" in e:
         lines += [f"| evaluation{where}: one `test_model` call over the whole {e['images']:,}-image test split | "

@@ -6,6 +6,7 @@ Every comparison is measured side by side in the same run; times are medians ove
 with their spread (min-max).
 
     python -m benchmarks.run [--only eval,data,grading,notebook,memory] [--images 90000]
+                             [--rounds 3] [--eval-rounds 7]
 """
 
 from __future__ import annotations
@@ -54,13 +55,19 @@ def venv_env():
 
 
 # ---------------------------------------------------------------------------------------------
+#: Images per paired slice of the evaluation benchmark (history.md item 22: 10,000-image
+#: slices, about 2 s per side, left a +-8% spread between rounds of the same code).
+EVAL_SLICE_IMAGES = 2_000
+
+
 def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
     """``test_model`` vs a bare ``model(x)`` loop over pre-normalized input, both on ``device``.
 
-    First the bare loop's best batch size: two interleaved passes per size over the first 30,000
-    images, lowest median wins.
-    Then ``rounds`` + 2 rounds over all images in slices of 10,000, each slice timed for the
-    bare loop (at that size) and ``test_model`` back to back, the order alternating; a round's
+    First the bare loop's best batch size: the first 20,000 images (30,000 on CUDA) twice, each
+    slice of 2,000 (10,000) images timed at every size back to back; the lowest total wins.
+    Then ``rounds`` rounds over all images in slices of 2,000 (or the batch size if larger),
+    each slice timed for the bare
+    loop (at that size) and ``test_model`` back to back, the order alternating; a round's
     ratio is its summed bare time over its summed ``test_model`` time, and the median over
     rounds is reported, so neither side gains from being measured at a quieter moment.
     Finally one ``test_model`` call over the whole split, for its images per second.
@@ -107,20 +114,26 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
             bare(bs, min(len(pre), 2 * bs))
         ours()
     sizes = (500, 1000, 2000, 5000, 10000) if cuda else (100, 200, 500, 1000, 2000)
-    by_size = {bs: [] for bs in sizes}
-    scan = min(len(pre), 30_000)
-    for _ in range(2):
-        for bs in sizes:
-            by_size[bs].append(seconds(bare, bs, scan))
-    best_bs = min(sizes, key=lambda bs: statistics.median(by_size[bs]))
-    print(f"bare loop by batch size ({scan:,} images): " + ", ".join(
-        f"{bs}: {scan / statistics.median(t):,.0f}" for bs, t in by_size.items()) + " img/s", flush=True)
-    # Paired in short slices: on a shared 2-core machine the speed drifts by 10-15% within a
-    # minute, so each slice of `chunk` images is timed for both sides back to back (order
-    # alternating) and a round sums its slices over the whole split.
-    chunk = min(len(X), 10_000)
+    # The scan is paired like the rounds below: every slice of max(sizes) images is timed at
+    # each size back to back, the order of sizes rotating from slice to slice.
+    by_size = {bs: 0.0 for bs in sizes}
+    step = max(sizes)
+    scan = max(step, min(len(pre) // step * step, 20_000 if not cuda else 30_000))
+    for p in range(2):
+        for k, lo in enumerate(range(0, scan, step)):
+            shift = (k + p) % len(sizes)
+            for bs in sizes[shift:] + sizes[:shift]:
+                by_size[bs] += seconds(bare, bs, lo + step, lo)
+    best_bs = min(sizes, key=lambda bs: by_size[bs])
+    print(f"bare loop by batch size ({scan:,} images, twice): " + ", ".join(
+        f"{bs}: {2 * scan / t:,.0f}" for bs, t in by_size.items()) + " img/s", flush=True)
+    # Paired in short slices: on a shared 2-core machine the speed drifts by 10-20% within
+    # seconds, so each slice of `chunk` images (about 0.4 s per side on a 2-core CPU) is timed for
+    # both sides back to back (order alternating) and a round sums its slices over the whole
+    # split. test_model's fixed cost per call (argument checks, buffers) is counted every slice.
+    chunk = min(len(X), max(EVAL_SLICE_IMAGES, best_bs))
     bare_times, ours_times, ratios = [], [], []
-    for r in range(rounds + 2):
+    for r in range(rounds):
         bare_s = ours_s = 0.0
         for k, lo in enumerate(range(0, len(X), chunk)):
             hi = min(lo + chunk, len(X))
@@ -134,7 +147,7 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
         bare_times.append(bare_s)
         ours_times.append(ours_s)
         ratios.append(bare_s / ours_s)
-        print(f"round {r + 1}/{rounds + 2}: bare (batch {best_bs}) {len(X) / bare_s:,.0f} img/s, "
+        print(f"round {r + 1}/{rounds}: bare (batch {best_bs}) {len(X) / bare_s:,.0f} img/s, "
               f"test_model {len(X) / ours_s:,.0f} img/s, ratio {ratios[-1]:.3f}", flush=True)
     whole = seconds(ours)
 
@@ -146,11 +159,13 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
         "images": len(X),
         "malloc_mmap_threshold_bytes": mmap_threshold,
         "rounds": len(ratios),
+        "slice_images": chunk,
         "bare_best_batch_size": best_bs,
         "bare_images_per_s": round(len(X) / statistics.median(bare_times)),
         "bare": spread(stats(bare_times)),
         "bare_scan_images": scan,
-        "bare_by_batch_size": {bs: round(scan / statistics.median(t)) for bs, t in by_size.items()},
+        "bare_scan_passes": 2,
+        "bare_by_batch_size": {bs: round(2 * scan / t) for bs, t in by_size.items()},
         "test_model_images_per_s": round(len(X) / statistics.median(ours_times)),
         "test_model": spread(stats(ours_times)),
         "test_model_whole_split_s": round(whole, 3),
@@ -496,8 +511,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default="eval,data,grading,notebook,memory",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
-    parser.add_argument("--rounds", type=int, default=3,
-                        help="interleaved rounds of the grading runs (evaluation: this + 2)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
+    parser.add_argument("--eval-rounds", type=int, default=7, help="paired rounds of the evaluation")
     args = parser.parse_args(argv)
     wanted = args.only.split(",")
     results_path = OUT / "results.json"
@@ -506,8 +521,8 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory"} else None
-        steps = {"eval": lambda: bench_eval(args.images, args.rounds),
-                 "eval_cuda": lambda: bench_eval(args.images, args.rounds, "cuda"),
+        steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
+                 "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
                  "data": lambda: bench_data(args.images, work),
                  "grading": lambda: bench_grading(work, model, args.rounds),
                  "notebook": lambda: bench_notebook(work, model),

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import copy
+import os
+import sqlite3
+import subprocess
+import sys
 
 import nbformat
 import numpy as np
@@ -25,6 +29,8 @@ from autograder.submission import (
 from helpers import SmallCNN
 from helpers.checks import TARGETS
 from helpers.models import plain_state_dict
+
+from .conftest import REPO
 
 
 def gid(cell):
@@ -264,10 +270,6 @@ def test_digest_ignores_the_sign_of_zero_and_nothing_else():
 def test_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
     """``create_gradebook`` makes what nbgrader's own ``Gradebook`` makes for a new database: the
     same tables and columns, and the migration that nbgrader reads with the ``alembic`` command."""
-    import os
-    import sqlite3
-    import sys
-
     from nbgrader.api import Gradebook, get_alembic_version
 
     from autograder.gradebook import create_gradebook
@@ -292,3 +294,14 @@ def test_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
         gb.add_assignment("pruning")
         gb.add_student("s1")
         assert [a.name for a in gb.assignments] == ["pruning"]
+
+
+def test_autograder_import_skips_the_slow_optional_iri_checker():
+    """Importing ``autograder`` keeps jsonschema from loading ``rfc3987_syntax`` (2.6 s of parser
+    building per process), and notebooks still validate against nbformat's schema."""
+    code = ("import sys, autograder, nbformat, jsonschema\n"
+            f"nbformat.validate(nbformat.read({str(SOURCE_NOTEBOOK)!r}, as_version=4))\n"
+            "print(repr(sys.modules['rfc3987_syntax']), 'iri' in jsonschema.FormatChecker().checkers)")
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["None", "False"]

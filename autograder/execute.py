@@ -25,6 +25,7 @@ from jupyter_core.utils import ensure_event_loop
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
+from .channels import SteadyKernelManager
 from .kernels import ForkedKernelManager, ForkServer
 
 __all__ = ["run_notebook", "cell_seconds", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS"]
@@ -125,7 +126,8 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
     km = None
     if server is not None:
         km = ForkedKernelManager.for_server(server, log=dst.with_suffix(".kernel.log"))
-    client = _LimitedClient(nb, km=km, timeout=int(cell_timeout), kernel_name="python3", allow_errors=True,
+    client = _LimitedClient(nb, km=km, kernel_manager_class=SteadyKernelManager, timeout=int(cell_timeout),
+                            kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=False, record_timing=True, shutdown_kernel="immediate",
                             resources={"metadata": {"path": str(src.parent)}})
     status = "ok"

@@ -40,6 +40,8 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
+from .channels import SteadyKernelClient
+
 __all__ = ["ForkServer", "ForkedKernelManager", "PromptKernelClient", "kernel_environment", "main"]
 
 #: Imported by the server before it forks: what the notebook and ipykernel would import anyway.
@@ -216,14 +218,15 @@ class _ForkedProvisioner(LocalProvisioner):
                 await asyncio.sleep(0.002)
 
 
-class PromptKernelClient(AsyncKernelClient):
+class PromptKernelClient(SteadyKernelClient):
     """A kernel client whose ``wait_for_ready`` returns as soon as the kernel has answered.
 
     jupyter_client's own waits for 0.2 s of silence on IOPub after the ``kernel_info``
     reply (and up to another 0.2 s to see IOPub connected); with warm kernels that was a
     third of the whole start. Here IOPub counts as connected, and the kernel as ready,
     once the ``idle`` status that ends one of our ``kernel_info`` requests arrives on it:
-    IOPub is ordered, so nothing of ours is still in flight after it.
+    IOPub is ordered, so nothing of ours is still in flight after it. Its channels notice
+    every message within half a second (:mod:`autograder.channels`).
     """
 
     async def wait_for_ready(self, timeout: float | None = None) -> None:

@@ -440,6 +440,8 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
 def _run_source(data_root: str, model: Path, work: Path) -> float:
     import nbformat
     from nbclient import NotebookClient
+
+    from autograder.channels import SteadyKernelManager
     nb = nbformat.read(REPO / "assignment" / "source" / "pruning" / "pruning.ipynb", as_version=4)
     env = venv_env()
     env.update({"CINIC10_ROOT": data_root, "PRUNING_MODEL": str(model), "MPLBACKEND": "Agg",
@@ -449,7 +451,7 @@ def _run_source(data_root: str, model: Path, work: Path) -> float:
     warm = f"from helpers import get_CINIC10_data; get_CINIC10_data({data_root!r}, progress=False)"
     subprocess.run([sys.executable, "-c", warm], env=env, cwd=REPO, check=True)
     start = time.perf_counter()
-    NotebookClient(nb, timeout=1200, kernel_name="python3",
+    NotebookClient(nb, timeout=1200, kernel_name="python3", kernel_manager_class=SteadyKernelManager,
                    resources={"metadata": {"path": str(work)}}).execute(env=env)
     return time.perf_counter() - start
 

@@ -8,6 +8,8 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
+from autograder.channels import SteadyKernelManager
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -25,7 +27,7 @@ def execute(nb: nbformat.NotebookNode, env: dict[str, str], cwd: Path, allow_err
             timeout: int = 300) -> nbformat.NotebookNode:
     """Run every cell of ``nb`` (modified in place) in a fresh python3 kernel."""
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", allow_errors=allow_errors,
-                            resources={"metadata": {"path": str(cwd)}})
+                            kernel_manager_class=SteadyKernelManager, resources={"metadata": {"path": str(cwd)}})
     client.execute(env=env)
     return nb
 

@@ -172,3 +172,79 @@ def test_waiting_for_a_kernel_that_died_raises(tmp_path, server):
             await km.shutdown_kernel(now=True)
 
     asyncio.run(start_then_kill())
+
+
+def _missed_wakeup(channel_class, timeout: float):
+    """Deliver a message to a channel waiting in ``get_msg`` while its wake-up is consumed.
+
+    The message arrives while the event loop is not running and, before the loop runs again,
+    the socket's events are read elsewhere; that resets the socket's edge-triggered file
+    descriptor, as happened to nbclient after widget cells. Returns (message type or the
+    exception's name, seconds from the loop's next turn to the answer).
+    """
+    import asyncio
+
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
+    async def run():
+        ctx = zmq.asyncio.Context()
+        mine, theirs = ctx.socket(zmq.PAIR), ctx.socket(zmq.PAIR)
+        try:
+            port = mine.bind_to_random_port("tcp://127.0.0.1")
+            theirs.connect(f"tcp://127.0.0.1:{port}")
+            session = Session()
+            waiting = asyncio.ensure_future(channel_class(mine, session).get_msg(timeout=timeout))
+            await asyncio.sleep(0.1)  # the wait is registered with the loop
+            session.send(zmq.Socket.shadow(theirs.underlying), "execute_reply", {"status": "ok"})
+            time.sleep(0.2)  # the message arrives while the loop is not running
+            zmq.Socket.shadow(mine.underlying).getsockopt(zmq.EVENTS)  # the edge is consumed
+            start = time.monotonic()
+            try:
+                got = (await waiting)["msg_type"]
+            except Exception as exc:  # noqa: BLE001 - reported to the test
+                got = type(exc).__name__
+            return got, time.monotonic() - start
+        finally:
+            mine.close(0)
+            theirs.close(0)
+            ctx.term()
+
+    return asyncio.run(run())
+
+
+def test_sliced_channel_reads_a_message_whose_wakeup_was_missed():
+    from autograder.channels import POLL_SLICE, SlicedChannel
+    got, seconds = _missed_wakeup(SlicedChannel, timeout=5)
+    assert got == "execute_reply"
+    assert seconds < POLL_SLICE + 0.3, f"took {seconds:.2f} s"
+
+
+def test_sliced_channel_keeps_the_timeout_contract():
+    import asyncio
+    from queue import Empty
+
+    import zmq
+    import zmq.asyncio
+    from jupyter_client.session import Session
+
+    from autograder.channels import SlicedChannel
+
+    async def wait(timeout):
+        ctx = zmq.asyncio.Context()
+        sock = ctx.socket(zmq.PAIR)
+        sock.bind_to_random_port("tcp://127.0.0.1")
+        start = time.monotonic()
+        try:
+            await SlicedChannel(sock, Session()).get_msg(timeout=timeout)
+        except Empty:
+            return time.monotonic() - start
+        finally:
+            sock.close(0)
+            ctx.term()
+        return None
+
+    for timeout in (0, 0.2, 1.2):
+        seconds = asyncio.run(wait(timeout))
+        assert seconds is not None and timeout - 0.01 <= seconds < timeout + 0.3, (timeout, seconds)

@@ -299,6 +299,9 @@ def _become_kernel(request: dict) -> None:
     os.environ.clear()
     os.environ.update(request["env"])
     sys.path[0] = ""  # like ``python -m ipykernel_launcher`` started in ``cwd``
+    # Importing `autograder` marked rfc3987_syntax absent (autograder/__init__.py): for the grader, not the student.
+    if "rfc3987_syntax" in sys.modules and sys.modules["rfc3987_syntax"] is None:
+        del sys.modules["rfc3987_syntax"]
     # The kernel exits when the server does (as a spawned kernel does with its launcher).
     argv = [*request["argv"], f"--IPKernelApp.parent_handle={os.getppid()}"]
     sys.argv = ["ipykernel_launcher", *argv]

@@ -53,6 +53,13 @@ def test_forked_kernel_has_its_job_environment(tmp_path, server):
     assert texts[0].split() == [str(job), str(job / "data.npz"), "2", "True", "True"]
 
 
+def test_forked_kernel_imports_like_a_spawned_one(tmp_path, server):
+    # The server imported `autograder`, which marks rfc3987_syntax absent for the grader itself.
+    status, texts, _ = run(tmp_path, "imports", ["import sys\nprint(sys.modules.get('rfc3987_syntax', 'absent'))"],
+                           server)
+    assert status["status"] == "ok" and texts[0].strip() == "absent"
+
+
 def test_what_one_notebook_changes_never_reaches_the_next(tmp_path, server):
     status, _, _ = run(tmp_path, "first", [
         "import helpers, os\nhelpers.test_model = None\nos.environ['LEAK'] = '1'\nMARKER = 1"], server)

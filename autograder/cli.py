@@ -6,6 +6,7 @@ A thin layer: each command parses its arguments and calls one function.
 from __future__ import annotations
 
 import argparse
+import sys
 
 __all__ = ["main"]
 
@@ -37,24 +38,39 @@ def main(argv: list[str] | None = None) -> int:
                        help="also run display cells and the visible checks (slower; same scores)")
     grade.add_argument("--spawn-kernels", action="store_true",
                        help="start every kernel from scratch instead of forking warm ones (slower; same scores)")
+    grade.add_argument("--memory-limit", default=None,
+                       help="memory per notebook beyond the preloaded libraries, e.g. 4G or 1536M "
+                            "(default: 3/4 of the machine's memory divided by --jobs)")
+    grade.add_argument("--pids-limit", type=int, default=None,
+                       help="processes and threads one job slot may have (default 512)")
+    grade.add_argument("--no-sandbox", action="store_true",
+                       help="run student kernels without the bubblewrap sandbox (every row is noted 'not sandboxed')")
+    grade.add_argument("--regrade", action="store_true",
+                       help="grade everything again instead of reusing unchanged submissions' grades from the journal")
 
     args = parser.parse_args(argv)
     if args.command == "grade":
         from .config import GradeConfig
+        from .limits import parse_size
+        from .sandbox import SandboxError
+        optional = {k: v for k, v in (("pids_limit", args.pids_limit),) if v is not None}
         try:
             cfg = GradeConfig(submissions=args.submissions, data_root=args.data_root, model=args.model,
                               out=args.out, jobs=args.jobs, timeout=args.timeout, cell_timeout=args.cell_timeout,
                               per_class=args.per_class, device=args.device,
-                              full_notebook=args.full_notebook, warm_kernels=not args.spawn_kernels)
+                              full_notebook=args.full_notebook, warm_kernels=not args.spawn_kernels,
+                              sandbox=not args.no_sandbox, regrade=args.regrade,
+                              memory_limit=parse_size(args.memory_limit) if args.memory_limit else None, **optional)
         except (ValueError, FileNotFoundError) as exc:
             parser.error(str(exc))
-        server = None
-        from .kernels import ForkServer
-        if cfg.warm_kernels and ForkServer.supported():  # started before the grader's heavy imports
-            cfg.out.mkdir(parents=True, exist_ok=True)
-            server = ForkServer.for_threads(cfg.threads_per_job, cfg.out / "kernels.log")
         from .grade import grade as run_grade
-        run_grade(cfg, server=server)
+        try:
+            run_grade(cfg)
+        except SandboxError as exc:
+            print(f"error: cannot sandbox student code here: {exc}\n"
+                  "Fix that, or grade without the sandbox with --no-sandbox (student code then runs with "
+                  "all of your user's rights).", file=sys.stderr)
+            return 2
         return 0
     if args.command == "demo":
         from .demo import main as demo_main

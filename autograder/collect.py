@@ -1,6 +1,10 @@
 """Runs inside the student's kernel during grading: saves what the notebook produced.
 
-The source notebook's hidden-test regions call :func:`export`. It writes, under
+The grader copies this file into each job folder and names the copy in
+``$PRUNING_EXPORT_CODE``; the source notebook's hidden-test regions run it with ``runpy`` and
+call :func:`export` (the sandboxed kernel cannot see the ``autograder`` package, and an
+instructor running the source notebook needs no ``autograder`` on the path). It imports
+nothing but the standard library, torch and ``helpers``. It writes, under
 ``$PRUNING_EXPORT_DIR``, the weights of every model in the results list (pruning folded
 in), the numbers the student claims, and the output of the student's pruning function on
 fresh copies of the pretrained model at targets the notebook never uses. No score is
@@ -21,9 +25,11 @@ import os
 import warnings
 from pathlib import Path
 
-__all__ = ["export", "UNSEEN_TARGETS", "ENV_EXPORT"]
+__all__ = ["export", "UNSEEN_TARGETS", "ENV_EXPORT", "ENV_EXPORT_CODE"]
 
 ENV_EXPORT = "PRUNING_EXPORT_DIR"
+#: Path of this file's copy in the job folder, run by the hidden-test regions.
+ENV_EXPORT_CODE = "PRUNING_EXPORT_CODE"
 #: Targets the notebook never uses; the student's function is called with these.
 UNSEEN_TARGETS = (0.35, 0.65)
 

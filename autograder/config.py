@@ -50,6 +50,15 @@ class GradeConfig:
         warm_kernels: fork each notebook's kernel from a server that has already imported
             torch and ipykernel (:mod:`autograder.kernels`); ``False`` spawns every kernel
             the usual way (slower by about 3 seconds of CPU per notebook; same scores).
+        sandbox: run every kernel in a bubblewrap sandbox (:mod:`autograder.sandbox`); ``False``
+            (``--no-sandbox``) runs kernels as the grader's own user with all its rights, and
+            every row's notes say ``not sandboxed``.
+        memory_limit: bytes of memory a notebook's kernel and its children may use beyond the
+            preloaded libraries (``None``: :func:`~autograder.limits.default_memory_limit`, three
+            quarters of the machine's memory shared by the job slots).
+        pids_limit: processes and threads one job slot may have at once.
+        regrade: grade every submission again instead of reusing the journal's grades of
+            submissions whose notebook, model, data and settings are unchanged.
     """
 
     submissions: Path
@@ -66,6 +75,10 @@ class GradeConfig:
     claim_tol: float = 0.005
     full_notebook: bool = False
     warm_kernels: bool = True
+    sandbox: bool = True
+    memory_limit: int | None = None
+    pids_limit: int = 512
+    regrade: bool = False
 
     def __post_init__(self) -> None:
         # Absolute: notebooks run in their own working folders.
@@ -87,6 +100,21 @@ class GradeConfig:
             raise FileNotFoundError(f"model checkpoint {self.model} does not exist")
         if self.cell_timeout is None:
             self.cell_timeout = self.timeout
+        if self.memory_limit is None:
+            from .limits import default_memory_limit
+            self.memory_limit = default_memory_limit(self.jobs)
+        if self.memory_limit < 64 * 1024**2:
+            raise ValueError(f"--memory-limit must be at least 64 MiB, got {self.memory_limit} bytes")
+        if self.pids_limit < 32:
+            raise ValueError(f"--pids-limit must be at least 32 (a kernel has about 20 threads), got {self.pids_limit}")
+
+    def run_settings(self) -> dict:
+        """The settings a grade depends on (part of each submission's journal key)."""
+        return {"per_class": self.per_class, "device": self.device, "timeout": self.timeout,
+                "cell_timeout": self.cell_timeout, "sparsity_tol": self.sparsity_tol,
+                "accuracy_band": self.accuracy_band, "claim_tol": self.claim_tol,
+                "full_notebook": self.full_notebook, "sandbox": self.sandbox, "memory_limit": self.memory_limit,
+                "pids_limit": self.pids_limit}
 
     @property
     def threads_per_job(self) -> int:

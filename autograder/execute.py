@@ -21,6 +21,7 @@ from datetime import datetime
 from pathlib import Path
 
 import nbformat
+from jupyter_client.manager import AsyncKernelManager
 from jupyter_core.utils import ensure_event_loop
 from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
@@ -108,7 +109,7 @@ def _cancel_pending_tasks() -> None:
 
 
 def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float, timeout: float,
-                 server: ForkServer | None = None) -> dict:
+                 server: ForkServer | None = None, km: AsyncKernelManager | None = None) -> dict:
     """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells"}``.
 
     ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`.
@@ -121,11 +122,11 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
         timeout: seconds the whole notebook may run, kernel start included; then the
             kernel's process group is killed and the status is ``timeout``.
         server: warm fork server to take the kernel from (``None``: spawn one).
+        km: the kernel manager to use instead (e.g. a sandboxed spawning one); it wins over ``server``.
     """
     nb = nbformat.read(src, as_version=4)
-    km = None
-    if server is not None:
-        km = ForkedKernelManager.for_server(server, log=dst.with_suffix(".kernel.log"))
+    if km is None and server is not None:
+        km = ForkedKernelManager.for_server(server, log=dst.with_suffix(".kernel.log"), job=src.parent)
     client = _LimitedClient(nb, km=km, kernel_manager_class=SteadyKernelManager, timeout=int(cell_timeout),
                             kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=False, record_timing=True, shutdown_kernel="immediate",

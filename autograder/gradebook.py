@@ -96,6 +96,10 @@ class Course:
             return None
         return "nbgrader could not record the notebook in the gradebook"
 
+    def has(self, student_id: str) -> bool:
+        """Has an earlier run of this course already recorded ``student_id``'s notebook?"""
+        return (self.root / "autograded" / student_id / ASSIGNMENT / f"{NOTEBOOK}.ipynb").is_file()
+
     def set_scores(self, scores: dict[str, dict[str, float]]) -> None:
         """Set the automatic score of each graded test cell in the gradebook."""
         from nbgrader.api import Gradebook, MissingEntry

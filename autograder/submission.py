@@ -90,13 +90,15 @@ def _clean_copy(cell):
     return new
 
 
-def read_notebook(path: Path, max_bytes: int = 50_000_000):
-    """Parse a submitted notebook; :class:`SubmissionError` with the reason if it is not one."""
-    size = path.stat().st_size
+def read_notebook(path: Path, max_bytes: int = 50_000_000, data: bytes | None = None):
+    """Parse a submitted notebook (or ``data``, its bytes already read); :class:`SubmissionError`
+    with the reason if it is not one."""
+    size = len(data) if data is not None else path.stat().st_size
     if size > max_bytes:
         raise SubmissionError(f"notebook is {size / 1e6:.0f} MB, over the {max_bytes / 1e6:.0f} MB limit")
     try:
-        nb = nbformat.reads(path.read_text(encoding="utf-8", errors="replace"), as_version=4)
+        text = (data if data is not None else path.read_bytes()).decode("utf-8", errors="replace")
+        nb = nbformat.reads(text, as_version=4)
         nbformat.validate(nb)
     except Exception as exc:  # NotJSONError, ValidationError, ...
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__

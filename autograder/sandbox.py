@@ -1,0 +1,179 @@
+"""Runs in the grader's process: the bubblewrap sandbox every student kernel runs in.
+
+:class:`Sandbox` builds the ``bwrap`` command line (bubblewrap, the sandbox Flatpak uses;
+Debian package ``bubblewrap``) that wraps a job slot's warm kernel server or a spawned kernel:
+
+* new user, PID, network, IPC, UTS and cgroup namespaces (``--unshare-all --unshare-user``), no
+  capabilities (``--cap-drop ALL``, also when the grader runs as root), a new session (no
+  terminal injection), killed with the grader (``--die-with-parent``);
+* a file system made of read-only binds only: ``/usr`` and the library links, a few named
+  files of ``/etc``, the Python installation and every site-packages folder the grader uses,
+  and the ``helpers`` package; the one writable folder is the slot's job folder (bound at its
+  own path, so Jupyter's ``ipc`` sockets and connection file have the same name inside and
+  out), plus a private ``/tmp`` and ``/dev/shm``. The submissions, the output folder, other
+  slots and the repository's ``assignment/`` and ``autograder/`` are not in it at all;
+* only loopback networking, so kernels talk to the grader over Unix sockets (``ipc``).
+
+Memory and process limits come from :mod:`autograder.limits` (bubblewrap sets none).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import site
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["Sandbox", "SandboxError", "sandbox_support", "KERNEL_HOME"]
+
+#: Files of /etc a Python kernel reads (dynamic loader, users, time zone, fonts); nothing else of /etc.
+_ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
+        "fonts", "hosts", "host.conf", "mime.types", "alternatives")
+#: Top-level links or folders of the system (merged-/usr systems have links here).
+_SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
+#: Where the warm kernel server's script is shown inside the sandbox.
+ZYGOTE_INSIDE = "/opt/grader/zygote.py"
+#: HOME of a sandboxed kernel (inside its private /tmp).
+KERNEL_HOME = "/tmp/home"
+
+
+class SandboxError(RuntimeError):
+    """The sandbox cannot be built here; the message says why and what to do."""
+
+
+def sandbox_support() -> str | None:
+    """``None`` when bubblewrap sandboxes work here, else the reason they do not."""
+    if sys.platform != "linux":
+        return f"sandboxing needs Linux namespaces; this is {sys.platform}"
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return ("bubblewrap is not installed (Debian/Ubuntu: sudo apt-get install -y bubblewrap; "
+                "Fedora: sudo dnf install bubblewrap)")
+    try:
+        done = subprocess.run([bwrap, "--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent",
+                               "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
+                              capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"bubblewrap could not run: {exc}"
+    if done.returncode != 0:
+        return (f"bubblewrap cannot create namespaces here ({done.stderr.strip()[:200]}); user namespaces may "
+                "be disabled (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)")
+    return None
+
+
+def _python_paths() -> list[Path]:
+    """Folders the kernel's Python needs: installation, virtual environment, site-packages, sys.path."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    paths.update(site.getsitepackages())
+    if site.ENABLE_USER_SITE and site.getusersitepackages():
+        paths.add(site.getusersitepackages())
+    roots = [Path(p).resolve() for p in paths if os.path.exists(p)]
+    # Other sys.path entries only where they lie inside those (zip files, .pth additions).
+    extra = [Path(p) for p in sys.path if p and os.path.isabs(p) and os.path.exists(p)]
+    return sorted({*roots, *(p for p in extra if any(_inside(p, r) for r in roots))})
+
+
+def _helpers_path() -> Path:
+    import helpers
+    return Path(helpers.__file__).resolve().parent
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """What a sandboxed kernel sees. Build it with :meth:`for_grading`.
+
+    Attributes:
+        readonly: folders and files bound read-only at their own paths.
+        hidden: folders that must not be visible; :meth:`for_grading` refuses read-only binds
+            that would contain one of them.
+        cuda: also show the NVIDIA device files, ``/sys`` and the driver's ``/proc`` entries.
+    """
+
+    readonly: tuple[Path, ...]
+    hidden: tuple[Path, ...] = ()
+    cuda: bool = False
+    bwrap: str = field(default_factory=lambda: shutil.which("bwrap") or "bwrap")
+
+    @classmethod
+    def for_grading(cls, hidden: list[Path], cuda: bool = False) -> Sandbox:
+        """The sandbox of a grading run: Python and ``helpers`` visible, ``hidden`` folders not.
+
+        Raises :class:`SandboxError` when a folder the kernel needs (the Python installation,
+        a site-packages folder) contains one of ``hidden`` (for example a virtual environment
+        whose parent folder is the repository itself is fine; a repository *inside* the Python
+        installation is not).
+        """
+        reason = sandbox_support()
+        if reason:
+            raise SandboxError(reason)
+        from .config import REPO_ROOT
+        hidden = [Path(h).resolve() for h in (*hidden, REPO_ROOT / "autograder", REPO_ROOT / "assignment")]
+        ro = []
+        for path in _python_paths():
+            covered = [h for h in hidden if _inside(h, path)]
+            if not covered:
+                ro.append(path)
+            else:
+                raise SandboxError(f"the Python folder {path} contains {covered[0]}, which student code must not "
+                                   "see; keep submissions, output and the course repository outside it")
+        ro.append(_helpers_path())
+        return cls(tuple(dict.fromkeys(ro)), tuple(hidden), cuda)
+
+    def command(self, cmd: list[str], writable: Path, env: dict[str, str], pid1: bool = False,
+                files: dict[str, Path] | None = None, info_fd: int | None = None, cwd: Path | None = None) -> list[str]:
+        """``cmd`` wrapped in bubblewrap.
+
+        Args:
+            cmd: the program and its arguments (paths as seen inside).
+            writable: the one writable folder (the slot's job folder), bound at its own path.
+            env: the whole environment inside (nothing of the grader's own is passed).
+            pid1: run ``cmd`` as PID 1 of the namespace (the warm kernel server); otherwise
+                bubblewrap's own init reaps and ``cmd`` is PID 2.
+            files: extra read-only files, ``{path inside: path outside}``.
+            info_fd: file descriptor on which bubblewrap writes ``{"child-pid": ...}``.
+            cwd: working folder inside (default ``writable``).
+        """
+        args = [self.bwrap, "--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent",
+                "--new-session", "--clearenv", "--ro-bind", "/usr", "/usr"]
+        for name in _SYSTEM:
+            path = Path("/") / name
+            if path.is_symlink():
+                args += ["--symlink", os.readlink(path), str(path)]
+            elif path.is_dir():
+                args += ["--ro-bind", str(path), str(path)]
+        for name in _ETC:
+            if (Path("/etc") / name).exists():
+                args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
+        for path in self.readonly:
+            args += ["--ro-bind", str(path), str(path)]
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", KERNEL_HOME]
+        if self.cuda:
+            for dev in sorted(glob.glob("/dev/nvidia*")):
+                args += ["--dev-bind", dev, dev]
+            for path in ("/sys", "/proc/driver/nvidia"):
+                if os.path.exists(path):
+                    args += ["--ro-bind", path, path]
+        elif os.path.isdir("/sys/devices/system/cpu"):
+            args += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
+        for inside, outside in (files or {}).items():
+            args += ["--ro-bind", str(outside), inside]
+        args += ["--bind", str(writable), str(writable), "--chdir", str(cwd or writable)]
+        for key, value in env.items():
+            args += ["--setenv", key, value]
+        if pid1:
+            args.append("--as-pid-1")
+        if info_fd is not None:
+            args += ["--info-fd", str(info_fd)]
+        return [*args, "--", *cmd]

@@ -1,0 +1,189 @@
+"""Runs as its own process, inside a job slot's sandbox: the warm kernel server ("zygote").
+
+This file is executed by path (``python zygote.py``), never imported from the repository by
+student code: the sandbox shows the kernel this one file, not the ``autograder`` package. It
+imports only the standard library until :data:`PRELOAD`.
+
+The server imports torch, numpy, matplotlib, ``helpers`` and ipykernel once, then, on request,
+forks a child that becomes an ordinary ipykernel on the connection file it is given. In the
+sandbox it is PID 1 of the slot's PID namespace (bubblewrap ``--as-pid-1``), which makes it
+immune to the notebook: signals from inside the namespace reach PID 1 only for signals it
+handles (it handles SIGCHLD alone), ``kill(-1)`` skips it, and it is not dumpable, so neither
+``ptrace`` nor ``/proc/1/mem`` reach its memory. Every child is a fresh copy of it: what one
+notebook changes never reaches another.
+
+Protocol (stdin/stdout, one JSON object per line). The server first writes ``{"ready": true}``.
+Requests:
+
+* ``{"argv", "env", "cwd", "log"}`` (optionally ``"rlimit_as"``: bytes): fork a kernel; answered
+  ``{"pid": int}`` (the pid in the server's namespace) or ``{"error": str}``;
+* ``{"reset": true, "keep": [folder, ...]}``: kill every other process the server can see (the
+  last notebook, its children and daemons), reap them, empty ``/tmp`` and ``/dev/shm`` except the
+  ``keep`` folders (the slot's job folder is bound inside ``/tmp``); answered ``{"reset": n}``
+  with the number of processes killed. Only meaningful as PID 1 of a sandbox.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+
+__all__ = ["main", "PRELOAD"]
+
+#: Imported by the server before it forks: what the notebook and ipykernel would import anyway.
+PRELOAD = ("torch", "torch.nn.utils.prune", "numpy", "matplotlib", "matplotlib.pyplot", "helpers",
+           "helpers.checks", "helpers.notebook", "helpers.plots", "helpers.models", "IPython",
+           "ipykernel.kernelapp", "ipykernel.ipkernel", "matplotlib_inline.backend_inline", "ipywidgets")
+
+_PR_SET_DUMPABLE = 4
+_SCRATCH = ("/tmp", "/dev/shm")
+
+
+def _set_dumpable(flag: int) -> None:
+    """``prctl(PR_SET_DUMPABLE)``: 0 keeps same-user processes out of this one's memory."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, flag, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+def _become_kernel(request: dict) -> None:
+    """In the forked child: take the job's session, files, environment and limits, then run ipykernel."""
+    os.setsid()
+    _set_dumpable(1)  # the kernel itself is an ordinary process again
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # ipykernel's interrupt, as in a fresh python
+    log = os.open(request["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.dup2(log, 1)
+    os.dup2(log, 2)
+    os.close(null)
+    os.close(log)
+    if request.get("rlimit_as"):
+        import resource
+        resource.setrlimit(resource.RLIMIT_AS, (int(request["rlimit_as"]),) * 2)
+    os.chdir(request["cwd"])
+    os.environ.clear()
+    os.environ.update(request["env"])
+    sys.path[0] = ""  # like ``python -m ipykernel_launcher`` started in ``cwd``
+    argv = list(request["argv"])
+    if os.getppid() != 1:  # the kernel exits when the server does (as a spawned kernel with its launcher)
+        argv.append(f"--IPKernelApp.parent_handle={os.getppid()}")
+    sys.argv = ["ipykernel_launcher", *argv]
+    import torch
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # read by OpenMP only at start-up, so set here
+        torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+    from ipykernel.kernelapp import IPKernelApp
+    IPKernelApp.launch_instance(argv=argv)
+
+
+def _reap(_signum=None, _frame=None) -> int:
+    """Reap exited children without blocking; return how many."""
+    n = 0
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return n
+        if pid == 0:
+            return n
+        n += 1
+
+
+def _reset(keep: list[str]) -> int:
+    """Kill and reap every other process of the namespace; empty the scratch folders except ``keep``.
+
+    ``keep``: folders (the slot's job folder, bound inside ``/tmp``) left alone with their parents.
+    """
+    if os.getpid() != 1:
+        return 0
+    killed = 0
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(-1, signal.SIGKILL)  # as PID 1: every other process of this namespace
+        except ProcessLookupError:
+            pass
+        try:
+            os.waitpid(-1, 0)
+        except ChildProcessError:
+            break
+        killed += 1
+    keep = [os.path.realpath(k) for k in keep]
+    for folder in _SCRATCH:
+        try:
+            entries = os.listdir(folder)
+        except OSError:
+            continue
+        for name in entries:
+            path = os.path.join(folder, name)
+            if any(k == path or k.startswith(path + os.sep) for k in keep) or os.path.ismount(path):
+                continue
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except OSError:
+                    pass
+    return killed
+
+
+def _answer(out, obj: dict) -> None:
+    out.write((json.dumps(obj) + "\n").encode())
+    out.flush()
+
+
+def main() -> int:
+    """Run the server on stdin/stdout (see the module docstring)."""
+    import importlib
+    _set_dumpable(0)
+    # As PID 1 these are dropped unless handled: leave them unhandled (SIGINT would raise otherwise).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:  # only a head start: the kernel imports what it needs itself
+            pass
+    signal.signal(signal.SIGCHLD, _reap)
+    out = sys.stdout.buffer
+    _answer(out, {"ready": True})
+    for line in sys.stdin.buffer:
+        try:
+            request = json.loads(line)
+            if request.get("reset"):
+                signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+                try:
+                    _answer(out, {"reset": _reset(request.get("keep", []))})
+                finally:
+                    signal.signal(signal.SIGCHLD, _reap)
+                continue
+            pid = os.fork()
+        except Exception as exc:  # noqa: BLE001 - answered, the server keeps serving
+            _answer(out, {"error": f"{type(exc).__name__}: {exc}"})
+            continue
+        if pid == 0:
+            code = 0
+            try:
+                _become_kernel(request)
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 0
+            except BaseException:  # noqa: BLE001 - the child must never return into the server loop
+                import traceback
+                traceback.print_exc()
+                code = 1
+            os._exit(code)
+        _answer(out, {"pid": pid})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

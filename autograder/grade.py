@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -44,7 +45,7 @@ from .journal import Journal, file_sha256, grade_key
 from .kernels import ForkedKernelManager, SandboxedKernelManager, kernel_environment
 from .limits import LimitsUnavailable, SlotLimits, format_size
 from .report import StudentGrade, summary_table, write_csv, write_feedback, write_timings
-from .sandbox import Sandbox
+from .sandbox import Sandbox, inside_path
 from .scoring import CHECKS, CheckResult, build_reference, grading_subset, score_submission
 from .slots import Slot, SlotPool
 from .submission import Submission, SubmissionError, find_submissions, prepare_notebook, read_notebook
@@ -75,6 +76,7 @@ class _Run:
     journal: Journal
     run_key: str
     rlimit_as: int | None = None
+    reused: int = 0
 
 
 def _grade_one(sub: Submission, run: _Run) -> StudentGrade:
@@ -88,6 +90,7 @@ def _grade_one(sub: Submission, run: _Run) -> StudentGrade:
         key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)
         grade = run.journal.reuse(sub.student_id, key, run.executed_dir)
         reused = grade is not None
+        run.reused += reused
         if grade is None:
             grade = _run_and_score(sub, nb_bytes, run)
     recorded = reused and run.course.exception() is None and run.course.result().has(sub.student_id)
@@ -100,7 +103,7 @@ def _grade_one(sub: Submission, run: _Run) -> StudentGrade:
     start = time.perf_counter()
     write_feedback(run.cfg.out / "feedback", grade, sum(run.points[g] for g in CHECKS))
     grade.timings["feedback"] = round(time.perf_counter() - start, 3)
-    if key is not None:
+    if key is not None and not reused:
         run.journal.add(grade, key)
     return grade
 
@@ -155,7 +158,8 @@ def _execute(slot: Slot, job: Path, run: _Run) -> tuple[dict, list[str]]:
     """Run the job's notebook in the slot; the run's result and notes on limits that were hit."""
     cfg = run.cfg
     before = slot.limits.events() if slot.limits else {}
-    env = kernel_environment(job, cfg.threads_per_job, sandboxed=slot.sandbox is not None)
+    sandboxed = slot.sandbox is not None
+    env = kernel_environment(inside_path(job, slot.folder) if sandboxed else job, cfg.threads_per_job, sandboxed)
     km = None
     if slot.server is None and slot.sandbox is not None:
         km = SandboxedKernelManager.for_job(job, slot.sandbox, slot.folder, slot.limits)
@@ -174,7 +178,7 @@ def _limits(cfg: GradeConfig, sandbox: Sandbox | None) -> tuple[list[SlotLimits 
     made: list[SlotLimits | None] = []
     try:
         for i in range(cfg.jobs):
-            made.append(SlotLimits.create(f"pruning-grader-{id(made):x}-s{i}", cfg.memory_limit, cfg.pids_limit))
+            made.append(SlotLimits.create(f"pruning-grader-{os.getpid()}-s{i}", cfg.memory_limit, cfg.pids_limit))
     except (LimitsUnavailable, OSError) as exc:
         for limits in made:
             limits.close()
@@ -292,7 +296,7 @@ def _grade_all(cfg: GradeConfig, start: float, work: Path, executed_dir: Path, s
               f"{course.exception()}", file=sys.stderr)
     write_timings(cfg.out / "timings.json", grades,
                   {**setup_seconds, "jobs": cfg.jobs, "wall": round(time.perf_counter() - start, 3),
-                   "sandbox": cfg.sandbox, "slot_restarts": sum(s.restarts for s in slots.slots)})
+                   "sandbox": cfg.sandbox, "reused": run.reused, "slot_restarts": sum(s.restarts for s in slots.slots)})
     if progress:
         print(summary_table(grades, grade_ids, max_score))
         print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s with --jobs {cfg.jobs}; "

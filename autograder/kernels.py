@@ -39,7 +39,7 @@ from traitlets import DottedObjectName, Type
 
 from .channels import SteadyKernelClient
 from .limits import SlotLimits
-from .sandbox import KERNEL_HOME, ZYGOTE_INSIDE, Sandbox
+from .sandbox import KERNEL_HOME, SLOT_INSIDE, ZYGOTE_INSIDE, Sandbox, inside_path
 
 __all__ = ["ForkServer", "ForkedKernelManager", "SandboxedKernelManager", "PromptKernelClient",
            "kernel_environment", "ZYGOTE"]
@@ -206,7 +206,7 @@ class ForkServer:
         """
         if self.sandbox is None:
             return 0
-        return int(self._ask({"reset": True, "keep": [str(self.slot)]}).get("reset", 0))
+        return int(self._ask({"reset": True, "keep": [str(SLOT_INSIDE)]}).get("reset", 0))
 
     def close(self) -> None:
         """Stop the server (and with it, in a sandbox, every process of the sandbox)."""
@@ -283,19 +283,34 @@ class _SandboxedProvisioner(LocalProvisioner):
     sandbox: Sandbox | None = None
     writable: Path | None = None
     limits: SlotLimits | None = None
-    cwd_hint: Path | None = None
 
-    def wrap(self, cmd: list[str], env: dict[str, str]) -> list[str]:
+    def inside(self, path: Path | str) -> str:
+        """``path`` (in the slot folder) as the sandboxed kernel sees it."""
+        return str(path) if self.sandbox is None else str(inside_path(path, self.writable))
+
+    def inside_command(self, cmd: list[str]) -> list[str]:
+        """The kernel command with its connection file rewritten for the inside (socket paths there)."""
+        if self.sandbox is None or "-f" not in cmd:
+            return cmd
+        i = cmd.index("-f") + 1
+        conn = Path(cmd[i])
+        info = json.loads(conn.read_text())
+        info["ip"] = self.inside(info["ip"])
+        inside_conn = conn.with_name(conn.stem + "-inside.json")
+        inside_conn.write_text(json.dumps(info))
+        return [*cmd[:i], self.inside(inside_conn), *cmd[i + 1:]]
+
+    def wrap(self, cmd: list[str], env: dict[str, str], cwd: str | None) -> list[str]:
         if self.sandbox is not None:
-            cmd = self.sandbox.command(cmd, self.writable, env, cwd=self.cwd_hint)
+            cmd = self.sandbox.command(self.inside_command(cmd), self.writable, env,
+                                       cwd=Path(self.inside(cwd)) if cwd else None)
         if self.limits is not None:
             cmd = self.limits.wrap(cmd)
         return cmd
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         env = dict(kwargs.get("env") or os.environ)
-        self.cwd_hint = Path(kwargs["cwd"]) if kwargs.get("cwd") else None
-        return await super().launch_kernel(self.wrap(cmd, env), **kwargs)
+        return await super().launch_kernel(self.wrap(cmd, env, kwargs.get("cwd")), **kwargs)
 
 
 class _ForkedProvisioner(_SandboxedProvisioner):
@@ -315,11 +330,12 @@ class _ForkedProvisioner(_SandboxedProvisioner):
     async def launch_kernel(self, cmd: list[str], **kwargs):
         if "ipykernel_launcher" not in cmd:
             raise RuntimeError(f"the fork server runs ipykernel only; kernel command was {cmd}")
-        argv = cmd[cmd.index("ipykernel_launcher") + 1:]
+        argv = self.inside_command(cmd)[cmd.index("ipykernel_launcher") + 1:]
         cwd = Path(kwargs.get("cwd") or os.getcwd())
         env = dict(kwargs.get("env") or os.environ)
+        log = self.log or cwd / "kernel.log"
         try:
-            pid = self.server.spawn(argv, env, cwd, self.log or cwd / "kernel.log", rlimit_as=self.rlimit_as)
+            pid = self.server.spawn(argv, env, Path(self.inside(cwd)), Path(self.inside(log)), rlimit_as=self.rlimit_as)
         except (OSError, RuntimeError, ValueError) as exc:  # never fail a student for the server's sake
             self.log_warning(f"warm kernel unavailable ({exc}); starting one the usual way")
             return await super().launch_kernel(cmd, **kwargs)

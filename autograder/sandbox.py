@@ -28,7 +28,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["Sandbox", "SandboxError", "sandbox_support", "KERNEL_HOME"]
+__all__ = ["Sandbox", "SandboxError", "sandbox_support", "KERNEL_HOME", "SLOT_INSIDE", "inside_path"]
 
 #: Files of /etc a Python kernel reads (dynamic loader, users, time zone, fonts); nothing else of /etc.
 _ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "nsswitch.conf", "passwd", "group", "localtime",
@@ -39,6 +39,9 @@ _SYSTEM = ("bin", "sbin", "lib", "lib32", "lib64", "libx32")
 ZYGOTE_INSIDE = "/opt/grader/zygote.py"
 #: HOME of a sandboxed kernel (inside its private /tmp).
 KERNEL_HOME = "/tmp/home"
+#: Where the slot's writable folder appears inside the sandbox (the same for every slot and run,
+#: so what a notebook prints about its paths, and so its feedback, does not depend on the slot).
+SLOT_INSIDE = Path("/grading")
 
 
 class SandboxError(RuntimeError):
@@ -63,6 +66,11 @@ def sandbox_support() -> str | None:
         return (f"bubblewrap cannot create namespaces here ({done.stderr.strip()[:200]}); user namespaces may "
                 "be disabled (sysctl kernel.unprivileged_userns_clone / user.max_user_namespaces)")
     return None
+
+
+def inside_path(path: Path | str, writable: Path) -> Path:
+    """The name inside the sandbox of ``path``, a file or folder in the slot folder ``writable``."""
+    return SLOT_INSIDE / Path(path).resolve().relative_to(Path(writable).resolve())
 
 
 def _python_paths() -> list[Path]:
@@ -137,13 +145,13 @@ class Sandbox:
 
         Args:
             cmd: the program and its arguments (paths as seen inside).
-            writable: the one writable folder (the slot's job folder), bound at its own path.
+            writable: the one writable folder (the slot's folder), shown as :data:`SLOT_INSIDE`.
             env: the whole environment inside (nothing of the grader's own is passed).
             pid1: run ``cmd`` as PID 1 of the namespace (the warm kernel server); otherwise
                 bubblewrap's own init reaps and ``cmd`` is PID 2.
             files: extra read-only files, ``{path inside: path outside}``.
             info_fd: file descriptor on which bubblewrap writes ``{"child-pid": ...}``.
-            cwd: working folder inside (default ``writable``).
+            cwd: working folder inside (default :data:`SLOT_INSIDE`).
         """
         args = [self.bwrap, "--unshare-all", "--unshare-user", "--cap-drop", "ALL", "--die-with-parent",
                 "--new-session", "--clearenv", "--ro-bind", "/usr", "/usr"]
@@ -169,7 +177,7 @@ class Sandbox:
             args += ["--ro-bind", "/sys/devices/system/cpu", "/sys/devices/system/cpu"]
         for inside, outside in (files or {}).items():
             args += ["--ro-bind", str(outside), inside]
-        args += ["--bind", str(writable), str(writable), "--chdir", str(cwd or writable)]
+        args += ["--bind", str(writable), str(SLOT_INSIDE), "--chdir", str(cwd or SLOT_INSIDE)]
         for key, value in env.items():
             args += ["--setenv", key, value]
         if pid1:

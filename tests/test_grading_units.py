@@ -244,9 +244,10 @@ def test_lean_grading_keeps_only_what_scoring_needs(source, release):
     for name in DISPLAY_CELLS:
         assert by_id[name].source.startswith("#") and "\n" not in by_id[name].source
     export = by_id["test_unstructured_sparsity"].source
-    assert export.strip() == ('import os as _os, runpy as _runpy\n'
-                              'if _os.environ.get("PRUNING_EXPORT_CODE"):  # set by the autograder only\n'
-                              '    _runpy.run_path(_os.environ["PRUNING_EXPORT_CODE"])["export"]("unstructured", globals())')
+    assert export.strip() == (
+        'import os as _os, runpy as _runpy\n'
+        'if _os.environ.get("PRUNING_EXPORT_CODE"):  # set by the autograder only\n'
+        '    _runpy.run_path(_os.environ["PRUNING_EXPORT_CODE"])["export"]("unstructured", globals())')
     assert by_id["test_structured_accuracy"].source.startswith("# test_structured_accuracy")
     assert by_id["load"].source == next(c for c in source.cells if gid(c) == "load").source
 

@@ -8,9 +8,22 @@ TORCH_PACKAGES ?= $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2
 DEMO_DIR ?= demo-output
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv demo test lint release bench clean
+.PHONY: venv sandbox-tool demo test lint release bench clean
 
-venv: $(VENV)/.installed
+venv: $(VENV)/.installed sandbox-tool
+
+# The grader runs student kernels in bubblewrap sandboxes (a system package). Installed here when
+# we are root with apt; otherwise this says the one command to run. Not needed off Linux (the
+# grader then needs --no-sandbox, and the sandbox tests skip).
+sandbox-tool:
+	@if [ "$$(uname -s)" = Linux ] && ! command -v bwrap >/dev/null 2>&1; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap >/dev/null; \
+	  else \
+	    echo "The grader's sandbox needs bubblewrap. Run:  sudo apt-get install -y bubblewrap  (Fedora: sudo dnf install bubblewrap), then make again." >&2; \
+	    exit 1; \
+	  fi; \
+	fi
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

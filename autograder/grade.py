@@ -206,7 +206,9 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list[StudentGrade]:
     if why:
         print(f"warning: no memory or process limits ({why})", file=sys.stderr)
     torch.set_num_threads(cfg.threads_per_job)
-    root = Path(tempfile.mkdtemp(prefix="pgrade-"))  # short: Unix socket paths are limited to 107 bytes
+    _remove_stale_slot_folders()
+    # short: Unix socket paths are limited to 107 bytes
+    root = Path(tempfile.mkdtemp(prefix=f"{_SLOT_PREFIX}{os.getpid()}-"))
     root.chmod(0o700)
     slots = None
     try:
@@ -220,6 +222,17 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list[StudentGrade]:
         if slots is not None:
             slots.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+_SLOT_PREFIX = "pgrade-"
+
+
+def _remove_stale_slot_folders() -> None:
+    """Delete slot folders left by graders that were killed (their pid is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SLOT_PREFIX}*-*"):
+        pid = folder.name[len(_SLOT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def _device(cfg: GradeConfig) -> str:

@@ -22,7 +22,6 @@ __all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionErro
            "strip_hidden_tests"]
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
-_HIDDEN_BODY = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS[^\n]*\n(.*?)^[ \t]*### END HIDDEN TESTS", re.S | re.M)
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 #: First cell of every graded run: the same random state for python, numpy and torch.
@@ -114,8 +113,8 @@ def _lean(cell, display_cells):
     if gid in display_cells:
         cell.source = f"# {gid}: display only, skipped by the autograder"
     elif cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
-        hidden = _HIDDEN_BODY.findall(cell.source)
-        cell.source = ("\n".join(h.strip("\n") for h in hidden) if hidden
+        hidden = _HIDDEN.findall(cell.source)  # markers kept: feedback strips these regions again
+        cell.source = ("".join(h if h.endswith("\n") else h + "\n" for h in hidden).rstrip("\n") if hidden
                        else f"# {gid}: scored by the autograder's hidden checks")
     return cell
 

@@ -67,6 +67,11 @@ def write_markdown(r: dict, path: Path) -> None:
                       "`nbgrader autograde`", per["plain"]),
                   row("grading: ours `--jobs 1`", per["jobs1"]),
                   row("grading: ours `--jobs 2`", per["jobs2"]),
+                  *([row("grading: ours `--jobs 1 --no-sandbox`", per["jobs1_nosandbox"]),
+                     row("grading: the sandbox's own cost per submission, wall (`--jobs 1` minus `--jobs 1 "
+                         "--no-sandbox`, paired per round)", g["sandbox_cost_s_per_submission"], " s"),
+                     row("grading: the sandbox's own cost per submission, CPU (same pairs)",
+                         g["sandbox_cpu_s_per_submission"], " CPU-s")] if "jobs1_nosandbox" in per else []),
                   row("grading: ours `--jobs 2 --spawn-kernels` (no warm kernels)", per["jobs2_spawn"]),
                   row("grading: speed-up of `--jobs 2` over plain nbgrader (per round)", sp, "x", ">= 2x",
                       _met(sp["median_s"], 2.0)),
@@ -95,6 +100,10 @@ def write_markdown(r: dict, path: Path) -> None:
     if mem:
         lines += [f"| peak memory grading one submission (largest process) | "
                   f"{mem['children_max_rss_bytes'] / 2**20:.0f} MiB | - | - |"]
+    a = r.get("allocator")
+    if a:
+        lines += [f"| CPU evaluation page faults per batch: allocator setting / glibc's default threshold | "
+                  f"{a['steady']['faults_per_batch']:.0f} / {a['glibc_default']['faults_per_batch']:.0f} | - | - |"]
     history = path.with_name("history.md")
     if history.is_file():
         lines += ["", history.read_text().strip()]

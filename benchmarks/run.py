@@ -5,7 +5,7 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory] [--images 90000]
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator] [--images 90000]
                              [--rounds 3] [--eval-rounds 7]
 """
 
@@ -288,8 +288,7 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
     shutil.copytree(submitted, course / "submitted")
     env = venv_env()
     env.update({"CINIC10_ROOT": str(data_npz), "PRUNING_MODEL": str(model), "MPLBACKEND": "Agg",
-                "CINIC10_CACHE": str(course / "cache"),
-                "PYTHONPATH": str(REPO)})
+                "CINIC10_CACHE": str(course / "cache")})
     env.pop("PRUNING_EXPORT_DIR", None)
     nbg = str(Path(sys.executable).parent / "nbgrader")
     subprocess.run([nbg, "generate_assignment", "pruning", "--force"], cwd=course, env=env, check=True,
@@ -384,7 +383,7 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
     data_npz = work / "grading.npz"
     np.savez(data_npz, **grading_subset("synthetic", 100))
     n = len(BENCH_STUDENTS)
-    runs = {"plain": [], "jobs1": [], "jobs2": [], "jobs2_spawn": []}
+    runs = {"plain": [], "jobs1": [], "jobs1_nosandbox": [], "jobs2": [], "jobs2_spawn": []}
     cpu = {k: [] for k in runs}
     steal = {k: [] for k in runs}
     overheads, setup, scores = [], [], {}
@@ -400,6 +399,11 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
         setup.append((seconds - spent) / n)
         return seconds
 
+    def jobs1_nosandbox(i):  # the sandbox's own cost: the same run as jobs1 without it
+        seconds, scores["jobs1_nosandbox"], _ = _ours(work, submitted, data_npz, model, 1,
+                                                            f"jobs1-nosandbox-{i}", "--no-sandbox")
+        return seconds
+
     def jobs2(i):
         seconds, scores["jobs2"], _ = _ours(work, submitted, data_npz, model, 2, f"jobs2-{i}")
         return seconds
@@ -409,7 +413,8 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
                                                   "--spawn-kernels")
         return seconds
 
-    configs = {"plain": plain, "jobs1": jobs1, "jobs2": jobs2, "jobs2_spawn": jobs2_spawn}
+    configs = {"plain": plain, "jobs1": jobs1, "jobs1_nosandbox": jobs1_nosandbox, "jobs2": jobs2,
+               "jobs2_spawn": jobs2_spawn}
     for i in range(rounds):
         for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):  # drifts hit both ends alike
             before_cpu, before_stat = _children_cpu(), _cpu_ticks()
@@ -420,6 +425,8 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
             f"{k} {v[-1]:.1f} s ({cpu[k][-1]:.0f} CPU-s, steal {steal[k][-1]:.0%})" for k, v in runs.items()),
             flush=True)
     per_sub = {k: spread((statistics.median(v) / n, min(v) / n, max(v) / n)) for k, v in runs.items()}
+    sandbox_cost = [(a - b) / n for a, b in zip(runs["jobs1"], runs["jobs1_nosandbox"])]
+    sandbox_cpu = [(a - b) / n for a, b in zip(cpu["jobs1"], cpu["jobs1_nosandbox"])]
     speedups = [p / t for p, t in zip(runs["plain"], runs["jobs2"])]
     return {
         "submissions": n, "rounds": rounds, "seconds_per_submission": per_sub,
@@ -431,6 +438,9 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
         "cpu_seconds_per_submission": {k: spread((statistics.median(v) / n, min(v) / n, max(v) / n))
                                        for k, v in cpu.items()},
         "cpu_steal_fraction": {k: [round(x, 3) for x in v] for k, v in steal.items()},
+        "sandbox_cost_s_per_submission": spread((statistics.median(sandbox_cost), min(sandbox_cost),
+                                                 max(sandbox_cost))),
+        "sandbox_cpu_s_per_submission": spread((statistics.median(sandbox_cpu), min(sandbox_cpu), max(sandbox_cpu))),
         "scores_identical": len({json.dumps(v, sort_keys=True) for v in scores.values()}) == 1,
         "scores": scores,
     }
@@ -499,6 +509,37 @@ def machine() -> dict:
             "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)}
 
 
+_FAULTS = """
+import resource, torch
+from helpers import SmallCNN
+from helpers.allocator import steady_allocator
+from helpers.evaluate import eval_batch_size
+threshold = steady_allocator()
+model = SmallCNN().eval()
+x = torch.randn(eval_batch_size("cpu"), 3, 32, 32).contiguous(memory_format=torch.channels_last)
+with torch.inference_mode():
+    for _ in range(3):
+        model(x)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(10):
+        model(x)
+print(threshold, (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def bench_allocator() -> dict:
+    """Page faults per evaluation batch with the allocator setting, and with glibc's own 128 KiB
+    threshold (``MALLOC_MMAP_THRESHOLD_`` set, which turns the setting off); a fresh process each."""
+    out = {}
+    for name, extra in (("steady", {}), ("glibc_default", {"MALLOC_MMAP_THRESHOLD_": "131072"})):
+        env = {k: v for k, v in venv_env().items() if k != "MALLOC_MMAP_THRESHOLD_"}
+        env.update(extra, PYTHONPATH=str(REPO))
+        done = subprocess.run([sys.executable, "-c", _FAULTS], env=env, capture_output=True, text=True, check=True)
+        threshold, faults = done.stdout.split()
+        out[name] = {"mmap_threshold": int(threshold), "faults_per_batch": float(faults)}
+    return out
+
+
 def reference_checkpoint(work: Path) -> Path:
     from helpers import get_CINIC10_data, save_model
     from helpers.train import train_model
@@ -510,7 +551,7 @@ def reference_checkpoint(work: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("--only", default="eval,data,grading,notebook,memory",
+    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -528,7 +569,8 @@ def main(argv=None) -> int:
                  "data": lambda: bench_data(args.images, work),
                  "grading": lambda: bench_grading(work, model, args.rounds),
                  "notebook": lambda: bench_notebook(work, model),
-                 "memory": lambda: bench_memory(work, model)}
+                 "memory": lambda: bench_memory(work, model),
+                 "allocator": bench_allocator}
         for name in wanted:
             print(f"== {name}", flush=True)
             results[name] = steps[name]()

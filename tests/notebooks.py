@@ -14,11 +14,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def kernel_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """Environment of a test kernel: grader-style variables, headless plotting, repo importable."""
-    env = dict(os.environ)
-    env.update({"MPLBACKEND": "Agg", "CINIC10_CACHE": str(tmp_path / "kcache"),
-                "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))})
-    env.pop("PRUNING_EXPORT_DIR", None)
+    """Environment of a test kernel: grader-style variables, headless plotting, and, as for an
+    instructor in JupyterLab, nothing of the repository but the installed ``helpers`` (the source
+    notebook's hidden regions must run without ``autograder`` importable)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PRUNING_EXPORT_DIR", "PRUNING_EXPORT_CODE")}
+    env.update({"MPLBACKEND": "Agg", "CINIC10_CACHE": str(tmp_path / "kcache"), "PYTHONPATH": ""})
     env.update({k: str(v) for k, v in extra.items()})
     return env
 

@@ -245,9 +245,12 @@ def test_lean_grading_keeps_only_what_scoring_needs(source, release):
         assert by_id[name].source.startswith("#") and "\n" not in by_id[name].source
     export = by_id["test_unstructured_sparsity"].source
     assert export.strip() == (
+        '### BEGIN HIDDEN TESTS\n'
         'import os as _os, runpy as _runpy\n'
         'if _os.environ.get("PRUNING_EXPORT_CODE"):  # set by the autograder only\n'
-        '    _runpy.run_path(_os.environ["PRUNING_EXPORT_CODE"])["export"]("unstructured", globals())')
+        '    _runpy.run_path(_os.environ["PRUNING_EXPORT_CODE"])["export"]("unstructured", globals())\n'
+        '### END HIDDEN TESTS')
+    assert strip_hidden_tests(export) == "", "feedback shows none of it"
     assert by_id["test_structured_accuracy"].source.startswith("# test_structured_accuracy")
     assert by_id["load"].source == next(c for c in source.cells if gid(c) == "load").source
 

@@ -115,7 +115,7 @@ def test_colab_branch_with_stand_in_module(tmp_path, trained_model_path):
         f"def mount(path):\n    open({str(log)!r}, 'a').write(path + '\\n')\n")
     course = tmp_path / "MyDrive" / "pruning-course"
     env = kernel_env(tmp_path, PRUNING_COURSE_DIR=course)
-    env["PYTHONPATH"] = f"{fake}:{env['PYTHONPATH']}"
+    env["PYTHONPATH"] = str(fake)
     for var in ("CINIC10_CACHE", "PRUNING_MODEL", "CINIC10_ROOT"):
         env.pop(var, None)
     nb = nbformat.read(SOURCE_NB, as_version=4)

@@ -110,6 +110,9 @@ def _attacks(submitted: Path, out: Path, port: int, grader_marker: Path) -> list
         "    try:\n        open(path).read()\n        leaked.append(path)\n    except OSError:\n        pass\n"
         f"for folder in [{str(submitted)!r}, {str(out)!r}]:\n"
         "    try:\n        os.listdir(folder)\n        leaked.append(folder)\n    except OSError:\n        pass\n"
+        "if os.environ.get('GRADER_SECRET'):\n    leaked.append('environment')\n"
+        "for path in ('/proc/1/environ', '/proc/1/mem'):\n"
+        "    try:\n        open(path, 'rb').read(1)\n        leaked.append(path)\n    except OSError:\n        pass\n"
         "try:\n    from autograder.reference import prune_unstructured\n    leaked.append('import')\n"
         "except ImportError as e:\n    print(e)\nprint('LEAKED:', leaked)\n")
     expect = {"attack_memory": (PART2, "error: memory limit (1 GiB)"),
@@ -159,7 +162,7 @@ def hostile_class(tmp_path_factory, trained_model_path):
     watched = sorted(submitted.rglob("*.ipynb")) + [SOURCE_NB, RELEASE_NB]
     before = _hashes(watched)
     proc = subprocess.run(_cmd(submitted, out, trained_model_path), cwd=REPO, capture_output=True, text=True,
-                          timeout=1500)
+                          timeout=1500, env=dict(os.environ, GRADER_SECRET="s3cret"))
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     csv_after_run = (out / "grades.csv").read_text()
     time.sleep(8)  # the daemon would have written by now

@@ -132,26 +132,34 @@ def _run_and_score(sub: Submission, nb_bytes: bytes, run: _Run) -> StudentGrade:
         notes.append(NOT_SANDBOXED)
     slot = run.slots.take()
     try:
-        job = slot.fresh_job()
-        nbformat.write(nb, job / "pruning.ipynb")
-        shutil.copy(run.data_file, job / "data.npz")  # private copies: a kernel can only spoil its own
-        shutil.copy(cfg.model, job / "model.pt")
-        shutil.copy(_EXPORT_CODE, job / "grader_export.py")
-        timings = {"prepare": round(time.perf_counter() - start, 3)}
-        done, limit_notes = _execute(slot, job, run)
-        ref = run.ref.result()
-        start = time.perf_counter()
-        checks = score_submission(job / "export", ref, cfg, points)
-        timings.update(kernel=done["seconds"], score=round(time.perf_counter() - start, 3), cells=done["cells"])
-        executed = None
-        if (job / "executed.ipynb").is_file():
-            executed = run.executed_dir / f"{sub.student_id}.ipynb"
-            shutil.copy(job / "executed.ipynb", executed)
-        return StudentGrade(sub.student_id, done["status"], checks, notes + limit_notes, executed=executed,
-                            timings=timings)
+        grade = _run_in_slot(sub, nb, notes, slot, run, start)
     finally:
+        begin = time.perf_counter()
         slot.clean()
         run.slots.give(slot)
+    grade.timings["clean"] = round(time.perf_counter() - begin, 3)
+    return grade
+
+
+def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: _Run, start: float) -> StudentGrade:
+    cfg, points = run.cfg, run.points
+    job = slot.fresh_job()
+    nbformat.write(nb, job / "pruning.ipynb")
+    shutil.copy(run.data_file, job / "data.npz")  # private copies: a kernel can only spoil its own
+    shutil.copy(cfg.model, job / "model.pt")
+    shutil.copy(_EXPORT_CODE, job / "grader_export.py")
+    timings = {"prepare": round(time.perf_counter() - start, 3)}
+    done, limit_notes = _execute(slot, job, run)
+    ref = run.ref.result()
+    begin = time.perf_counter()
+    checks = score_submission(job / "export", ref, cfg, points)
+    timings.update(kernel=done["seconds"], score=round(time.perf_counter() - begin, 3), cells=done["cells"])
+    executed = None
+    if (job / "executed.ipynb").is_file():
+        executed = run.executed_dir / f"{sub.student_id}.ipynb"
+        shutil.copy(job / "executed.ipynb", executed)
+    return StudentGrade(sub.student_id, done["status"], checks, notes + limit_notes, executed=executed,
+                        timings=timings)
 
 
 def _execute(slot: Slot, job: Path, run: _Run) -> tuple[dict, list[str]]:

@@ -56,7 +56,8 @@ def kernel_environment(job: Path | None, threads: int, sandboxed: bool = False) 
 
     With ``job=None``: the part shared by all kernels of a run (the fork server's own).
     ``threads`` is the number of CPU threads torch may use. Only a few variables of the
-    grader's own environment are passed (:data:`_PASSED`): no tokens, no ``PYTHONPATH``.
+    grader's own environment are passed (:data:`_PASSED`): no tokens; ``PYTHONPATH`` only in the sandbox,
+    where it names the folder holding ``helpers`` (nothing else of it is shown there).
     Sandboxed kernels keep their home and caches in their private ``/tmp``.
     """
     from .collect import ENV_EXPORT, ENV_EXPORT_CODE
@@ -74,8 +75,10 @@ def kernel_environment(job: Path | None, threads: int, sandboxed: bool = False) 
         env.update({"HOME": str(home), "MPLCONFIGDIR": str(home / ".matplotlib"),
                     "IPYTHONDIR": str(home / ".ipython"), "XDG_CACHE_HOME": str(home / ".cache"),
                     "JUPYTER_RUNTIME_DIR": str(home / ".jupyter-runtime")})
-    if sandboxed and job is None:
+    if sandboxed:
         env["TMPDIR"] = "/tmp"
+        # helpers' own folder is the only part of its parent the sandbox shows (autograder/ is not there)
+        env["PYTHONPATH"] = str(Path(_helpers_file()).parent.parent)
     if job is not None:
         env.update({
             "CINIC10_ROOT": str(job / "data.npz"),
@@ -85,6 +88,11 @@ def kernel_environment(job: Path | None, threads: int, sandboxed: bool = False) 
             ENV_EXPORT_CODE: str(job / "grader_export.py"),
         })
     return env
+
+
+def _helpers_file() -> str:
+    import helpers
+    return str(Path(helpers.__file__).resolve())
 
 
 def _outer_pid(parent: int, inner: int) -> int | None:

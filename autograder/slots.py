@@ -50,6 +50,8 @@ class Slot:
         """Start the slot's server (if warm kernels are used), without waiting for it."""
         if self.warm and ForkServer.supported():
             self.server = ForkServer.for_threads(self.threads, self.log, self.sandbox, self.folder, self.limits)
+        elif self.limits is not None:
+            self.limits.arm()  # spawned kernels: the limit also covers their own imports
         return self
 
     def fresh_job(self) -> Path:

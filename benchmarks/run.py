@@ -340,7 +340,7 @@ def _overheads(timings: dict) -> tuple[list[float], float]:
     """Per submission: its time in the grader minus the student's own cells; and the sum of its times."""
     per, total = [], 0.0
     for t in timings["students"].values():
-        spent = t["prepare"] + t["kernel"] + t["score"] + t.get("record", 0) + t["feedback"]
+        spent = t["prepare"] + t["kernel"] + t["score"] + t.get("record", 0) + t["feedback"] + t.get("clean", 0)
         per.append(spent - sum(t["cells"].get(c, 0) for c in STUDENT_CELLS))
         total += spent
     return per, total

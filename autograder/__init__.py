@@ -1,15 +1,13 @@
 """Instructor and TA tools for the pruning assignment: reference solutions, release, grading.
 
-Not part of what students install (``pyproject.toml`` ships only ``helpers``).
+Not part of what students install (``pyproject.toml`` ships only ``helpers``). Layers:
 
-Side effect of importing this package: ``rfc3987_syntax`` is marked absent for the process
-(unless something imported it already). jsonschema, which nbformat, nbclient and nbgrader
-import, loads that optional package only to check the ``iri`` string formats, which no
-notebook or nbgrader schema uses, and loading it builds about 35 Earley parsers: 2.6 s of
-every grading run on a 2-core machine (known upstream: python-jsonschema/jsonschema#1428).
-Without it jsonschema simply leaves ``iri`` formats unchecked.
+* :mod:`autograder.runner`: runs notebooks safely (sandbox, warm kernels, limits); knows nothing
+  about pruning;
+* :mod:`autograder.grading`: the pruning assignment's grading over it (parts, scoring, journal,
+  gradebook, feedback);
+* :mod:`autograder.config`, :mod:`autograder.cli` (``python -m autograder``), :mod:`autograder.demo`,
+  :mod:`autograder.samples`: the run's settings, the command line, the demo and sample submissions.
+
+Importing it changes nothing process-wide (the entry point, :mod:`autograder.__main__`, does).
 """
-
-import sys as _sys
-
-_sys.modules.setdefault("rfc3987_syntax", None)

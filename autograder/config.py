@@ -48,13 +48,13 @@ class GradeConfig:
             a score (the hidden checks recompute everything the visible ones check), and
             together they cost about a quarter of a notebook's run time.
         warm_kernels: fork each notebook's kernel from a server that has already imported
-            torch and ipykernel (:mod:`autograder.kernels`); ``False`` spawns every kernel
+            torch and ipykernel (:mod:`autograder.runner.kernels`); ``False`` spawns every kernel
             the usual way (slower by about 3 seconds of CPU per notebook; same scores).
-        sandbox: run every kernel in a bubblewrap sandbox (:mod:`autograder.sandbox`); ``False``
+        sandbox: run every kernel in a bubblewrap sandbox (:mod:`autograder.runner.sandbox`); ``False``
             (``--no-sandbox``) runs kernels as the grader's own user with all its rights, and
             every row's notes say ``not sandboxed``.
         memory_limit: bytes of memory a notebook's kernel and its children may use beyond the
-            preloaded libraries (``None``: :func:`~autograder.limits.default_memory_limit`, three
+            preloaded libraries (``None``: :func:`~autograder.runner.limits.default_memory_limit`, three
             quarters of the machine's memory shared by the job slots).
         pids_limit: processes and threads one job slot may have at once.
         regrade: grade every submission again instead of reusing the journal's grades of
@@ -101,7 +101,7 @@ class GradeConfig:
         if self.cell_timeout is None:
             self.cell_timeout = self.timeout
         if self.memory_limit is None:
-            from .limits import default_memory_limit
+            from .runner.limits import default_memory_limit
             self.memory_limit = default_memory_limit(self.jobs)
         if self.memory_limit < 64 * 1024**2:
             raise ValueError(f"--memory-limit must be at least 64 MiB, got {self.memory_limit} bytes")

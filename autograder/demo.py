@@ -16,11 +16,12 @@ import time
 from pathlib import Path
 
 from helpers import get_CINIC10_data, load_model, save_model, test_model
+from helpers.parts import STRUCTURED, UNSTRUCTURED
 from helpers.train import TrainConfig, train_model
 
 from .config import ASSIGNMENT, NOTEBOOK, GradeConfig
-from .gradebook import Course
-from .reference import prune_structured, prune_unstructured, sweep
+from .grading.gradebook import Course
+from .grading.reference import prune_structured, prune_unstructured, sweep
 
 __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
 
@@ -44,9 +45,9 @@ def reference_model(out: Path, data_root: str = "synthetic", data: dict | None =
 
 
 def main(out: str | Path, data_root: str = "synthetic", jobs: int = 2) -> int:
-    from .grade import grade
+    from .grading.grade import grade
+    from .runner.sandbox import sandbox_support
     from .samples import load_samples, write_class
-    from .sandbox import sandbox_support
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -58,9 +59,9 @@ def main(out: str | Path, data_root: str = "synthetic", jobs: int = 2) -> int:
     test_model(model, test_data)
 
     print("\n== 2. Global unstructured pruning (fresh copy per target)")
-    sweep(model, prune_unstructured, test_data)
+    sweep(model, prune_unstructured, test_data, UNSTRUCTURED)
     print("\n== 2b. Structured L2 filter pruning of the conv layers")
-    sweep(model, prune_structured, test_data, structured=True)
+    sweep(model, prune_structured, test_data, STRUCTURED)
 
     print("\n== 3. Student release (nbgrader generate_assignment)")
     course = out / "release-course"

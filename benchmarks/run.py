@@ -306,7 +306,7 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
         raise RuntimeError("".join(lines[-30:]))
     from nbgrader.api import Gradebook
 
-    from autograder.scoring import CHECKS
+    from autograder.grading.scoring import CHECKS
     scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for sid in BENCH_STUDENTS:
@@ -377,7 +377,7 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
     steal during it are kept: on a shared virtual machine the wall times of parallel runs swing
     with what other guests do, CPU seconds much less.
     """
-    from autograder.scoring import grading_subset
+    from autograder.grading.scoring import grading_subset
     submitted = work / "submitted"
     _class(submitted)
     data_npz = work / "grading.npz"
@@ -451,7 +451,7 @@ def _run_source(data_root: str, model: Path, work: Path) -> float:
     import nbformat
     from nbclient import NotebookClient
 
-    from autograder.channels import SteadyKernelManager
+    from autograder.runner.channels import SteadyKernelManager
     nb = nbformat.read(REPO / "assignment" / "source" / "pruning" / "pruning.ipynb", as_version=4)
     env = venv_env()
     env.update({"CINIC10_ROOT": data_root, "PRUNING_MODEL": str(model), "MPLBACKEND": "Agg",

@@ -1,11 +1,8 @@
-"""Checks of pruned models against the pretrained one, with messages that teach.
+"""The notebook's visible checks of a whole results list, with messages that teach.
 
-Used by the notebook's visible checks (instant feedback in seconds on a CPU) and by the
-autograder, which runs the same inspections in a clean process on the models a notebook
+Used by the notebook's check cells (instant feedback in seconds on a CPU). The autograder runs
+the same inspections (:mod:`helpers.inspection`) in a clean process on the models a notebook
 produced, plus accuracy measurements and calls at targets the student never saw.
-
-Each ``inspect_*`` function returns ``None`` when the pruned model is right, else one
-message saying what is wrong and how to fix it. Nothing here modifies a model.
 
 Example:
     >>> from torch.nn.utils import prune
@@ -22,167 +19,35 @@ from __future__ import annotations
 import math
 import numbers
 
-import torch
 from torch import nn
 
-from .sparsity import effective_weight, global_sparsity, prunable_layers
+from .inspection import TARGETS, compounded, inspect_structured, inspect_unstructured
+from .parts import Part, get_part
+from .sparsity import global_sparsity
 
 __all__ = ["TARGETS", "RESULT_KEYS", "compounded", "inspect_unstructured", "inspect_structured",
            "check_results"]
 
-#: Targets of both sweeps, in order.
-TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 #: Keys every results entry must have.
 RESULT_KEYS = ("target", "model", "sparsity", "accuracy")
 
-_COMPOUND_HINT = ("pruning compounds when applied again to an already pruned model; prune a fresh "
-                  "copy of the pretrained model for each target (copy.deepcopy(model) or "
-                  "helpers.copy_model), or compute the amount relative to what remains")
 
-
-def compounded(targets=TARGETS) -> list[float]:
-    """Sparsities reached by re-applying each amount to the already pruned model.
-
-    >>> [round(s, 2) for s in compounded((0.1, 0.2, 0.3))]
-    [0.1, 0.28, 0.5]
-    """
-    out, kept = [], 1.0
-    for t in targets:
-        kept *= 1.0 - t
-        out.append(1.0 - kept)
-    return out
-
-
-def _layers(pruned: nn.Module, original: nn.Module, types=(nn.Conv2d, nn.Linear)):
-    """Pair up the layers of both models; a message if the architecture differs."""
-    if not isinstance(pruned, nn.Module):
-        return None, f"expected a torch.nn.Module, got {type(pruned).__name__}"
-    a = prunable_layers(pruned, types)
-    b = prunable_layers(original, types)
-    names_a = [n for n, _ in a]
-    names_b = [n for n, _ in b]
-    if names_a != names_b:
-        return None, (f"the pruned model has layers {names_a}, the pretrained model {names_b}: "
-                      "prune a copy of the pretrained model instead of building a new one")
-    pairs = []
-    for (name, ma), (_, mb) in zip(a, b):
-        wa, wb = effective_weight(ma).float().cpu(), effective_weight(mb).float().cpu()
-        if wa.shape != wb.shape:
-            return None, (f"layer {name} has weight shape {tuple(wa.shape)}, expected {tuple(wb.shape)}: "
-                          "pruning here zeroes weights, it does not remove them")
-        pairs.append((name, wa, wb))
-    return pairs, None
-
-
-def _changed_survivors(pairs) -> str | None:
-    for name, wa, wb in pairs:
-        kept = wa != 0
-        if not torch.equal(wa[kept], wb[kept]):
-            return (f"weights of {name} that were not pruned have changed: pruning must only set "
-                    "weights to zero, keep the others exactly as in the pretrained model")
-    return None
-
-
-def _smallest_zeroed(pruned_w: torch.Tensor, original_w: torch.Tensor) -> bool:
-    """Within one layer, are the zeroed weights the smallest in magnitude (ties allowed)?"""
-    zero = pruned_w == 0
-    if not zero.any() or zero.all():
-        return True
-    mags = original_w.abs()
-    return float(mags[zero].max()) <= float(mags[~zero].min())
-
-
-def inspect_unstructured(pruned: nn.Module, original: nn.Module, target: float,
-                         tol: float = 0.001) -> str | None:
-    """Is ``pruned`` the pretrained model with the ``target`` fraction of smallest weights zeroed,
-    over all Conv2d and Linear weights together? Ties in magnitude are tolerated."""
-    pairs, problem = _layers(pruned, original)
-    if problem:
-        return problem
-    total = sum(wb.numel() for _, _, wb in pairs)
-    zeros = sum(int((wa == 0).sum()) for _, wa, _ in pairs)
-    sparsity = zeros / total
-    if abs(sparsity - target) > tol:
-        msg = f"target {target:.2f} gave sparsity {sparsity:.3f}"
-        for s in compounded():
-            if abs(s - sparsity) <= max(tol, 0.002) and abs(s - target) > tol:
-                return f"{msg}: {_COMPOUND_HINT}"
-        return f"{msg}: expected {target:.3f} of all Conv2d and Linear weights to be zero"
-    changed = _changed_survivors(pairs)
-    if changed:
-        return changed
-    mags = torch.cat([wb.abs().flatten() for _, _, wb in pairs])
-    zero_mask = torch.cat([(wa == 0).flatten() for _, wa, _ in pairs])
-    if zero_mask.any() and (~zero_mask).any():
-        largest_pruned = float(mags[zero_mask].max())
-        smallest_kept = float(mags[~zero_mask].min())
-        if largest_pruned > smallest_kept:
-            per_layer = all(_smallest_zeroed(wa, wb) for _, wa, wb in pairs)
-            why = ("each layer lost its own smallest weights: that is per-layer pruning; "
-                   "use prune.global_unstructured over all layers at once" if per_layer else
-                   "the weights set to zero are not the smallest in magnitude (random selection?); "
-                   "use L1 (magnitude) pruning")
-            return (f"target {target:.2f}: a weight of magnitude {largest_pruned:.4g} was pruned while one "
-                    f"of {smallest_kept:.4g} was kept: {why}")
-    return None
-
-
-def inspect_structured(pruned: nn.Module, original: nn.Module, target: float) -> str | None:
-    """Is ``pruned`` the pretrained model with, in every Conv2d, exactly
-    ``round(target * out_channels)`` output filters of smallest L2 norm zeroed, and every
-    Linear layer untouched? Ties in norm are tolerated."""
-    pairs, problem = _layers(pruned, original)
-    if problem:
-        return problem
-    for name, wa, wb in pairs:
-        if wa.dim() == 2 and not torch.equal(wa, wb):
-            return (f"target {target:.2f}: Linear layer {name} was changed; structured pruning in this "
-                    "assignment touches the Conv2d layers only")
-    changed = _changed_survivors(pairs)
-    if changed:
-        return changed
-    for name, wa, wb in pairs:
-        if wa.dim() != 4:
-            continue
-        out_ch = wa.shape[0]
-        want = int(round(target * out_ch))
-        zero_rows = (wa.flatten(1) == 0).all(dim=1)
-        got = int(zero_rows.sum())
-        if got != want:
-            msg = f"target {target:.2f}: {name} has {got} of {out_ch} filters zeroed, expected {want}"
-            zero_in = int((wa.transpose(0, 1).flatten(1) == 0).all(dim=1).sum())
-            if got == 0 and zero_in > 0:
-                return (f"{msg}: you zeroed input channels (dim=1); a filter is an output channel, "
-                        "prune along dim=0")
-            if got == 0 and int((wa == 0).sum()) > 0:
-                return f"{msg}: weights were zeroed one by one, not as whole filters (use ln_structured, dim=0)"
-            for s in compounded():
-                if got == int(round(s * out_ch)) and got != want:
-                    return f"{msg}: {_COMPOUND_HINT}"
-            return msg
-        norms = wb.flatten(1).norm(dim=1)
-        if got and got < out_ch and float(norms[zero_rows].max()) > float(norms[~zero_rows].min()) * (1 + 1e-6):
-            return (f"target {target:.2f}: {name} zeroed a filter of L2 norm {float(norms[zero_rows].max()):.4g} "
-                    f"but kept one of {float(norms[~zero_rows].min()):.4g}: prune the filters of smallest "
-                    "L2 norm (ln_structured with n=2, dim=0)")
-    return None
-
-
-def check_results(results, original: nn.Module, kind: str, targets=TARGETS,
-                  tol: float = 0.001) -> str:
+def check_results(results, original: nn.Module, kind: str | Part, targets=None, tol: float = 0.001) -> str:
     """Check a notebook's ``unstructured_results`` or ``structured_results`` list.
 
     Args:
         results: list of dicts with keys ``target``, ``model``, ``sparsity``, ``accuracy``.
         original: the pretrained model (must itself be unpruned).
-        kind: ``"unstructured"`` or ``"structured"``.
+        kind: the pruning kind (:mod:`helpers.parts`) or its name, ``"unstructured"`` or ``"structured"``.
+        targets: the targets the list must follow (default: the kind's).
+        tol: allowed distance of a claimed sparsity from the model's.
 
     Returns:
         ``""`` when everything is right, else the problems, one per line.
     """
-    if kind not in ("unstructured", "structured"):
-        raise ValueError(f"kind must be 'unstructured' or 'structured', got {kind!r}")
-    name = f"{kind}_results"
+    part = kind if isinstance(kind, Part) else get_part(kind)
+    targets = part.targets if targets is None else targets
+    name = part.results_name
     if not isinstance(results, (list, tuple)):
         return f"{name} must be a list of dicts, got {type(results).__name__}"
     if len(results) == 0:
@@ -193,8 +58,6 @@ def check_results(results, original: nn.Module, kind: str, targets=TARGETS,
     problems = []
     if len(results) != len(targets):
         problems.append(f"{name} has {len(results)} entries, expected {len(targets)} (targets {list(targets)})")
-    inspect = inspect_unstructured if kind == "unstructured" else inspect_structured
-    types = (nn.Conv2d, nn.Linear) if kind == "unstructured" else (nn.Conv2d,)
     for i, (entry, target) in enumerate(zip(results, targets)):
         if not isinstance(entry, dict) or set(RESULT_KEYS) - set(entry):
             problems.append(f"{name}[{i}] must be a dict with keys {list(RESULT_KEYS)}")
@@ -203,18 +66,17 @@ def check_results(results, original: nn.Module, kind: str, targets=TARGETS,
             problems.append(f"{name}[{i}]['target'] is {entry['target']!r}, expected {target}")
             continue
         try:
-            msg = inspect(entry["model"], original, target)
+            msg = part.inspect(entry["model"], original, target)
         except Exception as exc:  # a broken student object must give a message, not a traceback
             msg = f"could not inspect the model: {type(exc).__name__}: {exc}"
         if msg:
             problems.append(msg if msg.startswith("target") else f"target {target:.2f}: {msg}")
             continue
-        measured = global_sparsity(entry["model"], types)
+        measured = part.sparsity(entry["model"])
         claimed = entry["sparsity"]
         if not isinstance(claimed, numbers.Real) or abs(float(claimed) - measured) > tol:
-            what = "all Conv2d and Linear weights" if kind == "unstructured" else "the Conv2d weights"
             problems.append(f"target {target:.2f}: 'sparsity' says {claimed!r} but the model's zeros over "
-                            f"{what} give {measured:.4f}")
+                            f"{part.layers_text} give {measured:.4f}")
         acc = entry["accuracy"]
         if not isinstance(acc, numbers.Real) or not 0.0 <= float(acc) <= 1.0:
             problems.append(f"target {target:.2f}: 'accuracy' must be test_model's number in [0, 1], got {acc!r}")

@@ -8,7 +8,7 @@ from pathlib import Path
 import nbformat
 from nbclient import NotebookClient
 
-from autograder.channels import SteadyKernelManager
+from autograder.runner.channels import SteadyKernelManager
 
 REPO = Path(__file__).resolve().parents[1]
 

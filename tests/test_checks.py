@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from autograder import reference
+from autograder.grading import reference
 from helpers import SmallCNN, prunable_layers
 from helpers.checks import check_results, compounded, inspect_structured, inspect_unstructured
 
@@ -69,3 +69,28 @@ def test_check_results_messages(base):
     assert "'sparsity' says 0.9" in check_results(good, base, "unstructured")
     with pytest.raises(ValueError, match="kind"):
         check_results(good, base, "sideways")
+
+
+def test_a_pruning_kind_is_one_object(base):
+    from dataclasses import replace
+
+    from autograder.grading.parts import CHECKS, GRADED_PARTS
+    from helpers.parts import PARTS, STRUCTURED, UNSTRUCTURED, get_part
+    assert [p.name for p in PARTS] == ["unstructured", "structured"]
+    assert get_part("structured") is STRUCTURED
+    with pytest.raises(ValueError, match=r"one of \['unstructured', 'structured'\], got 'filters'"):
+        get_part("filters")
+    assert (STRUCTURED.results_name, STRUCTURED.function_name) == ("structured_results", "prune_structured")
+    # structured sparsity is over Conv2d weights only: a model whose Linear layers were zeroed is not sparser
+    m = copy.deepcopy(base)
+    with torch.no_grad():
+        for _, layer in prunable_layers(m, (nn.Linear,)):
+            layer.weight.zero_()
+    assert STRUCTURED.sparsity(m) == 0.0 and UNSTRUCTURED.sparsity(m) > 0.0
+    # every graded cell belongs to exactly one part and check
+    assert list(CHECKS) == [gid for gp in GRADED_PARTS for gid in gp.cells]
+    # a new kind is a new instance: the visible checks follow its targets and inspection
+    half = replace(UNSTRUCTURED, name="half", targets=(0.5,))
+    results = [{"target": 0.5, "model": reference.prune_unstructured(base, 0.5), "sparsity": 0.5, "accuracy": 0.1}]
+    assert check_results(results, base, half) == ""
+    assert "half_results has 1 entries, expected 2" in check_results(results, base, replace(half, targets=(0.5, 0.6)))

@@ -15,9 +15,9 @@ import sys
 
 import pytest
 
-from autograder.gradebook import read_points
+from autograder.grading.gradebook import read_points
+from autograder.grading.scoring import CHECKS
 from autograder.samples import load_samples, write_class
-from autograder.scoring import CHECKS
 
 from .conftest import REPO
 

@@ -13,12 +13,11 @@ import numpy as np
 import pytest
 import torch
 
-from autograder import reference
 from autograder.config import SOURCE_NOTEBOOK, GradeConfig
-from autograder.gradebook import read_points
-from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
-from autograder.scoring import CHECKS, build_reference, score_submission
-from autograder.submission import (
+from autograder.grading import reference
+from autograder.grading.gradebook import read_points
+from autograder.grading.scoring import CHECKS, build_reference, score_submission
+from autograder.grading.submission import (
     SEED_CELL,
     SubmissionError,
     find_submissions,
@@ -26,6 +25,7 @@ from autograder.submission import (
     read_notebook,
     strip_hidden_tests,
 )
+from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
 from helpers import SmallCNN
 from helpers.checks import TARGETS
 from helpers.models import plain_state_dict
@@ -214,7 +214,7 @@ def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch
     model, ref, cfg = ref_setup
     write_records(tmp_path, model, ref)
     calls = []
-    import autograder.scoring as scoring
+    import autograder.grading.scoring as scoring
     real = scoring.test_model
     monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     checks = score_submission(tmp_path, ref, cfg, read_points())
@@ -256,7 +256,7 @@ def test_lean_grading_keeps_only_what_scoring_needs(source, release):
 
 
 def test_digest_ignores_the_sign_of_zero_and_nothing_else():
-    from autograder.scoring import model_digest
+    from autograder.grading.scoring import model_digest
     torch.manual_seed(0)
     a = SmallCNN()
     with torch.no_grad():
@@ -278,7 +278,7 @@ def test_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
     same tables and columns, and the migration that nbgrader reads with the ``alembic`` command."""
     from nbgrader.api import Gradebook, get_alembic_version
 
-    from autograder.gradebook import create_gradebook
+    from autograder.grading.gradebook import create_gradebook
 
     ours, theirs = tmp_path / "ours.db", tmp_path / "theirs.db"
     assert create_gradebook(ours) is True
@@ -302,12 +302,18 @@ def test_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
         assert [a.name for a in gb.assignments] == ["pruning"]
 
 
-def test_autograder_import_skips_the_slow_optional_iri_checker():
-    """Importing ``autograder`` keeps jsonschema from loading ``rfc3987_syntax`` (2.6 s of parser
-    building per process), and notebooks still validate against nbformat's schema."""
-    code = ("import sys, autograder, nbformat, jsonschema\n"
+def test_the_entry_point_skips_the_slow_optional_iri_checker():
+    """``python -m autograder`` keeps jsonschema from loading ``rfc3987_syntax`` (2.6 s of parser
+    building per process), and notebooks still validate against nbformat's schema; importing the
+    package alone changes nothing process-wide."""
+    code = ("import runpy, sys\nsys.argv = ['autograder', '--help']\n"
+            "try:\n    runpy.run_module('autograder', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "import nbformat, jsonschema\n"
             f"nbformat.validate(nbformat.read({str(SOURCE_NOTEBOOK)!r}, as_version=4))\n"
             "print(repr(sys.modules['rfc3987_syntax']), 'iri' in jsonschema.FormatChecker().checkers)")
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["None", "False"]
+    assert done.stdout.split()[-2:] == ["None", "False"]
+    plain = subprocess.run([sys.executable, "-c", "import sys, autograder; print('rfc3987_syntax' in sys.modules)"],
+                           cwd=REPO, capture_output=True, text=True)
+    assert plain.stdout.strip() == "False"

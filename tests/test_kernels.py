@@ -1,6 +1,6 @@
 """Kernels forked warm by the fork server: isolation, environment, limits, clean-up.
 
-Every test runs real Jupyter kernels through :func:`autograder.execute.run_notebook`, the
+Every test runs real Jupyter kernels through :func:`autograder.runner.execute.run_notebook`, the
 function the grader uses, and compares with a kernel spawned the usual way where it matters.
 """
 
@@ -12,13 +12,15 @@ import time
 import nbformat
 import pytest
 
-from autograder.execute import MAX_CELL_OUTPUT_CHARS, run_notebook
-from autograder.kernels import ForkServer, kernel_environment
+from autograder.grading.grade import PRELOAD
+from autograder.grading.jobs import job_environment
+from autograder.runner.execute import MAX_CELL_OUTPUT_CHARS, run_notebook
+from autograder.runner.kernels import ForkServer
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    srv = ForkServer.for_threads(1, tmp_path_factory.mktemp("server") / "kernels.log")
+    srv = ForkServer.for_threads(1, tmp_path_factory.mktemp("server") / "kernels.log", preload=PRELOAD)
     yield srv
     srv.close()
 
@@ -28,8 +30,8 @@ def run(tmp_path, name, sources, server=None, timeout=60.0, threads=1):
     job.mkdir()
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
     nbformat.write(nb, job / "nb.ipynb")
-    status = run_notebook(job / "nb.ipynb", job / "out.ipynb", kernel_environment(job, threads), cell_timeout=timeout,
-                          timeout=timeout, server=server)
+    status = run_notebook(job / "nb.ipynb", job / "out.ipynb", job_environment(job, threads, None),
+                          cell_timeout=timeout, timeout=timeout, server=server)
     executed = nbformat.read(job / "out.ipynb", as_version=4)
     texts = ["".join(o.get("text", "") or o.get("ename", "") for o in c.outputs) for c in executed.cells]
     return status, texts, job
@@ -131,8 +133,8 @@ def test_the_kernels_go_when_the_server_stops(tmp_path):
     srv = ForkServer.for_threads(1, tmp_path / "kernels.log")
     job = tmp_path / "job"
     job.mkdir()
-    pid = srv.spawn(["--HistoryManager.hist_file=:memory:", "-f", str(job / "conn.json")], kernel_environment(job, 1),
-                    job, job / "kernel.log")
+    argv = ["--HistoryManager.hist_file=:memory:", "-f", str(job / "conn.json")]
+    pid = srv.spawn(argv, job_environment(job, 1, None), job, job / "kernel.log")
     assert alive(pid)
     srv.close()
     deadline = time.monotonic() + 10
@@ -162,11 +164,11 @@ def test_waiting_for_a_kernel_that_died_raises(tmp_path, server):
     import asyncio
     import signal
 
-    from autograder.kernels import ForkedKernelManager, PromptKernelClient
+    from autograder.runner.provisioning import ForkedKernelManager, PromptKernelClient
 
     async def start_then_kill():
         km = ForkedKernelManager.for_server(server, log=tmp_path / "kernel.log")
-        await km.start_kernel(cwd=str(tmp_path), env=kernel_environment(tmp_path, 1))
+        await km.start_kernel(cwd=str(tmp_path), env=job_environment(tmp_path, 1, None))
         os.kill(km.provisioner.pid, signal.SIGKILL)
         kc = km.client()
         assert isinstance(kc, PromptKernelClient)
@@ -222,7 +224,7 @@ def _missed_wakeup(channel_class, timeout: float):
 
 
 def test_sliced_channel_reads_a_message_whose_wakeup_was_missed():
-    from autograder.channels import POLL_SLICE, SlicedChannel
+    from autograder.runner.channels import POLL_SLICE, SlicedChannel
     got, seconds = _missed_wakeup(SlicedChannel, timeout=30)
     assert got == "execute_reply"
     # a missed wake-up costs one slice; without slicing the reply waits for the whole timeout
@@ -237,7 +239,7 @@ def test_sliced_channel_keeps_the_timeout_contract():
     import zmq.asyncio
     from jupyter_client.session import Session
 
-    from autograder.channels import SlicedChannel
+    from autograder.runner.channels import SlicedChannel
 
     async def wait(timeout):
         ctx = zmq.asyncio.Context()

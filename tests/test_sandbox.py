@@ -27,9 +27,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.grading.scoring import CHECKS
+from autograder.runner.sandbox import sandbox_support
 from autograder.samples import Sample, load_samples, write_class
-from autograder.sandbox import sandbox_support
-from autograder.scoring import CHECKS
 
 from .conftest import RELEASE_NB, REPO, SOURCE_NB
 
@@ -113,7 +113,7 @@ def _attacks(submitted: Path, out: Path, port: int, grader_marker: Path) -> list
         "if os.environ.get('GRADER_SECRET'):\n    leaked.append('environment')\n"
         "for path in ('/proc/1/environ', '/proc/1/mem'):\n"
         "    try:\n        open(path, 'rb').read(1)\n        leaked.append(path)\n    except OSError:\n        pass\n"
-        "try:\n    from autograder.reference import prune_unstructured\n    leaked.append('import')\n"
+        "try:\n    from autograder.grading.reference import prune_unstructured\n    leaked.append('import')\n"
         "except ImportError as e:\n    print(e)\nprint('LEAKED:', leaked)\n")
     expect = {"attack_memory": (PART2, "error: memory limit (1 GiB)"),
               "attack_poisoned_export": (set(CHECKS), "ok"), "attack_read_answers": (set(CHECKS), "ok")}

@@ -1,10 +1,12 @@
 """Runs as its own process, inside a job slot's sandbox: the warm kernel server ("zygote").
 
-This file is executed by path (``python zygote.py``), never imported from the repository by
-student code: the sandbox shows the kernel this one file, not the ``autograder`` package. It
-imports only the standard library until :data:`PRELOAD`.
+This file is executed by path (``python zygote.py [MODULE ...]``), never imported from the
+repository by student code: the sandbox shows the kernel this one file, not the ``autograder``
+package. It imports only the standard library until the modules named on its command line
+(and ipykernel's own, :data:`PRELOAD`).
 
-The server imports torch, numpy, matplotlib, ``helpers`` and ipykernel once, then, on request,
+The server imports those modules once (the grader names torch, numpy, matplotlib, ``helpers``),
+then, on request,
 forks a child that becomes an ordinary ipykernel on the connection file it is given. In the
 sandbox it is PID 1 of the slot's PID namespace (bubblewrap ``--as-pid-1``), which makes it
 immune to the notebook: signals from inside the namespace reach PID 1 only for signals it
@@ -35,10 +37,8 @@ import time
 
 __all__ = ["main", "PRELOAD"]
 
-#: Imported by the server before it forks: what the notebook and ipykernel would import anyway.
-PRELOAD = ("torch", "torch.nn.utils.prune", "numpy", "matplotlib", "matplotlib.pyplot", "helpers",
-           "helpers.checks", "helpers.notebook", "helpers.plots", "helpers.models", "IPython",
-           "ipykernel.kernelapp", "ipykernel.ipkernel", "matplotlib_inline.backend_inline", "ipywidgets")
+#: Imported by every server before it forks: what ipykernel imports anyway.
+PRELOAD = ("IPython", "ipykernel.kernelapp", "ipykernel.ipkernel")
 
 _PR_SET_DUMPABLE = 4
 _SCRATCH = ("/tmp", "/dev/shm")
@@ -77,8 +77,8 @@ def _become_kernel(request: dict) -> None:
     if os.getppid() != 1:  # the kernel exits when the server does (as a spawned kernel with its launcher)
         argv.append(f"--IPKernelApp.parent_handle={os.getppid()}")
     sys.argv = ["ipykernel_launcher", *argv]
-    import torch
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():  # read by OpenMP only at start-up, so set here
+    torch = sys.modules.get("torch")  # preloaded: OpenMP read OMP_NUM_THREADS at the server's start, not now
+    if torch is not None and os.environ.get("OMP_NUM_THREADS", "").isdigit():
         torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     from ipykernel.kernelapp import IPKernelApp
     IPKernelApp.launch_instance(argv=argv)
@@ -148,7 +148,7 @@ def main() -> int:
     # As PID 1 these are dropped unless handled: leave them unhandled (SIGINT would raise otherwise).
     for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(signum, signal.SIG_DFL)
-    for name in PRELOAD:
+    for name in (*sys.argv[1:], *PRELOAD):
         try:
             importlib.import_module(name)
         except ImportError:  # only a head start: the kernel imports what it needs itself

@@ -2,7 +2,7 @@
 
 :func:`run_notebook` drives the kernel with nbclient from the calling thread (every cell
 runs even after errors, like nbgrader's Execute). The kernel is forked by the run's warm
-:class:`~autograder.kernels.ForkServer` when one is given, or spawned the usual way
+:class:`~autograder.runner.kernels.ForkServer` when one is given, or spawned the usual way
 otherwise; either way it lives in its own process session, which is killed as a whole when
 the notebook ends or its time is up. Whatever the student's code does (hang, exit, flood
 output, ignore interrupts, start children), the grader gets back a status: ``ok``,
@@ -27,7 +27,8 @@ from nbclient import NotebookClient
 from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 from .channels import SteadyKernelManager
-from .kernels import ForkedKernelManager, ForkServer
+from .kernels import ForkServer
+from .provisioning import ForkedKernelManager
 
 __all__ = ["run_notebook", "cell_seconds", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS"]
 

@@ -14,7 +14,7 @@ Debian package ``bubblewrap``) that wraps a job slot's warm kernel server or a s
   slots and the repository's ``assignment/`` and ``autograder/`` are not in it at all;
 * only loopback networking, so kernels talk to the grader over Unix sockets (``ipc``).
 
-Memory and process limits come from :mod:`autograder.limits` (bubblewrap sets none).
+Memory and process limits come from :mod:`autograder.runner.limits` (bubblewrap sets none).
 """
 
 from __future__ import annotations
@@ -85,11 +85,6 @@ def _python_paths() -> list[Path]:
     return sorted({*roots, *(p for p in extra if any(_inside(p, r) for r in roots))})
 
 
-def _helpers_path() -> Path:
-    import helpers
-    return Path(helpers.__file__).resolve().parent
-
-
 def _inside(path: Path, folder: Path) -> bool:
     try:
         path.resolve().relative_to(folder.resolve())
@@ -100,34 +95,37 @@ def _inside(path: Path, folder: Path) -> bool:
 
 @dataclass(frozen=True)
 class Sandbox:
-    """What a sandboxed kernel sees. Build it with :meth:`for_grading`.
+    """What a sandboxed kernel sees. Build it with :meth:`build`.
 
     Attributes:
         readonly: folders and files bound read-only at their own paths.
-        hidden: folders that must not be visible; :meth:`for_grading` refuses read-only binds
+        hidden: folders that must not be visible; :meth:`build` refuses read-only binds
             that would contain one of them.
         cuda: also show the NVIDIA device files, ``/sys`` and the driver's ``/proc`` entries.
+        pythonpath: ``PYTHONPATH`` inside (folders of ``readonly`` holding packages to import).
     """
 
     readonly: tuple[Path, ...]
     hidden: tuple[Path, ...] = ()
     cuda: bool = False
+    pythonpath: str | None = None
     bwrap: str = field(default_factory=lambda: shutil.which("bwrap") or "bwrap")
 
     @classmethod
-    def for_grading(cls, hidden: list[Path], cuda: bool = False) -> Sandbox:
-        """The sandbox of a grading run: Python and ``helpers`` visible, ``hidden`` folders not.
+    def build(cls, hidden: list[Path], packages: list[Path] = (), cuda: bool = False) -> Sandbox:
+        """A sandbox showing the Python installation and the package folders ``packages``, and
+        none of the ``hidden`` folders.
 
-        Raises :class:`SandboxError` when a folder the kernel needs (the Python installation,
-        a site-packages folder) contains one of ``hidden`` (for example a virtual environment
-        whose parent folder is the repository itself is fine; a repository *inside* the Python
-        installation is not).
+        The parents of ``packages`` become ``PYTHONPATH`` inside, where they hold nothing else.
+        Raises :class:`SandboxError` when sandboxes do not work here, or when a folder the kernel
+        needs (the Python installation, a site-packages folder) contains one of ``hidden`` (a
+        virtual environment inside the course repository is fine; a repository *inside* the
+        Python installation is not).
         """
         reason = sandbox_support()
         if reason:
             raise SandboxError(reason)
-        from .config import REPO_ROOT
-        hidden = [Path(h).resolve() for h in (*hidden, REPO_ROOT / "autograder", REPO_ROOT / "assignment")]
+        hidden = [Path(h).resolve() for h in hidden]
         ro = []
         for path in _python_paths():
             covered = [h for h in hidden if _inside(h, path)]
@@ -136,8 +134,9 @@ class Sandbox:
             else:
                 raise SandboxError(f"the Python folder {path} contains {covered[0]}, which student code must not "
                                    "see; keep submissions, output and the course repository outside it")
-        ro.append(_helpers_path())
-        return cls(tuple(dict.fromkeys(ro)), tuple(hidden), cuda)
+        packages = [Path(p).resolve() for p in packages]
+        pythonpath = os.pathsep.join(dict.fromkeys(str(p.parent) for p in packages)) or None
+        return cls(tuple(dict.fromkeys([*ro, *packages])), tuple(hidden), cuda, pythonpath)
 
     def command(self, cmd: list[str], writable: Path, env: dict[str, str], pid1: bool = False,
                 files: dict[str, Path] | None = None, info_fd: int | None = None, cwd: Path | None = None) -> list[str]:

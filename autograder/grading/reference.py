@@ -12,12 +12,10 @@ import copy
 from torch import nn
 from torch.nn.utils import prune
 
-from helpers import global_sparsity, prunable_layers, test_model
+from helpers import prunable_layers, test_model
+from helpers.parts import STRUCTURED, Part
 
-__all__ = ["TARGETS", "prune_unstructured", "prune_structured", "sweep"]
-
-#: Pruning targets of both sweeps, as fractions.
-TARGETS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
+__all__ = ["prune_unstructured", "prune_structured", "sweep"]
 
 
 def prune_unstructured(model: nn.Module, amount: float) -> nn.Module:
@@ -33,23 +31,21 @@ def prune_structured(model: nn.Module, amount: float) -> nn.Module:
     """Return a pruned copy: in every Conv2d, the ``amount`` fraction of output filters with
     the smallest L2 norm are zeroed. Linear layers are untouched; ``model`` is not modified."""
     pruned = copy.deepcopy(model)
-    for _, m in prunable_layers(pruned, (nn.Conv2d,)):
+    for _, m in prunable_layers(pruned, STRUCTURED.layer_types):
         prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)
     return pruned
 
 
-def sweep(model: nn.Module, prune_fn, test_data, targets=TARGETS, structured: bool = False,
-          verbose: bool = True) -> list[dict]:
-    """Prune a fresh copy for each target and test it.
+def sweep(model: nn.Module, prune_fn, test_data, part: Part, verbose: bool = True) -> list[dict]:
+    """Prune a fresh copy for each of ``part``'s targets and test it.
 
-    Returns one dict per target with ``target``, ``model``, ``sparsity`` (global over Conv2d
-    and Linear weights; over Conv2d weights only when ``structured``) and ``accuracy``.
+    Returns one dict per target with ``target``, ``model``, ``sparsity`` (over ``part``'s
+    layers) and ``accuracy``.
     """
-    types = (nn.Conv2d,) if structured else (nn.Conv2d, nn.Linear)
     results = []
-    for target in targets:
+    for target in part.targets:
         pruned = prune_fn(model, target)
-        sparsity = global_sparsity(pruned, types)
+        sparsity = part.sparsity(pruned)
         if verbose:
             print(f"target {target:.2f}  sparsity {sparsity:.4f}  ", end="")
         accuracy = test_model(pruned, test_data, verbose=verbose)

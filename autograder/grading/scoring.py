@@ -2,7 +2,7 @@
 
 Nothing here runs student code. The notebook's hidden-test regions saved, for each part,
 the weights of every model in the results list and of the student's function applied at
-unseen targets (:mod:`autograder.collect`). Each saved state is loaded into a fresh model
+unseen targets (:mod:`autograder.grading.collect`). Each saved state is loaded into a fresh model
 of the reference architecture and checked against the grader's own reference model, with
 accuracies the grader measures itself on its own copy of the grading data.
 """
@@ -20,25 +20,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from helpers import build_model, global_sparsity, test_model
-from helpers.checks import TARGETS, inspect_structured, inspect_unstructured
+from helpers import build_model, test_model
 from helpers.models import plain_state_dict
 
-from . import reference
+from ..config import GradeConfig
 from .collect import UNSEEN_TARGETS
-from .config import GradeConfig
+from .parts import CHECK_KINDS, CHECKS, GRADED_PARTS, GradedPart
 
-__all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "model_digest", "score_submission"]
-
-#: grade_id of each graded test cell -> (part, what it checks).
-CHECKS = {
-    "test_unstructured_sparsity": ("unstructured", "structure"),
-    "test_unstructured_accuracy": ("unstructured", "accuracy"),
-    "test_unstructured_function": ("unstructured", "unseen"),
-    "test_structured_filters": ("structured", "structure"),
-    "test_structured_accuracy": ("structured", "accuracy"),
-    "test_structured_function": ("structured", "unseen"),
-}
+__all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "model_digest", "score_submission",
+           "check_structure", "check_accuracy", "check_unseen"]
 
 _MAX_EXPORT_BYTES = 200_000_000
 
@@ -123,10 +113,11 @@ class Reference:
 def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None) -> Reference:
     """Run the reference solution's sweeps on the grading data and keep their accuracies and digests."""
     ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy={})
-    for part, fn in (("unstructured", reference.prune_unstructured), ("structured", reference.prune_structured)):
+    for gp in GRADED_PARTS:
+        part = gp.name
         ref.accuracy[part], ref.digests[part] = {}, {}
-        for t in TARGETS:
-            pruned, _ = _model_from_state(plain_state_dict(fn(model, t)), ref)
+        for t in gp.part.targets:
+            pruned, _ = _model_from_state(plain_state_dict(gp.reference(model, t)), ref)
             digest = model_digest(pruned)
             ref.accuracy[part][t] = test_model(pruned, test_data, device=device, verbose=False)
             ref.digests[part][t] = digest
@@ -157,78 +148,107 @@ def _model_from_state(state, ref: Reference):
     return model.eval(), None
 
 
-def _inspect(part: str, model, ref: Reference, target: float, cfg: GradeConfig):
-    if part == "unstructured":
-        return inspect_unstructured(model, ref.model, target, tol=cfg.sparsity_tol)
-    return inspect_structured(model, ref.model, target)
+@dataclass
+class _Entry:
+    """One target's saved entry of a results list: the stored model (or why there is none) and claims."""
+
+    target: float
+    model: nn.Module | None
+    problem: str | None  # why there is no model
+    claimed_accuracy: float | None
+    claimed_sparsity: float | None
+    saved: bool = True  # False: the notebook's entry itself could not be saved (nothing to test)
 
 
-def _score_part(part: str, record, ref: Reference, cfg: GradeConfig) -> dict[str, list[str]]:
-    """Return ``{kind: messages}`` for kinds structure, accuracy, unseen (empty list = passed)."""
-    problems = {"structure": [], "accuracy": [], "unseen": []}
+def _entries(gp: GradedPart, record, ref: Reference) -> tuple[list[_Entry], str | None]:
+    """The saved entries matched to the part's targets, and a message if the list is not one per target."""
+    targets = gp.part.targets
     results = record.get("results", []) if isinstance(record, dict) else []
     results = results if isinstance(results, list) else []
-    entries = {}
+    by_target = {}
     for item in results:
         target = item.get("target") if isinstance(item, dict) else None
-        if isinstance(target, float) and any(math.isclose(target, t) for t in TARGETS):
-            key = min(TARGETS, key=lambda t: abs(t - target))
-            entries.setdefault(key, item)
-    missing = [t for t in TARGETS if t not in entries]
-    if missing or len(results) != len(TARGETS):
-        msg = (f"{part}_results must have one entry per target {list(TARGETS)} in order; "
-               f"got {len(results)} entries" + (f", none for {missing}" if missing else ""))
-        problems["structure"].append(msg)
-        problems["accuracy"].append(msg)
-    types = (nn.Conv2d, nn.Linear) if part == "unstructured" else (nn.Conv2d,)
-    for target in TARGETS:
-        item = entries.get(target)
+        if isinstance(target, float) and any(math.isclose(target, t) for t in targets):
+            by_target.setdefault(min(targets, key=lambda t: abs(t - target)), item)
+    missing = [t for t in targets if t not in by_target]
+    shape = None
+    if missing or len(results) != len(targets):
+        shape = (f"{gp.part.results_name} must have one entry per target {list(targets)} in order; "
+                 f"got {len(results)} entries" + (f", none for {missing}" if missing else ""))
+    entries = []
+    for target in targets:
+        item = by_target.get(target)
         if item is None:
             continue
         if item.get("error"):
-            problems["structure"].append(f"target {target:.2f}: {item['error']}")
-            problems["accuracy"].append(f"target {target:.2f}: no model to test")
+            entries.append(_Entry(target, None, item["error"], None, None, saved=False))
             continue
         model, problem = _model_from_state(item.get("state"), ref)
-        if problem:
-            problems["structure"].append(f"target {target:.2f}: {problem}")
-            problems["accuracy"].append(f"target {target:.2f}: {problem}")
-            continue
-        expected = ref.accuracy[part][target]
-        digest = model_digest(model)
-        if not ref.matches(part, target, digest):  # the reference model itself needs no inspection
-            msg = _inspect(part, model, ref, target, cfg)
+        entries.append(_Entry(target, model, problem, item.get("accuracy"), item.get("sparsity")))
+    return entries, shape
+
+
+def check_structure(gp: GradedPart, entries: list[_Entry], ref: Reference, cfg: GradeConfig) -> list[str]:
+    """Is every saved model the pretrained one correctly pruned to its target? One message per wrong target."""
+    problems = []
+    for e in entries:
+        if e.model is None:
+            problems.append(f"target {e.target:.2f}: {e.problem}")
+        elif not ref.matches(gp.name, e.target, model_digest(e.model)):  # the reference itself needs no look
+            msg = gp.part.inspect(e.model, ref.model, e.target, tol=cfg.sparsity_tol)
             if msg:
-                problems["structure"].append(msg if msg.startswith("target") else f"target {target:.2f}: {msg}")
-        measured = ref.accuracy_of(model, digest)
+                problems.append(msg if msg.startswith("target") else f"target {e.target:.2f}: {msg}")
+    return problems
+
+
+def check_accuracy(gp: GradedPart, entries: list[_Entry], ref: Reference, cfg: GradeConfig) -> list[str]:
+    """Does every saved model score like the reference solution's, and are the stored numbers its own?"""
+    problems = []
+    for e in entries:
+        if e.model is None:
+            problems.append(f"target {e.target:.2f}: {e.problem if e.saved else 'no model to test'}")
+            continue
+        expected = ref.accuracy[gp.name][e.target]
+        measured = ref.accuracy_of(e.model, model_digest(e.model))
         if abs(measured - expected) > cfg.accuracy_band:
-            problems["accuracy"].append(
-                f"target {target:.2f}: the model scores {measured:.4f}, the reference solution {expected:.4f} "
-                f"(allowed difference {cfg.accuracy_band})")
-        claimed = item.get("accuracy")
-        if claimed is None or abs(claimed - measured) > cfg.claim_tol:
-            problems["accuracy"].append(
-                f"target {target:.2f}: 'accuracy' says {claimed} but the stored model scores {measured:.4f}")
-        claimed_s = item.get("sparsity")
-        measured_s = global_sparsity(model, types)
-        if claimed_s is None or abs(claimed_s - measured_s) > 0.001:
-            problems["accuracy"].append(
-                f"target {target:.2f}: 'sparsity' says {claimed_s} but the stored model's is {measured_s:.4f}")
+            problems.append(f"target {e.target:.2f}: the model scores {measured:.4f}, the reference solution "
+                            f"{expected:.4f} (allowed difference {cfg.accuracy_band})")
+        if e.claimed_accuracy is None or abs(e.claimed_accuracy - measured) > cfg.claim_tol:
+            problems.append(f"target {e.target:.2f}: 'accuracy' says {e.claimed_accuracy} but the stored model "
+                            f"scores {measured:.4f}")
+        measured_s = gp.part.sparsity(e.model)
+        if e.claimed_sparsity is None or abs(e.claimed_sparsity - measured_s) > 0.001:
+            problems.append(f"target {e.target:.2f}: 'sparsity' says {e.claimed_sparsity} but the stored model's "
+                            f"is {measured_s:.4f}")
+    return problems
+
+
+def check_unseen(gp: GradedPart, record, ref: Reference, cfg: GradeConfig) -> list[str]:
+    """Is the student's function right at targets the notebook never uses, and does it leave its input alone?"""
+    problems, fn = [], gp.part.function_name
     unseen = record.get("unseen", {}) if isinstance(record, dict) else {}
+    unseen = unseen if isinstance(unseen, dict) else {}
     for target in UNSEEN_TARGETS:
         item = unseen.get(str(target)) or {}
+        item = item if isinstance(item, dict) else {}
         if item.get("error") or not item.get("state"):
-            problems["unseen"].append(f"prune_{part}(model, {target}) failed: {item.get('error') or 'no result'}")
-            continue
-        if item.get("modified_input"):
-            problems["unseen"].append(f"prune_{part}(model, {target}) changed the model it was given: "
-                                      "prune a copy and return it")
-            continue
-        model, problem = _model_from_state(item["state"], ref)
-        msg = problem or _inspect(part, model, ref, target, cfg)
-        if msg:
-            problems["unseen"].append(f"prune_{part}(model, {target}): {msg}")
+            problems.append(f"{fn}(model, {target}) failed: {item.get('error') or 'no result'}")
+        elif item.get("modified_input"):
+            problems.append(f"{fn}(model, {target}) changed the model it was given: prune a copy and return it")
+        else:
+            model, problem = _model_from_state(item["state"], ref)
+            msg = problem or gp.part.inspect(model, ref.model, target, tol=cfg.sparsity_tol)
+            if msg:
+                problems.append(f"{fn}(model, {target}): {msg}")
     return problems
+
+
+def _score_part(gp: GradedPart, record, ref: Reference, cfg: GradeConfig) -> dict[str, list[str]]:
+    """``{check kind: messages}`` for the part's three checks (an empty list: passed)."""
+    entries, shape = _entries(gp, record, ref)
+    return {"structure": ([shape] if shape else []) + check_structure(gp, entries, ref, cfg),
+            "accuracy": ([shape] if shape else []) + check_accuracy(gp, entries, ref, cfg),
+            "unseen": check_unseen(gp, record, ref, cfg)}
 
 
 def score_submission(export_dir: Path, ref: Reference, cfg: GradeConfig,
@@ -238,18 +258,15 @@ def score_submission(export_dir: Path, ref: Reference, cfg: GradeConfig,
     Each check is all or nothing; its messages list every target that failed, so the
     student sees all problems at once.
     """
+    messages = {}
+    for gp in GRADED_PARTS:
+        record, problem = _load_export(Path(export_dir) / f"{gp.name}.pt")
+        kinds = {k: [problem] for k in CHECK_KINDS} if problem else _score_part(gp, record, ref, cfg)
+        messages.update({gid: kinds[kind] for gid, kind in gp.checks().items()})
     out = []
-    by_part = {}
-    for part in ("unstructured", "structured"):
-        record, problem = _load_export(Path(export_dir) / f"{part}.pt")
-        if problem:
-            by_part[part] = {k: [problem] for k in ("structure", "accuracy", "unseen")}
-        else:
-            by_part[part] = _score_part(part, record, ref, cfg)
-    for gid, (part, kind) in CHECKS.items():
-        messages = by_part[part][kind]
+    for gid in CHECKS:
         max_points = float(points.get(gid, 0.0))
-        out.append(CheckResult(gid, 0.0 if messages else max_points, max_points, messages))
+        out.append(CheckResult(gid, 0.0 if messages[gid] else max_points, max_points, messages[gid]))
     return out
 
 

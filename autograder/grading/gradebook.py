@@ -4,7 +4,7 @@ The course folder ``<out>/course`` gets the source notebook, an ``nbgrader_confi
 gradebook filled by nbgrader's own ``generate_assignment``. Each executed notebook is recorded
 with nbgrader's own ``autograde`` as soon as its job ends, configured not to clear outputs or
 execute again (the notebooks already ran under the grader's limits). Then the automatic
-scores of the test cells are set to the scores computed by :mod:`autograder.scoring`, in
+scores of the test cells are set to the scores computed by :mod:`autograder.grading.scoring`, in
 place of nbgrader's own (which come from the student's kernel and could be forged).
 
 Both nbgrader steps run in this process through :class:`nbgrader.apps.NbGraderAPI`, the
@@ -26,7 +26,7 @@ import threading
 import warnings
 from pathlib import Path
 
-from .config import ASSIGNMENT, NOTEBOOK, SOURCE_NOTEBOOK
+from ..config import ASSIGNMENT, NOTEBOOK, SOURCE_NOTEBOOK
 
 __all__ = ["Course", "create_gradebook", "read_points"]
 

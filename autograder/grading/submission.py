@@ -16,7 +16,7 @@ from pathlib import Path
 
 import nbformat
 
-from .config import ASSIGNMENT, NOTEBOOK
+from ..config import ASSIGNMENT, NOTEBOOK
 
 __all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionError", "SEED_CELL",
            "strip_hidden_tests"]
@@ -131,53 +131,57 @@ def prepare_notebook(submitted, source, lean: bool = False,
     """
     owned = {_gid(c): c for c in source.cells if _gid(c) and _instructor_owned(c)}
     known = {_gid(c) for c in source.cells if _gid(c)}
-    order = [_gid(c) for c in source.cells if _gid(c)]
     notes: list[str] = []
     seen: set[str] = set()
-    cells = []
-    for cell in submitted.cells:
-        gid = _gid(cell)
-        if gid in owned:
-            if gid in seen:
-                notes.append(f"removed duplicate cell {gid}")
-                continue
-            seen.add(gid)
-            if not _same_text(cell.get("source", ""), owned[gid].source) or cell.cell_type != owned[gid].cell_type:
-                notes.append(f"restored edited cell {gid}")
-            cells.append(_clean_copy(owned[gid]))
-        elif gid in known:
-            if gid in seen:
-                notes.append(f"duplicate of {gid} kept as an ordinary cell")
-                cell = copy.deepcopy(cell)
-                cell.metadata.pop("nbgrader", None)
-            seen.add(gid)
-            cells.append(cell)
-        else:
-            if "nbgrader" in cell.get("metadata", {}):
-                cell = copy.deepcopy(cell)
-                cell.metadata.pop("nbgrader")
-                if gid:
-                    notes.append(f"ignored unknown grade_id {gid}")
-            cells.append(cell)
-    for i, gid in enumerate(order):
-        if gid in seen:
-            continue
-        if gid in owned:
-            notes.append(f"restored deleted cell {gid}")
-            before = [g for g in order[:i] if g in seen]
-            pos = 0
-            if before:
-                pos = 1 + max(j for j, c in enumerate(cells) if _gid(c) == before[-1])
-            cells.insert(pos, _clean_copy(owned[gid]))
-            seen.add(gid)
-        else:
-            notes.append(f"answer cell {gid} is missing")
+    cells = [c for c in (_keep(cell, owned, known, seen, notes) for cell in submitted.cells) if c is not None]
+    _reinsert_deleted(cells, [_gid(c) for c in source.cells if _gid(c)], owned, seen, notes)
     if lean:
         cells = [_lean(c, display_cells) if _gid(c) in owned else c for c in cells]
     nb = copy.deepcopy(submitted)
     nb.cells = [nbformat.v4.new_code_cell(SEED_CELL)] + cells
     nb.metadata["kernelspec"] = copy.deepcopy(source.metadata.get("kernelspec", {}))
     return nb, notes
+
+
+def _keep(cell, owned: dict, known: set, seen: set, notes: list[str]):
+    """The cell to grade in place of a submitted ``cell`` (``None``: drop it); notes what changed."""
+    gid = _gid(cell)
+    if gid in owned:
+        if gid in seen:
+            notes.append(f"removed duplicate cell {gid}")
+            return None
+        seen.add(gid)
+        if not _same_text(cell.get("source", ""), owned[gid].source) or cell.cell_type != owned[gid].cell_type:
+            notes.append(f"restored edited cell {gid}")
+        return _clean_copy(owned[gid])
+    if gid in known:
+        if gid in seen:
+            notes.append(f"duplicate of {gid} kept as an ordinary cell")
+            cell = copy.deepcopy(cell)
+            cell.metadata.pop("nbgrader", None)
+        seen.add(gid)
+        return cell
+    if "nbgrader" in cell.get("metadata", {}):
+        cell = copy.deepcopy(cell)
+        cell.metadata.pop("nbgrader")
+        if gid:
+            notes.append(f"ignored unknown grade_id {gid}")
+    return cell
+
+
+def _reinsert_deleted(cells: list, order: list[str], owned: dict, seen: set, notes: list[str]) -> None:
+    """Put instructor cells the student deleted back after the cell that preceded them in the source."""
+    for i, gid in enumerate(order):
+        if gid in seen:
+            continue
+        if gid not in owned:
+            notes.append(f"answer cell {gid} is missing")
+            continue
+        notes.append(f"restored deleted cell {gid}")
+        before = [g for g in order[:i] if g in seen]
+        pos = 1 + max(j for j, c in enumerate(cells) if _gid(c) == before[-1]) if before else 0
+        cells.insert(pos, _clean_copy(owned[gid]))
+        seen.add(gid)
 
 
 def strip_hidden_tests(text: str) -> str:

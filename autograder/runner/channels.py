@@ -70,5 +70,5 @@ class SteadyKernelManager(AsyncKernelManager):
         NotebookClient(nb, kernel_name="python3", kernel_manager_class=SteadyKernelManager).execute()
     """
 
-    client_class = DottedObjectName("autograder.channels.SteadyKernelClient")
+    client_class = DottedObjectName("autograder.runner.channels.SteadyKernelClient")
     client_factory = Type(SteadyKernelClient, klass=AsyncKernelClient)

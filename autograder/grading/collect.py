@@ -47,42 +47,20 @@ def _describe(exc: BaseException) -> str:
 def export(part: str, namespace: dict) -> None:
     """Save ``<part>_results`` and ``prune_<part>`` outputs from ``namespace`` (the notebook's globals)."""
     folder = os.environ.get(ENV_EXPORT)
-    if not folder or part not in ("unstructured", "structured"):
+    if not folder:
         return
     import torch
 
-    from helpers.models import load_model, plain_state_dict
-
-    record: dict = {"part": part, "results": [], "unseen": {}, "errors": []}
+    from helpers.parts import PARTS
+    kind = next((p for p in PARTS if p.name == part), None)
+    if kind is None:
+        return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = namespace.get(f"{part}_results")
-        if not isinstance(results, (list, tuple)):
-            record["errors"].append(f"{part}_results is not a list")
-            results = []
-        for i, entry in enumerate(list(results)[:20]):
-            item = {"target": None, "sparsity": None, "accuracy": None, "state": None, "error": None}
-            try:
-                item.update(target=_number(entry.get("target")), sparsity=_number(entry.get("sparsity")),
-                            accuracy=_number(entry.get("accuracy")))
-                item["state"] = plain_state_dict(entry["model"])
-            except Exception as exc:  # noqa: BLE001 - anything a student stored
-                item["error"] = f"{part}_results[{i}]: {_describe(exc)}"
-            record["results"].append(item)
-        fn = namespace.get(f"prune_{part}")
-        model_path = os.environ.get("PRUNING_MODEL")
-        for target in UNSEEN_TARGETS:
-            try:
-                if not callable(fn):
-                    raise TypeError(f"prune_{part} is not defined as a function")
-                fresh = load_model(model_path)
-                before = plain_state_dict(fresh)
-                state = plain_state_dict(fn(fresh, target))
-                after = plain_state_dict(fresh)
-                modified = any(not torch.equal(before[k], after[k]) for k in before)
-                record["unseen"][str(target)] = {"state": state, "error": None, "modified_input": modified}
-            except Exception as exc:  # noqa: BLE001
-                record["unseen"][str(target)] = {"state": None, "error": _describe(exc)}
+        results = namespace.get(kind.results_name)
+        record = {"part": part, "results": _results(kind, results),
+                  "unseen": _unseen(kind, namespace.get(kind.function_name)),
+                  "errors": [] if isinstance(results, (list, tuple)) else [f"{kind.results_name} is not a list"]}
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".{part}.pt.tmp"
@@ -91,3 +69,44 @@ def export(part: str, namespace: dict) -> None:
             os.replace(tmp, out / f"{part}.pt")
         except Exception:  # noqa: BLE001 - the grader reports the missing file
             pass
+
+
+def _results(kind, results) -> list[dict]:
+    """Each entry's numbers and model weights (pruning folded in), or why it could not be saved."""
+    from helpers.models import plain_state_dict
+    if not isinstance(results, (list, tuple)):
+        return []
+    saved = []
+    for i, entry in enumerate(list(results)[:20]):
+        item = {"target": None, "sparsity": None, "accuracy": None, "state": None, "error": None}
+        try:
+            item.update(target=_number(entry.get("target")), sparsity=_number(entry.get("sparsity")),
+                        accuracy=_number(entry.get("accuracy")))
+            item["state"] = plain_state_dict(entry["model"])
+        except Exception as exc:  # noqa: BLE001 - anything a student stored
+            item["error"] = f"{kind.results_name}[{i}]: {_describe(exc)}"
+        saved.append(item)
+    return saved
+
+
+def _unseen(kind, fn) -> dict[str, dict]:
+    """The student's function on fresh copies of the model at :data:`UNSEEN_TARGETS`, and whether it
+    changed its input."""
+    import torch
+
+    from helpers.config import ENV_MODEL
+    from helpers.models import load_model, plain_state_dict
+    out = {}
+    for target in UNSEEN_TARGETS:
+        try:
+            if not callable(fn):
+                raise TypeError(f"{kind.function_name} is not defined as a function")
+            fresh = load_model(os.environ.get(ENV_MODEL))
+            before = plain_state_dict(fresh)
+            state = plain_state_dict(fn(fresh, target))
+            after = plain_state_dict(fresh)
+            modified = any(not torch.equal(before[k], after[k]) for k in before)
+            out[str(target)] = {"state": state, "error": None, "modified_input": modified}
+        except Exception as exc:  # noqa: BLE001
+            out[str(target)] = {"state": None, "error": _describe(exc)}
+    return out

@@ -1,8 +1,8 @@
 """Runs in the grader's process: the job slots of a grading run, each with its own sandbox.
 
 A run has ``--jobs`` slots. Each slot is a folder (bound, alone, as the writable part of its
-sandbox), a cgroup with the memory and process limits (:mod:`autograder.limits`), and a warm
-kernel server running as PID 1 of its own sandbox (:mod:`autograder.kernels`). Jobs take a
+sandbox), a cgroup with the memory and process limits (:mod:`autograder.runner.limits`), and a warm
+kernel server running as PID 1 of its own sandbox (:mod:`autograder.runner.kernels`). Jobs take a
 slot, run in ``<slot>/job``, and give it back; the slot's server then kills whatever the job
 left and empties the sandbox's scratch folders, and the job folder is deleted, so the next
 job starts clean. A server that died (killed by a memory limit, say) is started again.
@@ -37,6 +37,7 @@ class Slot:
     sandbox: Sandbox | None
     limits: SlotLimits | None
     warm: bool
+    preload: tuple[str, ...] = ()
     server: ForkServer | None = None
     restarts: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -49,7 +50,8 @@ class Slot:
     def start(self) -> Slot:
         """Start the slot's server (if warm kernels are used), without waiting for it."""
         if self.warm and ForkServer.supported():
-            self.server = ForkServer.for_threads(self.threads, self.log, self.sandbox, self.folder, self.limits)
+            self.server = ForkServer.for_threads(self.threads, self.log, self.sandbox, self.folder, self.limits,
+                                                 self.preload)
         elif self.limits is not None:
             self.limits.arm()  # spawned kernels: the limit also covers their own imports
         return self
@@ -89,12 +91,13 @@ class SlotPool:
     """``n`` slots under ``root``; :meth:`take` and :meth:`give` them back. Thread-safe."""
 
     def __init__(self, root: Path, n: int, threads: int, sandbox: Sandbox | None,
-                 limits: list[SlotLimits | None], warm: bool, log_dir: Path):
+                 limits: list[SlotLimits | None], warm: bool, log_dir: Path, preload: tuple[str, ...] = ()):
         self.slots = []
         for i in range(n):
             folder = root / f"s{i}"
             folder.mkdir(parents=True, exist_ok=True)
-            self.slots.append(Slot(i, folder, log_dir / f"kernels-{i}.log", threads, sandbox, limits[i], warm).start())
+            slot = Slot(i, folder, log_dir / f"kernels-{i}.log", threads, sandbox, limits[i], warm, preload)
+            self.slots.append(slot.start())
         self._free: queue.Queue[Slot] = queue.Queue()
         for slot in self.slots:
             self._free.put(slot)

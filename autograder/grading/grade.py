@@ -1,0 +1,102 @@
+"""Runs in the grader's process: ``python -m autograder grade``, grading every submission of a class.
+
+For each submission, in ``jobs`` parallel slots (:mod:`autograder.runner.slots`):
+
+1. reuse its grade from the journal (:mod:`autograder.grading.journal`) if the notebook, model, data and
+   settings are unchanged since it was graded (``--regrade`` turns this off);
+2. read a copy of the notebook (invalid JSON -> ``error: ...``) and restore the instructor's
+   cells (:mod:`autograder.grading.submission`); the submitted file itself is only ever read;
+3. run it in a fresh kernel forked warm inside the slot's sandbox (:mod:`autograder.runner.sandbox`,
+   :mod:`autograder.runner.kernels`) under the time, memory and process limits, in the slot's job
+   folder with its own copy of the grading data (``data.npz``), of the model and of the export
+   code; the hidden-test regions save the student's models there (:mod:`autograder.grading.collect`);
+4. score it in this process from those files alone (:mod:`autograder.grading.scoring`);
+5. record it in nbgrader's gradebook, write its feedback, and append it to the journal.
+
+Then the scores are written into the gradebook, and ``grades.csv`` and a summary table are
+produced. A broken, hanging or hostile submission only ever affects its own row.
+"""
+
+from __future__ import annotations
+
+import glob
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from ..config import REPO_ROOT, GradeConfig
+from ..runner.limits import LimitsUnavailable, SlotLimits
+from ..runner.sandbox import Sandbox
+from ..runner.slots import SlotPool
+
+__all__ = ["grade", "PRELOAD"]
+
+#: Modules each slot's warm kernel server imports before it forks: what every notebook imports.
+PRELOAD = ("torch", "torch.nn.utils.prune", "numpy", "matplotlib", "matplotlib.pyplot", "helpers", "helpers.checks",
+           "helpers.notebook", "helpers.plots", "helpers.models", "matplotlib_inline.backend_inline", "ipywidgets")
+_SLOT_PREFIX = "pgrade-"
+
+
+def grade(cfg: GradeConfig, progress: bool = True) -> list:
+    """Grade all submissions of ``cfg``; write the CSV, feedback, gradebook and journal; return the
+    :class:`~autograder.grading.report.StudentGrade` of every student.
+
+    The job slots' kernel servers start first, so that they import torch while this process
+    imports its own libraries and prepares the data (:mod:`autograder.grading.batch`).
+    Raises :class:`~autograder.runner.sandbox.SandboxError` when the sandbox cannot be built here
+    and ``cfg.sandbox`` is on (the message says why; ``--no-sandbox`` runs without).
+    """
+    start = time.perf_counter()
+    cfg.out.mkdir(parents=True, exist_ok=True)
+    sandbox = _sandbox(cfg) if cfg.sandbox else None
+    limits, why = _limits(cfg, sandbox)
+    if why:
+        print(f"warning: no memory or process limits ({why})", file=sys.stderr)
+    _remove_stale_slot_folders()
+    root = Path(tempfile.mkdtemp(prefix=f"{_SLOT_PREFIX}{os.getpid()}-"))  # short: socket paths <= 107 bytes
+    root.chmod(0o700)
+    slots = None
+    try:
+        slots = SlotPool(root, cfg.jobs, cfg.threads_per_job, sandbox, limits, cfg.warm_kernels, cfg.out, PRELOAD)
+        from .batch import grade_all  # torch, nbformat, nbgrader: while the servers start
+        return grade_all(cfg, start, root, slots, progress, address_space_limit=sandbox is not None and bool(why))
+    finally:
+        if slots is not None:
+            slots.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _sandbox(cfg: GradeConfig) -> Sandbox:
+    """The run's sandbox: the Python installation and ``helpers``; none of the course's own files."""
+    hidden = [cfg.submissions, cfg.out, cfg.model.parent, Path(cfg.data_root), REPO_ROOT / "autograder",
+              REPO_ROOT / "assignment"]
+    helpers_dir = Path(importlib.util.find_spec("helpers").origin).resolve().parent  # without importing torch
+    cuda = cfg.device == "cuda" or (cfg.device is None and bool(glob.glob("/dev/nvidia[0-9]*")))
+    return Sandbox.build(hidden, packages=[helpers_dir], cuda=cuda)
+
+
+def _limits(cfg: GradeConfig, sandbox: Sandbox | None) -> tuple[list[SlotLimits | None], str | None]:
+    """One cgroup per slot, or none and the reason (printed as a warning)."""
+    if sandbox is None:
+        return [None] * cfg.jobs, None
+    made: list[SlotLimits | None] = []
+    try:
+        for i in range(cfg.jobs):
+            made.append(SlotLimits.create(f"pruning-grader-{os.getpid()}-s{i}", cfg.memory_limit, cfg.pids_limit))
+    except (LimitsUnavailable, OSError) as exc:
+        for limits in made:
+            limits.close()
+        return [None] * cfg.jobs, str(exc)
+    return made, None
+
+
+def _remove_stale_slot_folders() -> None:
+    """Delete slot folders left by graders that were killed (their pid is gone)."""
+    for folder in Path(tempfile.gettempdir()).glob(f"{_SLOT_PREFIX}*-*"):
+        pid = folder.name[len(_SLOT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists() and folder.is_dir():
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,172 @@
+"""Runs in the grader's process: one submission's job, from its notebook to its recorded grade.
+
+:func:`grade_one` reuses the journal's grade of an unchanged submission, or prepares a copy of
+the notebook (:mod:`autograder.grading.submission`), runs it in a job slot
+(:mod:`autograder.runner`) with its own copies of the grading data, the model and the export
+code, scores what it saved (:mod:`autograder.grading.scoring`), names any limit it hit, and then
+records it in the gradebook, writes its feedback and appends it to the journal.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+
+import nbformat
+
+from helpers.config import ENV_CACHE, ENV_MODEL, ENV_ROOT
+
+from ..config import DISPLAY_CELLS, GradeConfig
+from ..runner.execute import run_notebook
+from ..runner.kernels import kernel_environment
+from ..runner.limits import format_size
+from ..runner.provisioning import ForkedKernelManager, SandboxedKernelManager
+from ..runner.sandbox import inside_path
+from ..runner.slots import Slot, SlotPool
+from .collect import ENV_EXPORT, ENV_EXPORT_CODE
+from .journal import Journal, grade_key
+from .parts import CHECKS
+from .report import StudentGrade, write_feedback
+from .scoring import CheckResult, score_submission
+from .submission import Submission, SubmissionError, prepare_notebook, read_notebook
+
+__all__ = ["Run", "grade_one", "zero_checks", "job_environment", "NOT_SANDBOXED"]
+
+#: The note every row gets when grading ran with ``--no-sandbox``.
+NOT_SANDBOXED = "not sandboxed"
+_EXPORT_CODE = Path(__file__).with_name("collect.py")
+
+
+def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
+    """A kernel's environment in job folder ``job`` (as the kernel sees it): its private data, model,
+    cache, export folder and export code, on top of :func:`~autograder.runner.kernels.kernel_environment`."""
+    env = kernel_environment(threads, home=None if sandbox is not None else job / "home", sandbox=sandbox)
+    env.update({ENV_ROOT: str(job / "data.npz"), ENV_CACHE: str(job / "cache"), ENV_MODEL: str(job / "model.pt"),
+                ENV_EXPORT: str(job / "export"), ENV_EXPORT_CODE: str(job / "grader_export.py")})
+    return env
+
+
+def zero_checks(points: dict[str, float], message: str) -> list[CheckResult]:
+    return [CheckResult(gid, 0.0, points.get(gid, 0.0), [message]) for gid in CHECKS]
+
+
+@dataclass
+class Run:
+    """What every job of one grading run shares."""
+
+    cfg: GradeConfig
+    ref: Future
+    source: nbformat.NotebookNode
+    data_file: Path
+    points: dict[str, float]
+    slots: SlotPool
+    executed_dir: Path
+    course: Future
+    journal: Journal
+    run_key: str
+    rlimit_as: int | None = None
+    reused: int = 0
+
+
+def grade_one(sub: Submission, run: Run) -> StudentGrade:
+    """Grade one submission (or reuse its journal entry), record it and write its feedback (worker thread)."""
+    try:
+        nb_bytes = sub.path.read_bytes()
+    except OSError as exc:
+        key, reused, grade = None, False, StudentGrade(sub.student_id, f"error: cannot read the notebook: {exc}",
+                                                     zero_checks(run.points, "the notebook could not be read"))
+    else:
+        key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)
+        grade = run.journal.reuse(sub.student_id, key, run.executed_dir)
+        reused = grade is not None
+        run.reused += reused
+        if grade is None:
+            grade = _run_and_score(sub, nb_bytes, run)
+    recorded = reused and run.course.exception() is None and run.course.result().has(sub.student_id)
+    if grade.executed is not None and not recorded and run.course.exception() is None:  # waits for the course
+        start = time.perf_counter()
+        problem = run.course.result().record(sub.student_id, grade.executed)
+        grade.timings["record"] = round(time.perf_counter() - start, 3)
+        if problem and problem not in grade.notes:
+            grade.notes.append(problem)
+    start = time.perf_counter()
+    write_feedback(run.cfg.out / "feedback", grade, sum(run.points[g] for g in CHECKS))
+    grade.timings["feedback"] = round(time.perf_counter() - start, 3)
+    if key is not None and not reused:
+        run.journal.add(grade, key)
+    return grade
+
+
+def _limit_status(status: str, before: dict, after: dict, cfg: GradeConfig) -> tuple[str, list[str]]:
+    """The job's status and notes once the slot's limit counters are known."""
+    notes = []
+    if after.get("oom_kill", 0) > before.get("oom_kill", 0):
+        status = f"error: memory limit ({format_size(cfg.memory_limit)}) exceeded"
+    if after.get("pids_max", 0) > before.get("pids_max", 0):
+        notes.append(f"process limit ({cfg.pids_limit}) reached: the notebook's forks were refused")
+        if status.startswith("error: the kernel died"):
+            status = f"error: process limit ({cfg.pids_limit}) reached"
+    return status, notes
+
+
+def _run_and_score(sub: Submission, nb_bytes: bytes, run: Run) -> StudentGrade:
+    cfg, points = run.cfg, run.points
+    start = time.perf_counter()
+    try:
+        nb = read_notebook(sub.path, data=nb_bytes)
+    except SubmissionError as exc:
+        return StudentGrade(sub.student_id, f"error: {exc}", zero_checks(points, str(exc)))
+    nb, notes = prepare_notebook(nb, run.source, lean=not cfg.full_notebook, display_cells=DISPLAY_CELLS)
+    if not cfg.sandbox:
+        notes.append(NOT_SANDBOXED)
+    slot = run.slots.take()
+    try:
+        grade = _run_in_slot(sub, nb, notes, slot, run, start)
+    finally:
+        begin = time.perf_counter()
+        slot.clean()
+        run.slots.give(slot)
+    grade.timings["clean"] = round(time.perf_counter() - begin, 3)
+    return grade
+
+
+def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Run, start: float) -> StudentGrade:
+    cfg, points = run.cfg, run.points
+    job = slot.fresh_job()
+    nbformat.write(nb, job / "pruning.ipynb")
+    shutil.copy(run.data_file, job / "data.npz")  # private copies: a kernel can only spoil its own
+    shutil.copy(cfg.model, job / "model.pt")
+    shutil.copy(_EXPORT_CODE, job / "grader_export.py")
+    timings = {"prepare": round(time.perf_counter() - start, 3)}
+    done, limit_notes = _execute(slot, job, run)
+    ref = run.ref.result()
+    begin = time.perf_counter()
+    checks = score_submission(job / "export", ref, cfg, points)
+    timings.update(kernel=done["seconds"], score=round(time.perf_counter() - begin, 3), cells=done["cells"])
+    executed = None
+    if (job / "executed.ipynb").is_file():
+        executed = run.executed_dir / f"{sub.student_id}.ipynb"
+        shutil.copy(job / "executed.ipynb", executed)
+    return StudentGrade(sub.student_id, done["status"], checks, notes + limit_notes, executed=executed,
+                        timings=timings)
+
+
+def _execute(slot: Slot, job: Path, run: Run) -> tuple[dict, list[str]]:
+    """Run the job's notebook in the slot; the run's result and notes on limits that were hit."""
+    cfg = run.cfg
+    before = slot.limits.events() if slot.limits else {}
+    sandboxed = slot.sandbox is not None
+    env = job_environment(inside_path(job, slot.folder) if sandboxed else job, cfg.threads_per_job, slot.sandbox)
+    km = None
+    if slot.server is None and slot.sandbox is not None:
+        km = SandboxedKernelManager.for_job(job, slot.sandbox, slot.folder, slot.limits)
+    elif slot.server is not None:
+        km = ForkedKernelManager.for_server(slot.server, job / "executed.kernel.log", job=job, rlimit_as=run.rlimit_as)
+    done = run_notebook(job / "pruning.ipynb", job / "executed.ipynb", env, cfg.cell_timeout, cfg.timeout, km=km)
+    after = slot.limits.events() if slot.limits else {}
+    done["status"], notes = _limit_status(done["status"], before, after, cfg)
+    return done, notes

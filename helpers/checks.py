@@ -3,15 +3,8 @@
 Used by the notebook's check cells (instant feedback in seconds on a CPU). The autograder runs
 the same inspections (:mod:`helpers.inspection`) in a clean process on the models a notebook
 produced, plus accuracy measurements and calls at targets the student never saw.
-
-Example:
-    >>> from torch.nn.utils import prune
-    >>> from helpers import SmallCNN, copy_model, prunable_layers
-    >>> base = SmallCNN(); pruned = copy_model(base)
-    >>> prune.global_unstructured([(m, "weight") for _, m in prunable_layers(pruned)],
-    ...                           prune.L1Unstructured, amount=0.2)
-    >>> inspect_unstructured(pruned, base, 0.2) is None
-    True
+``inspect_unstructured``, ``inspect_structured``, ``compounded`` and ``TARGETS`` are those of
+:mod:`helpers.inspection`, here for the notebook's imports.
 """
 
 from __future__ import annotations

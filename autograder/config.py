@@ -1,4 +1,4 @@
-"""The one configuration object of a grading run, with every tolerance documented."""
+"""Runs in the grader's process: the one configuration object of a grading run, with every tolerance documented."""
 
 from __future__ import annotations
 

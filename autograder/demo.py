@@ -1,4 +1,4 @@
-"""``python -m autograder demo``: the whole instructor path on the generated dataset.
+"""Runs in the grader's process: ``python -m autograder demo``, the whole instructor path on the generated dataset.
 
 1. train (or reuse) the reference model and print its accuracy;
 2. print correct unstructured and structured pruning sweeps;

@@ -1,4 +1,4 @@
-"""Sample submissions: the reference, other correct solutions, known mistakes, hostile notebooks.
+"""Runs in the grader's (or a test's) process: sample submissions, correct, mistaken and hostile.
 
 Each ``autograder/samples/<name>.py`` holds the code of the solution cells it changes (after
 the markers ``### prune_unstructured`` and ``### prune_structured``; a cell it leaves out is

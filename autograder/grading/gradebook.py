@@ -1,4 +1,4 @@
-"""nbgrader's gradebook for a grading run: so instructors can use formgrader and ``nbgrader export``.
+"""Runs in the grader's process: nbgrader's gradebook of a run, for formgrader and ``nbgrader export``.
 
 The course folder ``<out>/course`` gets the source notebook, an ``nbgrader_config.py`` and a
 gradebook filled by nbgrader's own ``generate_assignment``. Each executed notebook is recorded

@@ -1,4 +1,4 @@
-"""Reference solutions of the pruning assignment (instructor-only; never shipped to students).
+"""Runs in the grader's process (never in a kernel): the reference solutions, never shipped to students.
 
 These are the answers to the two solution cells of the notebook. The demo, the tests and
 the hidden checks (reference accuracies) use them; the source notebook contains the same

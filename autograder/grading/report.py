@@ -1,4 +1,4 @@
-"""What a grading run writes: ``grades.csv``, per-student feedback HTML, the summary table.
+"""Runs in the grader's process: what a run writes, ``grades.csv``, feedback HTML, the summary table.
 
 Feedback names each check, its points and its messages, followed by the student's executed
 notebook with every hidden-test region removed (nbgrader's own feedback would show them).

@@ -1,4 +1,4 @@
-"""The hidden checks: scores computed in the grader's own process from saved weights.
+"""Runs in the grader's process: the hidden checks, scores computed from saved weights alone.
 
 Nothing here runs student code. The notebook's hidden-test regions saved, for each part,
 the weights of every model in the results list and of the student's function applied at

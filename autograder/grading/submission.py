@@ -1,4 +1,4 @@
-"""Finding submissions and making each notebook safe to grade.
+"""Runs in the grader's process: finding submissions and making each notebook safe to grade.
 
 Before a notebook runs, every cell the instructor owns (locked cells and test cells) is put
 back exactly as in the source notebook, by nbgrader grade_id: edited ones are replaced,

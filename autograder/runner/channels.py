@@ -1,4 +1,4 @@
-"""Jupyter client channels that notice every message within half a second.
+"""Runs in the grader's process: Jupyter client channels that notice every message within 0.5 s.
 
 jupyter_client's asyncio channels wait for a message with one long ``socket.poll(timeout)``.
 pyzmq wakes that wait from the socket's file descriptor, which signals an *edge*: when

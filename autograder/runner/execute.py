@@ -1,4 +1,4 @@
-"""Running one prepared notebook in its own Jupyter kernel, with time and output limits.
+"""Runs in the grader's process: one prepared notebook in its own kernel, with time and output limits.
 
 :func:`run_notebook` drives the kernel with nbclient from the calling thread (every cell
 runs even after errors, like nbgrader's Execute). The kernel is forked by the run's warm

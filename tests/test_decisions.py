@@ -1,0 +1,332 @@
+"""Every grading decision, on inputs made without the code under test, at its boundaries.
+
+Models are pruned here by hand (sorting magnitudes and norms, not ``torch.nn.utils.prune`` and
+not the reference solutions); claims are set to known values just inside and just outside each
+tolerance; accuracies the grader "measures" are fixed by recording them under the model's digest,
+so each decision is seen alone. Messages are asserted whole.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from autograder.config import GradeConfig
+from autograder.grading import scoring
+from autograder.grading.parts import GRADED_PARTS
+from autograder.grading.scoring import Reference, model_digest
+from helpers import SmallCNN
+from helpers.checks import TARGETS, check_results, inspect_structured, inspect_unstructured
+from helpers.models import plain_state_dict
+from helpers.sparsity import zeroed_filters
+
+UNSTRUCTURED, STRUCTURED = GRADED_PARTS
+REF_ACCURACY = 0.5
+
+
+# ---- hand-made pruning ---------------------------------------------------------------------
+
+def _weights(model, types=(nn.Conv2d, nn.Linear)):
+    return [m.weight for m in model.modules() if isinstance(m, types)]
+
+
+def zero_smallest(model: nn.Module, fraction: float, extra: int = 0) -> nn.Module:
+    """A copy with the ``round(fraction * n) + extra`` smallest-magnitude weights of all layers zeroed."""
+    out = copy.deepcopy(model)
+    weights = _weights(out)
+    flat = torch.cat([w.detach().abs().flatten() for w in weights])
+    k = int(round(fraction * flat.numel())) + extra
+    keep = torch.ones_like(flat)
+    keep[torch.argsort(flat, stable=True)[:k]] = 0
+    with torch.no_grad():
+        start = 0
+        for w in weights:
+            w.mul_(keep[start:start + w.numel()].view_as(w))
+            start += w.numel()
+    return out
+
+
+def zero_filters(model: nn.Module, fraction: float) -> nn.Module:
+    """A copy with, in every Conv2d, the ``round(fraction * out)`` filters of smallest L2 norm zeroed."""
+    out = copy.deepcopy(model)
+    with torch.no_grad():
+        for w in _weights(out, (nn.Conv2d,)):
+            norms = w.flatten(1).norm(dim=1)
+            w[torch.argsort(norms, stable=True)[:int(round(fraction * w.shape[0]))]] = 0
+    return out
+
+
+def sparsity(model, types=(nn.Conv2d, nn.Linear)) -> float:
+    weights = _weights(model, types)
+    return sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+
+
+# ---- a reference whose accuracies are known ------------------------------------------------
+
+@pytest.fixture(scope="module")
+def base():
+    torch.manual_seed(1)
+    return SmallCNN().eval()
+
+
+@pytest.fixture()
+def ref(base):
+    data = [np.zeros((1, 32, 32, 3), np.uint8), np.zeros(1, np.int64)]
+    accuracy = {gp.name: dict.fromkeys(TARGETS, REF_ACCURACY) for gp in GRADED_PARTS}
+    return Reference(model=base, arch="SmallCNN", config={}, test_data=data, device="cpu", accuracy=accuracy,
+                     digests={gp.name: {} for gp in GRADED_PARTS})
+
+
+@pytest.fixture()
+def cfg(tmp_path, base):
+    from helpers import save_model
+    (tmp_path / "subs").mkdir()
+    return GradeConfig(submissions=tmp_path / "subs", data_root="synthetic", model=save_model(base, tmp_path / "m.pt"),
+                       out=tmp_path / "out")
+
+
+def entry(model, target, ref, measured=REF_ACCURACY, accuracy=None, claimed_sparsity=None, types=None):
+    """One saved results entry whose grader-measured accuracy is ``measured``."""
+    ref.remember(model_digest(model), measured)
+    types = types or (nn.Conv2d, nn.Linear)
+    return {"target": target, "state": plain_state_dict(model), "error": None,
+            "accuracy": measured if accuracy is None else accuracy,
+            "sparsity": sparsity(model, types) if claimed_sparsity is None else claimed_sparsity}
+
+
+def record(base, ref, gp=UNSTRUCTURED, prune=zero_smallest, overrides=None, unseen=None):
+    types = gp.part.layer_types
+    results = [entry(prune(base, t), t, ref, types=types) for t in TARGETS]
+    for i, item in (overrides or {}).items():
+        results[i] = item
+    good = {str(t): {"state": plain_state_dict(prune(base, t)), "error": None, "modified_input": False}
+            for t in (0.35, 0.65)}
+    return {"results": results, "unseen": {**good, **(unseen or {})}}
+
+
+def problems(gp, rec, ref, cfg):
+    return scoring._score_part(gp, rec, ref, cfg)
+
+
+# ---- accuracy band and claims ----------------------------------------------------------------
+
+def test_correct_records_pass(base, ref, cfg):
+    assert problems(UNSTRUCTURED, record(base, ref), ref, cfg) == {"structure": [], "accuracy": [], "unseen": []}
+    assert problems(STRUCTURED, record(base, ref, STRUCTURED, zero_filters), ref, cfg) == {
+        "structure": [], "accuracy": [], "unseen": []}
+
+
+@pytest.mark.parametrize("measured, ok", [(0.519, True), (0.481, True), (0.521, False), (0.479, False)])
+def test_accuracy_band_is_002_around_the_reference(base, ref, cfg, measured, ok):
+    model = zero_smallest(base, 0.1)
+    rec = record(base, ref, overrides={0: entry(model, 0.1, ref, measured=measured)})
+    got = problems(UNSTRUCTURED, rec, ref, cfg)["accuracy"]
+    assert got == ([] if ok else [f"target 0.10: the model scores {measured:.4f}, the reference solution 0.5000 "
+                                  "(allowed difference 0.02)"])
+
+
+@pytest.mark.parametrize("offset, ok", [(0.0049, True), (-0.0049, True), (0.0051, False), (-0.0051, False)])
+def test_claimed_accuracy_is_compared_with_the_graders_measurement(base, ref, cfg, offset, ok):
+    model = zero_smallest(base, 0.2)
+    measured = 0.51  # inside the band, but not the reference's 0.5
+    rec = record(base, ref, overrides={1: entry(model, 0.2, ref, measured=measured, accuracy=measured + offset)})
+    got = problems(UNSTRUCTURED, rec, ref, cfg)["accuracy"]
+    want = f"target 0.20: 'accuracy' says {measured + offset} but the stored model scores 0.5100"
+    assert got == ([] if ok else [want])
+
+
+def test_claiming_the_reference_accuracy_is_not_enough(base, ref, cfg):
+    model = zero_smallest(base, 0.2)
+    rec = record(base, ref, overrides={1: entry(model, 0.2, ref, measured=0.51, accuracy=REF_ACCURACY)})
+    assert problems(UNSTRUCTURED, rec, ref, cfg)["accuracy"] == [
+        "target 0.20: 'accuracy' says 0.5 but the stored model scores 0.5100"]
+
+
+def test_claimed_sparsity_is_compared_with_the_model_not_the_target(base, ref, cfg):
+    n = sum(w.numel() for w in _weights(base))
+    model = zero_smallest(base, 0.3, extra=int(0.003 * n))  # 0.3 + 0.003: inside sparsity_tol 0.005
+    measured = sparsity(model)
+    assert 0.0025 < measured - 0.3 < 0.0035
+    for claim, ok in ((measured, True), (measured + 0.0009, True), (measured - 0.0011, False), (0.3, False)):
+        rec = record(base, ref, overrides={2: entry(model, 0.3, ref, claimed_sparsity=claim)})
+        got = problems(UNSTRUCTURED, rec, ref, cfg)
+        assert got["structure"] == []
+        assert got["accuracy"] == ([] if ok else [
+            f"target 0.30: 'sparsity' says {claim} but the stored model's is {measured:.4f}"]), claim
+
+
+def test_missing_claims_fail(base, ref, cfg):
+    model = zero_smallest(base, 0.4)
+    item = entry(model, 0.4, ref)
+    item.update(accuracy=None, sparsity=None)
+    got = problems(UNSTRUCTURED, record(base, ref, overrides={3: item}), ref, cfg)["accuracy"]
+    assert got == ["target 0.40: 'accuracy' says None but the stored model scores 0.5000",
+                   f"target 0.40: 'sparsity' says None but the stored model's is {sparsity(model):.4f}"]
+
+
+# ---- the structure of the results list --------------------------------------------------------
+
+def test_one_entry_per_target(base, ref, cfg):
+    rec = record(base, ref)
+    short = {**rec, "results": rec["results"][:7]}
+    want = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] in order; "
+            "got 7 entries, none for [0.8]")
+    got = problems(UNSTRUCTURED, short, ref, cfg)
+    assert got["structure"] == [want] and got["accuracy"] == [want]
+    long = {**rec, "results": rec["results"] + rec["results"][:1]}
+    want = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] in order; "
+            "got 9 entries")
+    assert problems(UNSTRUCTURED, long, ref, cfg)["structure"] == [want]
+    odd = {**rec, "results": ["not a dict"] + rec["results"][1:]}
+    assert problems(UNSTRUCTURED, odd, ref, cfg)["structure"][0].endswith("got 8 entries, none for [0.1]")
+
+
+def test_an_entry_that_could_not_be_saved(base, ref, cfg):
+    rec = record(base, ref)
+    rec["results"][4] = {"target": 0.5, "state": None, "accuracy": None, "sparsity": None,
+                         "error": "unstructured_results[4]: KeyError: 'model'"}
+    got = problems(UNSTRUCTURED, rec, ref, cfg)
+    assert got["structure"] == ["target 0.50: unstructured_results[4]: KeyError: 'model'"]
+    assert got["accuracy"] == ["target 0.50: no model to test"]
+
+
+# ---- unseen targets -------------------------------------------------------------------------
+
+def test_unseen_outputs_are_inspected(base, ref, cfg):
+    cases = {
+        "unpruned": ({"state": plain_state_dict(base), "error": None, "modified_input": False},
+                     "prune_unstructured(model, 0.35): target 0.35 gave sparsity 0.000: expected 0.350 of all "
+                     "Conv2d and Linear weights to be zero"),
+        "modified": ({"state": plain_state_dict(zero_smallest(base, 0.35)), "error": None, "modified_input": True},
+                     "prune_unstructured(model, 0.35) changed the model it was given: prune a copy and return it"),
+        "raised": ({"state": None, "error": "ValueError: no"},
+                   "prune_unstructured(model, 0.35) failed: ValueError: no"),
+        "missing": ({}, "prune_unstructured(model, 0.35) failed: no result"),
+    }
+    for name, (item, message) in cases.items():
+        got = problems(UNSTRUCTURED, record(base, ref, unseen={"0.35": item}), ref, cfg)
+        assert got == {"structure": [], "accuracy": [], "unseen": [message]}, name
+
+
+# ---- inspections of one model -----------------------------------------------------------------
+
+@pytest.mark.parametrize("extra, ok", [(0.0049, True), (0.0051, False)])
+def test_sparsity_tolerance_of_the_grader(base, ref, cfg, extra, ok):
+    n = sum(w.numel() for w in _weights(base))
+    model = zero_smallest(base, 0.5, extra=int(round(extra * n)))
+    got = problems(UNSTRUCTURED, record(base, ref, overrides={4: entry(model, 0.5, ref)}), ref, cfg)["structure"]
+    assert got == ([] if ok else [f"target 0.50 gave sparsity {sparsity(model):.3f}: expected 0.500 of all Conv2d "
+                                  "and Linear weights to be zero"])
+    assert (cfg.sparsity_tol, replace(cfg, sparsity_tol=0.01).sparsity_tol) == (0.005, 0.01)
+
+
+class Tiny(nn.Module):
+    """One conv of 4 filters over 2 channels, one linear layer; weights set by hand."""
+
+    def __init__(self, conv: torch.Tensor, fc: torch.Tensor):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 1, bias=False)
+        self.fc = nn.Linear(4, 2, bias=False)
+        with torch.no_grad():
+            self.conv1.weight.copy_(conv.view(4, 2, 1, 1))
+            self.fc.weight.copy_(fc)
+
+
+def tiny(conv, fc=((1.0, 1.0, 1.0, 1.0), (1.0, 1.0, 1.0, 1.0))):
+    return Tiny(torch.tensor(conv, dtype=torch.float32), torch.tensor(fc, dtype=torch.float32))
+
+
+def test_ties_in_magnitude_may_go_either_way():
+    conv = ((0.5, 0.5), (0.5, 0.5), (2.0, 2.0), (3.0, 3.0))  # with the eight 1.0s of fc: 16 weights
+    original = tiny(conv)
+    assert inspect_unstructured(tiny(((0, 0), (0, 0), (2.0, 2.0), (3.0, 3.0))), original, 0.25) is None
+    per_layer = tiny(conv, ((0, 0, 0, 0), (1, 1, 1, 1)))  # fc's own smallest (all equal), not the global ones
+    assert inspect_unstructured(per_layer, original, 0.25) == (
+        "target 0.25: a weight of magnitude 1 was pruned while one of 0.5 was kept: each layer lost its own "
+        "smallest weights: that is per-layer pruning; use prune.global_unstructured over all layers at once")
+    random = tiny(((0.5, 0.5), (0.5, 0.5), (0, 0), (0, 0)))  # conv's largest
+    assert inspect_unstructured(random, original, 0.25) == (
+        "target 0.25: a weight of magnitude 3 was pruned while one of 0.5 was kept: the weights set to zero are "
+        "not the smallest in magnitude (random selection?); use L1 (magnitude) pruning")
+    equal = tiny(((1.0, 1.0), (1.0, 1.0), (1.0, 1.0), (1.0, 1.0)))
+    half = tiny(((1.0, 1.0), (0, 0), (1.0, 0), (0, 1.0)), ((1, 1, 1, 1), (0, 0, 0, 0)))
+    assert inspect_unstructured(half, equal, 0.5) is None, "any half of equal magnitudes is right"
+
+
+def test_ties_in_filter_norm_may_go_either_way():
+    original = tiny(((1.0, 0.0), (0.0, 1.0), (3.0, 3.0), (4.0, 4.0)))  # filters 0 and 1: equal norms
+    for zeroed in (0, 1):
+        conv = [list(r) for r in ((1.0, 0.0), (0.0, 1.0), (3.0, 3.0), (4.0, 4.0))]
+        conv[zeroed] = [0.0, 0.0]
+        assert inspect_structured(tiny(conv), original, 0.25) is None
+    conv = [(1.0, 0.0), (0.0, 1.0), (0.0, 0.0), (4.0, 4.0)]
+    assert inspect_structured(tiny(conv), original, 0.25) == (
+        "target 0.25: conv1 zeroed a filter of L2 norm 4.243 but kept one of 1: prune the filters of smallest "
+        "L2 norm (ln_structured with n=2, dim=0)")
+
+
+def test_zeroing_input_channels_is_named_dim_1():
+    original = tiny(((1.0, 2.0), (1.0, 2.0), (1.0, 2.0), (1.0, 2.0)))
+    wrong = tiny(((0.0, 2.0), (0.0, 2.0), (0.0, 2.0), (0.0, 2.0)))
+    assert inspect_structured(wrong, original, 0.5) == (
+        "target 0.50: conv1 has 0 of 4 filters zeroed, expected 2: you zeroed input channels (dim=1); a filter is "
+        "an output channel, prune along dim=0")
+    scattered = tiny(((0.0, 2.0), (1.0, 0.0), (1.0, 2.0), (1.0, 2.0)))
+    assert inspect_structured(scattered, original, 0.5) == (
+        "target 0.50: conv1 has 0 of 4 filters zeroed, expected 2: weights were zeroed one by one, not as whole "
+        "filters (use ln_structured, dim=0)")
+
+
+def test_a_filter_with_one_zero_is_not_a_zeroed_filter():
+    model = tiny(((0.0, 0.0), (0.0, 1.0), (1.0, 1.0), (0.0, 0.0)))
+    assert zeroed_filters(model) == {"conv1": [0, 3]}
+
+
+def test_structured_pruning_leaves_linear_layers_alone():
+    original = tiny(((1.0, 1.0), (2.0, 2.0), (3.0, 3.0), (4.0, 4.0)))
+    pruned = tiny(((0.0, 0.0), (2.0, 2.0), (3.0, 3.0), (4.0, 4.0)), ((0, 1, 1, 1), (1, 1, 1, 1)))
+    assert inspect_structured(pruned, original, 0.25) == (
+        "target 0.25: Linear layer fc was changed; structured pruning in this assignment touches the Conv2d "
+        "layers only")
+
+
+# ---- the notebook's visible check of a whole list --------------------------------------------
+
+def visible_results(base, fraction_fn=zero_smallest):
+    return [{"target": t, "model": fraction_fn(base, t), "sparsity": sparsity(fraction_fn(base, t)), "accuracy": 0.5}
+            for t in TARGETS]
+
+
+def test_visible_check_boundaries(base):
+    results = visible_results(base)
+    assert check_results(results, base, "unstructured") == ""
+    measured = results[0]["sparsity"]
+    for claim, ok in ((measured + 0.0009, True), (measured + 0.0011, False)):
+        results[0] = {**results[0], "sparsity": claim}
+        assert check_results(results, base, "unstructured") == ("" if ok else (
+            f"target 0.10: 'sparsity' says {claim!r} but the model's zeros over all Conv2d and Linear weights "
+            f"give {measured:.4f}"))
+    results[0] = {**results[0], "sparsity": measured}
+    for acc, ok in ((1.0, True), (0.0, True), (1.0001, False), (65.3, False), (-0.1, False)):
+        results[1] = {**results[1], "accuracy": acc}
+        assert check_results(results, base, "unstructured") == ("" if ok else (
+            f"target 0.20: 'accuracy' must be test_model's number in [0, 1], got {acc!r}"))
+
+
+def test_visible_check_of_the_list_itself(base):
+    results = visible_results(base)
+    assert check_results(results[:7], base, "unstructured") == (
+        "unstructured_results has 7 entries, expected 8 (targets [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])")
+    assert check_results(["x"] + results[1:], base, "unstructured") == (
+        "unstructured_results[0] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']")
+    assert check_results([], base, "structured") == (
+        "structured_results is empty: fill it in the cell above, one dict per target "
+        "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]")
+    assert check_results({}, base, "unstructured") == "unstructured_results must be a list of dicts, got dict"
+    assert check_results(results, zero_smallest(base, 0.1), "unstructured").startswith(
+        "the pretrained `model` itself is pruned")

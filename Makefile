@@ -8,7 +8,7 @@ TORCH_PACKAGES ?= $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2
 DEMO_DIR ?= demo-output
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: venv sandbox-tool demo test lint release bench clean
+.PHONY: venv sandbox-tool demo test lint release bench mutation clean
 
 venv: $(VENV)/.installed sandbox-tool
 
@@ -46,9 +46,14 @@ test: lint
 bench: venv
 	$(BIN)/python -m benchmarks.run
 
+# Mutation testing of the grading decisions (slow; not part of make test): score into benchmarks/RESULTS.md.
+mutation: venv
+	$(BIN)/python -m pip install -q mutmut==3.8.1
+	$(BIN)/python -m benchmarks.mutation
+
 # Regenerate the student release from the source notebook (commit the result).
 release: venv
 	cd assignment && nbgrader generate_assignment pruning --force
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache mutants

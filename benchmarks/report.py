@@ -104,6 +104,14 @@ def write_markdown(r: dict, path: Path) -> None:
     if a:
         lines += [f"| CPU evaluation page faults per batch: allocator setting / glibc's default threshold | "
                   f"{a['steady']['faults_per_batch']:.0f} / {a['glibc_default']['faults_per_batch']:.0f} | - | - |"]
+    mu = r.get("mutation")
+    if mu:
+        lines += [f"| mutation testing of the grading decisions (`{mu['command']}`): killed / (killed + survived + "
+                  f"timeout) | {mu['score']:.1%} ({mu['killed']} of {mu['killed'] + mu['survived'] + mu['timeout']}; "
+                  f"{mu['no_tests']} without tests) | >= 90% | {_met(mu['score'], 0.9)} |"]
+        if mu["survivors"]:
+            lines += ["", "Surviving mutants (`mutmut show NAME` prints each change):", ""]
+            lines += [f"- `{name}`: {why}" for name, why in mu["survivors"].items()]
     history = path.with_name("history.md")
     if history.is_file():
         lines += ["", history.read_text().strip()]

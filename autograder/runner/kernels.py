@@ -185,6 +185,14 @@ class ForkServer:
             return 0
         return int(self._ask({"reset": True, "keep": [str(SLOT_INSIDE)]}).get("reset", 0))
 
+    def stop(self) -> None:
+        """Ask the server to exit (its input is closed); :meth:`close` waits for it."""
+        with self._lock:
+            try:
+                self._proc.stdin.close()
+            except OSError:
+                pass
+
     def close(self, grace: float = 5.0) -> None:
         """Stop the server (and with it, in a sandbox, every process of the sandbox).
 
@@ -192,12 +200,11 @@ class ForkServer:
         that exits by itself is waited for by bubblewrap, so its CPU time reaches this process's
         children totals, which the benchmarks read.
         """
-        with self._lock:
-            try:
-                self._proc.stdin.close()
-                self._proc.wait(timeout=grace)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        self.stop()
+        try:
+            self._proc.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            pass
         try:
             os.killpg(self._proc.pid, signal.SIGKILL)
         except OSError:

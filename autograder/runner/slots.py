@@ -109,5 +109,8 @@ class SlotPool:
         self._free.put(slot)
 
     def close(self) -> None:
+        for slot in self.slots:  # all servers exit at once, then each is waited for
+            if slot.server is not None:
+                slot.server.stop()
         for slot in self.slots:
             slot.close()

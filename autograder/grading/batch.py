@@ -27,7 +27,7 @@ from helpers.models import model_config
 from ..config import SOURCE_NOTEBOOK, GradeConfig
 from ..runner.slots import SlotPool
 from .gradebook import Course, read_points
-from .jobs import _EXPORT_CODE, Run, grade_one, zero_checks
+from .jobs import EXPORT_CODE, Run, grade_one, zero_checks
 from .journal import Journal, file_sha256
 from .parts import CHECKS
 from .report import StudentGrade, summary_table, write_csv, write_feedback, write_timings
@@ -57,7 +57,7 @@ def _run_key(cfg: GradeConfig, data: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256()
     digest.update(file_sha256(cfg.model).encode())
     digest.update(file_sha256(SOURCE_NOTEBOOK).encode())
-    digest.update(file_sha256(_EXPORT_CODE).encode())
+    digest.update(file_sha256(EXPORT_CODE).encode())
     for name in sorted(data):
         digest.update(name.encode())
         digest.update(np.ascontiguousarray(data[name]).tobytes())

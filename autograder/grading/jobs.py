@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import threading
 import time
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nbformat
@@ -34,11 +35,12 @@ from .report import StudentGrade, write_feedback
 from .scoring import CheckResult, score_submission
 from .submission import Submission, SubmissionError, prepare_notebook, read_notebook
 
-__all__ = ["Run", "grade_one", "zero_checks", "job_environment", "NOT_SANDBOXED"]
+__all__ = ["Run", "grade_one", "zero_checks", "job_environment", "NOT_SANDBOXED", "EXPORT_CODE"]
 
 #: The note every row gets when grading ran with ``--no-sandbox``.
 NOT_SANDBOXED = "not sandboxed"
-_EXPORT_CODE = Path(__file__).with_name("collect.py")
+#: The export code copied into every job folder (run there by the hidden-test regions).
+EXPORT_CODE = Path(__file__).with_name("collect.py")
 
 
 def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
@@ -70,6 +72,7 @@ class Run:
     run_key: str
     rlimit_as: int | None = None
     reused: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
 
 def grade_one(sub: Submission, run: Run) -> StudentGrade:
@@ -83,7 +86,9 @@ def grade_one(sub: Submission, run: Run) -> StudentGrade:
         key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)
         grade = run.journal.reuse(sub.student_id, key, run.executed_dir)
         reused = grade is not None
-        run.reused += reused
+        if reused:
+            with run.lock:  # jobs run in threads
+                run.reused += 1
         if grade is None:
             grade = _run_and_score(sub, nb_bytes, run)
     recorded = reused and run.course.exception() is None and run.course.result().has(sub.student_id)
@@ -140,7 +145,7 @@ def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Run, st
     nbformat.write(nb, job / "pruning.ipynb")
     shutil.copy(run.data_file, job / "data.npz")  # private copies: a kernel can only spoil its own
     shutil.copy(cfg.model, job / "model.pt")
-    shutil.copy(_EXPORT_CODE, job / "grader_export.py")
+    shutil.copy(EXPORT_CODE, job / "grader_export.py")
     timings = {"prepare": round(time.perf_counter() - start, 3)}
     done, limit_notes = _execute(slot, job, run)
     ref = run.ref.result()

@@ -158,6 +158,7 @@ class _Entry:
     claimed_accuracy: float | None
     claimed_sparsity: float | None
     saved: bool = True  # False: the notebook's entry itself could not be saved (nothing to test)
+    digest: str | None = None  # of ``model``, computed once for both checks
 
 
 def _entries(gp: GradedPart, record, ref: Reference) -> tuple[list[_Entry], str | None]:
@@ -184,7 +185,8 @@ def _entries(gp: GradedPart, record, ref: Reference) -> tuple[list[_Entry], str 
             entries.append(_Entry(target, None, item["error"], None, None, saved=False))
             continue
         model, problem = _model_from_state(item.get("state"), ref)
-        entries.append(_Entry(target, model, problem, item.get("accuracy"), item.get("sparsity")))
+        entries.append(_Entry(target, model, problem, item.get("accuracy"), item.get("sparsity"),
+                              digest=model_digest(model) if model is not None else None))
     return entries, shape
 
 
@@ -194,7 +196,7 @@ def check_structure(gp: GradedPart, entries: list[_Entry], ref: Reference, cfg: 
     for e in entries:
         if e.model is None:
             problems.append(f"target {e.target:.2f}: {e.problem}")
-        elif not ref.matches(gp.name, e.target, model_digest(e.model)):  # the reference itself needs no look
+        elif not ref.matches(gp.name, e.target, e.digest):  # the reference itself needs no look
             msg = gp.part.inspect(e.model, ref.model, e.target, tol=cfg.sparsity_tol)
             if msg:
                 problems.append(msg if msg.startswith("target") else f"target {e.target:.2f}: {msg}")
@@ -209,7 +211,7 @@ def check_accuracy(gp: GradedPart, entries: list[_Entry], ref: Reference, cfg: G
             problems.append(f"target {e.target:.2f}: {e.problem if e.saved else 'no model to test'}")
             continue
         expected = ref.accuracy[gp.name][e.target]
-        measured = ref.accuracy_of(e.model, model_digest(e.model))
+        measured = ref.accuracy_of(e.model, e.digest)
         if abs(measured - expected) > cfg.accuracy_band:
             problems.append(f"target {e.target:.2f}: the model scores {measured:.4f}, the reference solution "
                             f"{expected:.4f} (allowed difference {cfg.accuracy_band})")

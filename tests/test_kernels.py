@@ -6,6 +6,7 @@ function the grader uses, and compares with a kernel spawned the usual way where
 
 from __future__ import annotations
 
+import ctypes
 import os
 import time
 
@@ -129,18 +130,41 @@ def test_spawned_kernel_gives_the_same_result(tmp_path, server):
     assert status["status"] == "ok" and forked == spawned
 
 
-def test_the_kernels_go_when_the_server_stops(tmp_path):
-    srv = ForkServer.for_threads(1, tmp_path / "kernels.log")
-    job = tmp_path / "job"
-    job.mkdir()
-    argv = ["--HistoryManager.hist_file=:memory:", "-f", str(job / "conn.json")]
-    pid = srv.spawn(argv, job_environment(job, 1, None), job, job / "kernel.log")
-    assert alive(pid)
-    srv.close()
-    deadline = time.monotonic() + 10
-    while alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not alive(pid), "a kernel must not outlive its server (ipykernel's parent poller)"
+def _set_subreaper(flag: int) -> None:
+    """``prctl(PR_SET_CHILD_SUBREAPER)``: orphans below this process come to it, not to pid 1."""
+    ctypes.CDLL(None, use_errno=True).prctl(36, flag, 0, 0, 0)
+
+
+def _ended(pid: int) -> bool:
+    """Whether ``pid`` has exited: reaped here when it came to this process (a subreaper), else gone."""
+    try:
+        done, _ = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return not alive(pid)
+    return done == pid
+
+
+@pytest.mark.parametrize("under_subreaper", [False, True], ids=["init-reaps", "subreaper-reaps"])
+def test_the_kernels_go_when_the_server_stops(tmp_path, under_subreaper):
+    """Closed right after a spawn, before ipykernel's parent poller starts; under a subreaper
+    (a container's init, systemd --user) an orphan's parent is not pid 1, which that poller misses."""
+    if under_subreaper:
+        _set_subreaper(1)
+    try:
+        srv = ForkServer.for_threads(1, tmp_path / "kernels.log")
+        job = tmp_path / "job"
+        job.mkdir()
+        argv = ["--HistoryManager.hist_file=:memory:", "-f", str(job / "conn.json")]
+        pid = srv.spawn(argv, job_environment(job, 1, None), job, job / "kernel.log")
+        assert alive(pid)
+        srv.close()
+        deadline = time.monotonic() + 10
+        while not _ended(pid) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _ended(pid), "a kernel must not outlive its server"
+    finally:
+        if under_subreaper:
+            _set_subreaper(0)
 
 
 def test_a_dead_server_falls_back_to_spawning(tmp_path):

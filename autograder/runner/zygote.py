@@ -40,6 +40,7 @@ __all__ = ["main", "PRELOAD"]
 #: Imported by every server before it forks: what ipykernel imports anyway.
 PRELOAD = ("IPython", "ipykernel.kernelapp", "ipykernel.ipkernel")
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_DUMPABLE = 4
 _SCRATCH = ("/tmp", "/dev/shm")
 
@@ -50,6 +51,22 @@ def _set_dumpable(flag: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_DUMPABLE, flag, 0, 0, 0)
     except (OSError, AttributeError):
         pass
+
+
+def _die_with(server: int) -> None:
+    """In the forked child: be killed when the server goes, with no window for a race.
+
+    ``prctl(PR_SET_PDEATHSIG)`` asks the kernel to send SIGKILL when the parent exits; a server
+    that exited before the call is caught by the ``getppid`` check after it. ipykernel's own
+    parent poller is not enough alone: it starts a second after the fork and, once the parent is
+    gone, only notices a parent of pid 1 (not a subreaper, as under a container's init).
+    """
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != server:
+        os._exit(1)
 
 
 def _become_kernel(request: dict) -> None:
@@ -166,6 +183,7 @@ def main() -> int:
                 finally:
                     signal.signal(signal.SIGCHLD, _reap)
                 continue
+            server = os.getpid()
             pid = os.fork()
         except Exception as exc:  # noqa: BLE001 - answered, the server keeps serving
             _answer(out, {"error": f"{type(exc).__name__}: {exc}"})
@@ -173,6 +191,7 @@ def main() -> int:
         if pid == 0:
             code = 0
             try:
+                _die_with(server)
                 _become_kernel(request)
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 0

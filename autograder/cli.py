@@ -13,13 +13,13 @@ import sys
 __all__ = ["main"]
 
 
-def _defaults() -> dict:
-    from .config import GradeConfig
-    return {f.name: f.default for f in dataclasses.fields(GradeConfig) if f.default is not dataclasses.MISSING}
+def _defaults(config: type) -> dict:
+    return {f.name: f.default for f in dataclasses.fields(config) if f.default is not dataclasses.MISSING}
 
 
 def _grade_parser(sub) -> argparse.ArgumentParser:
-    d = _defaults()
+    from .config import GradeConfig
+    d = _defaults(GradeConfig)
     grade = sub.add_parser("grade", help="grade a class's submissions with the hidden checks")
     grade.add_argument("submissions", help="folder with <student_id>/pruning/pruning.ipynb")
     grade.add_argument("--data-root", required=True,
@@ -50,6 +50,18 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
     return grade
 
 
+def _demo_parser(sub) -> argparse.ArgumentParser:
+    from .config import DemoConfig
+    d = _defaults(DemoConfig)
+    demo = sub.add_parser("demo", help="run the main job end to end on the generated dataset")
+    demo.add_argument("--out", default=str(d["out"]),
+                      help=f"folder for everything the demo writes (default {d['out']})")
+    demo.add_argument("--data-root", default=d["data_root"],
+                      help="dataset (default: the generated one; a CINIC-10 folder or archive works too)")
+    demo.add_argument("--jobs", type=int, default=d["jobs"], help=f"submissions graded at once (default {d['jobs']})")
+    return demo
+
+
 def _grade(args, parser) -> int:
     from .config import GradeConfig
     from .runner.limits import parse_size
@@ -78,14 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m autograder",
                                      description="Instructor and TA tools for the pruning assignment.")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="run the main job end to end on the generated dataset")
-    demo.add_argument("--out", default="demo-output", help="folder for everything the demo writes")
-    demo.add_argument("--data-root", default="synthetic",
-                      help="dataset (default: the generated one; a CINIC-10 folder or archive works too)")
-    demo.add_argument("--jobs", type=int, default=2, help="submissions graded at once (default 2)")
+    _demo_parser(sub)
     _grade_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "grade":
         return _grade(args, parser)
+    from .config import DemoConfig
     from .demo import main as demo_main
-    return demo_main(args.out, args.data_root, args.jobs)
+    try:
+        cfg = DemoConfig(out=args.out, data_root=args.data_root, jobs=args.jobs)
+    except ValueError as exc:
+        parser.error(str(exc))
+    return demo_main(cfg)

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GradeConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK", "DISPLAY_CELLS"]
+__all__ = ["GradeConfig", "DemoConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK", "DISPLAY_CELLS"]
 
 #: The repository holding ``helpers/``, ``autograder/`` and ``assignment/``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -120,3 +120,28 @@ class GradeConfig:
     def threads_per_job(self) -> int:
         """CPU threads each job's kernel (and the grader's own evaluation) may use."""
         return max(1, (os.cpu_count() or 1) // self.jobs)
+
+
+@dataclass
+class DemoConfig:
+    """Settings of ``python -m autograder demo`` (:func:`autograder.demo.main`).
+
+    Attributes:
+        out: folder for everything the demo writes (model, release, submissions, grading).
+        data_root: dataset; the generated one by default (works offline), a CINIC-10 folder
+            or archive works too.
+        jobs: submissions graded at once.
+        per_class: test images per class of the grading subset.
+        timeout: seconds a whole sample notebook may run.
+    """
+
+    out: Path = Path("demo-output")
+    data_root: str = "synthetic"
+    jobs: int = 2
+    per_class: int = 100
+    timeout: float = 600.0
+
+    def __post_init__(self) -> None:
+        self.out = Path(self.out)
+        if self.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {self.jobs}")

@@ -19,7 +19,7 @@ from helpers import get_CINIC10_data, load_model, save_model, test_model
 from helpers.parts import STRUCTURED, UNSTRUCTURED
 from helpers.train import TrainConfig, train_model
 
-from .config import ASSIGNMENT, NOTEBOOK, GradeConfig
+from .config import ASSIGNMENT, NOTEBOOK, DemoConfig, GradeConfig
 from .grading.gradebook import Course
 from .grading.reference import prune_structured, prune_unstructured, sweep
 
@@ -44,12 +44,13 @@ def reference_model(out: Path, data_root: str = "synthetic", data: dict | None =
     return save_model(model, path)
 
 
-def main(out: str | Path, data_root: str = "synthetic", jobs: int = 2) -> int:
+def main(config: DemoConfig = DemoConfig()) -> int:
+    """Run the five steps above with ``config``; return the process exit status (0)."""
     from .grading.grade import grade
     from .runner.sandbox import sandbox_support
     from .samples import load_samples, write_class
 
-    out = Path(out)
+    out, data_root, jobs = config.out, config.data_root, config.jobs
     out.mkdir(parents=True, exist_ok=True)
     print("== 1. Reference model")
     data = get_CINIC10_data(data_root)
@@ -80,5 +81,5 @@ def main(out: str | Path, data_root: str = "synthetic", jobs: int = 2) -> int:
     if why:
         print(f"note: grading without the sandbox here ({why}); a real class needs it")
     grade(GradeConfig(submissions=submitted, data_root=data_root, model=model_path, out=out / "grading",
-                      jobs=jobs, timeout=600, per_class=100, sandbox=why is None, regrade=True))
+                      jobs=jobs, timeout=config.timeout, per_class=config.per_class, sandbox=why is None, regrade=True))
     return 0

@@ -75,12 +75,12 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
     synchronize; ``test_model`` starts from the uint8 arrays in host memory, as students call it.
     """
     from helpers import SmallCNN, test_model
-    from helpers.allocator import steady_allocator
+    from helpers._speed.allocator import steady_allocator
     from helpers.batches import to_model_input
     from helpers.synthetic import make_synthetic
 
     # The allocator settings test_model applies on its first call, applied before either side
-    # is measured: both run under the same malloc thresholds (helpers/allocator.py).
+    # is measured: both run under the same malloc thresholds (helpers/_speed/allocator.py).
     mmap_threshold = steady_allocator()
     per_class = n_images // 10
     data = make_synthetic({"train": 1, "val": 1, "test": per_class})
@@ -512,8 +512,8 @@ def machine() -> dict:
 _FAULTS = """
 import resource, torch
 from helpers import SmallCNN
-from helpers.allocator import steady_allocator
-from helpers.evaluate import eval_batch_size
+from helpers._speed.allocator import steady_allocator
+from helpers._speed.inference import eval_batch_size
 threshold = steady_allocator()
 model = SmallCNN().eval()
 x = torch.randn(eval_batch_size("cpu"), 3, 32, 32).contiguous(memory_format=torch.channels_last)

@@ -21,9 +21,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ._speed.decode import DatasetError, build_cache, cache_key, load_cache
 from .batches import check_images_labels
 from .config import CINIC10, ENV_PER_CLASS, ENV_ROOT, CinicConfig, default_cache_dir
-from .decode import DatasetError, build_cache, cache_key, load_cache
 from .download import download_file
 from .synthetic import make_synthetic
 

@@ -1,4 +1,4 @@
-"""glibc malloc settings for steady evaluation speed (helpers/allocator.py)."""
+"""glibc malloc settings for steady evaluation speed (helpers/_speed/allocator.py)."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers.allocator import steady_allocator
-from helpers.evaluate import eval_batch_size
+from helpers._speed.allocator import steady_allocator
+from helpers._speed.inference import eval_batch_size
 
 glibc = pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc",
                            reason="glibc's mallopt only")
@@ -32,7 +32,7 @@ def test_the_setting_is_applied_once_and_kept():
 
 @glibc
 def test_the_users_own_malloc_setting_is_left_alone():
-    code = "from helpers.allocator import steady_allocator; print(steady_allocator())"
+    code = "from helpers._speed.allocator import steady_allocator; print(steady_allocator())"
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"

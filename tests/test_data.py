@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from helpers import DatasetError, get_CINIC10_data, stratified_indices
-from helpers import decode as decode_mod
+from helpers._speed import decode as decode_mod
 from helpers.config import CINIC10, CinicConfig
 from helpers.download import DownloadError, download_file
 

@@ -7,9 +7,10 @@ import pytest
 import torch
 
 from helpers import SmallCNN, test_model
+from helpers._speed.inference import EVAL_BATCH_SIZE, LARGE_EVAL_BATCH_SIZE, eval_batch_size
 from helpers.batches import to_model_input
 from helpers.config import CINIC10
-from helpers.evaluate import EVAL_BATCH_SIZE, LARGE_EVAL_BATCH_SIZE, eval_batch_size, predict
+from helpers.evaluate import predict
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from .config import CINIC10, CinicConfig
+from ..config import CINIC10, CinicConfig
 
 __all__ = ["DatasetError", "build_cache", "load_cache", "cache_key", "decode_png"]
 

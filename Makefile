@@ -51,9 +51,11 @@ mutation: venv
 	$(BIN)/python -m pip install -q mutmut==3.8.1
 	$(BIN)/python -m benchmarks.mutation
 
-# Regenerate the student release from the source notebook (commit the result).
+# Regenerate the committed release notebook from the source (commit the result), then write the
+# student bundle (dist/student: release notebook, helpers wheel, model; `python -m autograder release --help`).
 release: venv
 	cd assignment && nbgrader generate_assignment pruning --force
+	$(BIN)/python -m autograder release
 
 clean:
 	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache mutants

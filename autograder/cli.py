@@ -62,6 +62,40 @@ def _demo_parser(sub) -> argparse.ArgumentParser:
     return demo
 
 
+def _release_parser(sub) -> argparse.ArgumentParser:
+    from .config import ReleaseConfig
+    d = _defaults(ReleaseConfig)
+    rel = sub.add_parser("release", help="write the student bundle: release notebook, helpers wheel, model")
+    rel.add_argument("--out", default=str(d["out"]), help=f"bundle folder, replaced (default {d['out']})")
+    rel.add_argument("--model", default=None,
+                     help="the pretrained checkpoint to ship (default: the demo's reference model, "
+                          "trained on the generated dataset if absent)")
+    rel.add_argument("--helpers-url", default=None,
+                     help="URL of the helpers wheel, for Colab (baked into the notebook)")
+    rel.add_argument("--model-url", default=None, help="URL the notebook downloads the model from when it finds none")
+    return rel
+
+
+def _release(args, parser) -> int:
+    from .config import ReleaseConfig
+    from .release import release
+    cfg = ReleaseConfig(out=args.out, model=args.model, helpers_url=args.helpers_url, model_url=args.model_url)
+    model = cfg.model
+    if model is None:
+        from .config import DemoConfig
+        from .demo import reference_model
+        model = reference_model(DemoConfig().out)
+        print(f"note: shipping {model}, trained on the generated dataset; pass --model for a real class")
+    try:
+        out = release(cfg.out, model, cfg.helpers_url, cfg.model_url)
+    except (FileNotFoundError, RuntimeError) as exc:
+        parser.error(str(exc))
+    print(f"student bundle: {out}")
+    for path in sorted(out.iterdir()):
+        print(f"  {path.name}  ({path.stat().st_size:,} bytes)")
+    return 0
+
+
 def _grade(args, parser) -> int:
     from .config import GradeConfig
     from .runner.limits import parse_size
@@ -92,9 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _demo_parser(sub)
     _grade_parser(sub)
+    _release_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "grade":
         return _grade(args, parser)
+    if args.command == "release":
+        return _release(args, parser)
     from .config import DemoConfig
     from .demo import main as demo_main
     try:

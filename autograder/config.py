@@ -6,7 +6,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["GradeConfig", "DemoConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK", "DISPLAY_CELLS"]
+__all__ = ["GradeConfig", "DemoConfig", "ReleaseConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK",
+           "DISPLAY_CELLS"]
 
 #: The repository holding ``helpers/``, ``autograder/`` and ``assignment/``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -145,3 +146,23 @@ class DemoConfig:
         self.out = Path(self.out)
         if self.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+
+
+@dataclass
+class ReleaseConfig:
+    """Settings of ``python -m autograder release`` (:func:`autograder.release.release`).
+
+    Attributes:
+        out: the student bundle folder (replaced).
+        model: the pretrained checkpoint students prune (``None``: the demo's reference model
+            in ``demo-output/``, trained on the generated dataset if absent; fine for trying
+            the bundle, not for a class).
+        helpers_url: where Colab installs ``helpers`` from (for example the wheel on the course
+            web page); baked into the notebook. JupyterLab installs the wheel next to it.
+        model_url: where the notebook downloads the model when no copy is found; baked in.
+    """
+
+    out: Path = Path("dist/student")
+    model: Path | None = None
+    helpers_url: str | None = None
+    model_url: str | None = None

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["CinicConfig", "CINIC10", "default_cache_dir", "default_model_path", "ENV_ROOT", "ENV_CACHE",
-           "ENV_MODEL", "ENV_PER_CLASS", "ENV_COURSE_DIR", "COLAB_MOUNT", "COLAB_COURSE_DIR"]
+           "ENV_MODEL", "ENV_PER_CLASS", "ENV_COURSE_DIR", "COLAB_MOUNT", "COLAB_COURSE_DIR", "MODEL_FILE"]
 
 #: Environment variable naming the CINIC-10 location (folder, archive, or ``synthetic``).
 ENV_ROOT = "CINIC10_ROOT"
@@ -30,6 +30,8 @@ ENV_PER_CLASS = "CINIC10_PER_CLASS"
 ENV_MODEL = "PRUNING_MODEL"
 #: Environment variable naming the course folder in Google Drive (Colab only).
 ENV_COURSE_DIR = "PRUNING_COURSE_DIR"
+#: File name of the pretrained model in a student bundle, next to the notebook, in Drive or in the cache.
+MODEL_FILE = "pruning-model.pt"
 #: Where Colab mounts Google Drive.
 COLAB_MOUNT = "/content/drive"
 #: Default course folder inside the mounted Drive (overridden by ``PRUNING_COURSE_DIR``).
@@ -93,4 +95,4 @@ def default_model_path() -> Path:
     """The pretrained model the notebook loads: ``$PRUNING_MODEL``, else
     ``<default_cache_dir()>/pruning-model.pt`` (put the file your instructor gave you there)."""
     env = os.environ.get(ENV_MODEL)
-    return Path(env).expanduser() if env else default_cache_dir() / "pruning-model.pt"
+    return Path(env).expanduser() if env else default_cache_dir() / MODEL_FILE

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-__all__ = ["download_file", "md5sum", "DownloadError"]
+__all__ = ["download_file", "md5sum", "sha256sum", "DownloadError"]
 
 _CHUNK = 1 << 20
 
@@ -25,17 +25,26 @@ class DownloadError(RuntimeError):
     """The archive could not be fetched or failed its integrity check."""
 
 
-def md5sum(path: str | os.PathLike, chunk: int = _CHUNK) -> str:
-    """Return the hex md5 of the file at ``path`` (read in 1 MiB chunks)."""
-    digest = hashlib.md5()
+def _filesum(path, algorithm: str, chunk: int = _CHUNK) -> str:
+    digest = hashlib.new(algorithm)
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(chunk), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def md5sum(path: str | os.PathLike) -> str:
+    """Return the hex md5 of the file at ``path`` (read in 1 MiB chunks)."""
+    return _filesum(path, "md5")
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Return the hex SHA-256 of the file at ``path`` (read in 1 MiB chunks)."""
+    return _filesum(path, "sha256")
+
+
 def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
-                  progress: bool = True, timeout: float = 60.0) -> Path:
+                  progress: bool = True, timeout: float = 60.0, sha256: str | None = None) -> Path:
     """Fetch ``url`` to ``dest`` atomically and return ``dest`` as a :class:`Path`.
 
     Args:
@@ -43,6 +52,7 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
         dest: final file path; its folder is created if needed.
         md5: expected hex md5; ``None`` skips the checksum (the size is still checked
             against the server's ``Content-Length`` when it sends one).
+        sha256: expected hex SHA-256, checked like ``md5`` (both may be given).
         progress: show a tqdm progress bar in bytes.
         timeout: socket timeout in seconds.
 
@@ -55,7 +65,7 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".part-", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        digest = hashlib.md5()
+        digest, digest256 = hashlib.md5(), hashlib.sha256()
         received = 0
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
@@ -66,6 +76,7 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
                     for block in iter(lambda: resp.read(_CHUNK), b""):
                         out.write(block)
                         digest.update(block)
+                        digest256.update(block)
                         received += len(block)
                         bar.update(len(block))
         except (urllib.error.URLError, OSError) as exc:
@@ -77,6 +88,10 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
         if md5 is not None and digest.hexdigest() != md5.lower():
             raise DownloadError(
                 f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {md5}; "
+                "the file was deleted, run again to retry")
+        if sha256 is not None and digest256.hexdigest() != sha256.lower():
+            raise DownloadError(
+                f"checksum mismatch for {url}: SHA-256 {digest256.hexdigest()}, expected {sha256}; "
                 "the file was deleted, run again to retry")
         os.replace(tmp, dest)
         return dest

@@ -1,10 +1,11 @@
 """Notebook conveniences: start-up in Colab or Jupyter, a size table, an interactive slider.
 
-The start-up cell of the assignment calls :func:`setup`. In Google Colab it mounts Google
-Drive and points the data cache and the model at a course folder there, so downloads and
-models survive the session; in JupyterLab or Notebook 7 it changes nothing. Locations come
-from environment variables (``CINIC10_ROOT``, ``CINIC10_CACHE``, ``PRUNING_MODEL``,
-``PRUNING_COURSE_DIR``), never from paths written in the notebook.
+The start-up cell of the assignment calls :func:`setup` with the paths of the notebook's one
+unlocked paths cell (``DATA_PATH``, ``MODEL_PATH``; ``None`` means the defaults) and the model's
+URL and checksum that the instructor's release baked in. In Google Colab it mounts Google
+Drive and keeps the data cache and the model in a course folder there, so downloads survive
+the session. Environment variables set before Jupyter started (``CINIC10_ROOT``,
+``CINIC10_CACHE``, ``PRUNING_MODEL``, ``PRUNING_COURSE_DIR``) win over the paths cell.
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ from .config import (
     ENV_MODEL,
     ENV_ROOT,
     default_cache_dir,
-    default_model_path,
 )
+from .locate import SetupError, find_model
 from .sparsity import global_sparsity, model_size
 
 __all__ = ["in_colab", "setup", "size_table", "pruning_slider"]
@@ -41,32 +42,61 @@ def in_colab() -> bool:
         return False
 
 
-def setup(verbose: bool = True) -> dict:
-    """Prepare the notebook's environment and report where data and model come from.
+def setup(data_path: str | os.PathLike | None = None, model_path: str | os.PathLike | None = None,
+          model_url: str | None = None, model_sha256: str | None = None, verbose: bool = True) -> dict:
+    """Prepare the notebook's environment, find (or fetch) the model, report where things come from.
 
-    Side effects in Colab only: mounts Google Drive at ``/content/drive`` and sets
-    ``CINIC10_CACHE`` and ``PRUNING_MODEL`` (unless already set) to a course folder in
-    Drive (``$PRUNING_COURSE_DIR``, default ``MyDrive/pruning-course``), creating it.
+    Args:
+        data_path: ``DATA_PATH`` of the paths cell: a CINIC-10 folder or ``CINIC-10.tar.gz`` (or
+            ``None``: the default of :func:`helpers.get_CINIC10_data`). Sets ``CINIC10_ROOT``
+            for this kernel unless that variable was already set when Jupyter started (the
+            autograder sets it; a note says it wins).
+        model_path, model_url, model_sha256: how to find the pretrained model; see
+            :func:`helpers.locate.find_model` for the order of places tried.
+        verbose: print where data and model come from.
+
+    Side effects in Colab only: mounts Google Drive at ``/content/drive``, creates the course
+    folder there (``$PRUNING_COURSE_DIR``, default ``MyDrive/pruning-course``) and points
+    ``CINIC10_CACHE`` at it (unless set), so downloads survive the session; the model is looked
+    for and downloaded there too.
 
     Returns:
-        dict with ``in_colab``, ``data_root`` (the ``CINIC10_ROOT`` value or ``None`` for
-        the cache default), ``cache_dir`` and ``model_path``.
+        dict with ``in_colab``, ``data_root`` (the ``CINIC10_ROOT`` value or ``None`` for the
+        cache default), ``cache_dir`` and ``model_path`` (an existing file).
+
+    Raises:
+        helpers.locate.SetupError: with one sentence saying what to do.
     """
     colab = in_colab()
+    search, download_to = (), None
     if colab:
         from google.colab import drive  # only importable in Colab
         drive.mount(COLAB_MOUNT)
         course = Path(os.environ.get(ENV_COURSE_DIR, COLAB_COURSE_DIR))
         course.mkdir(parents=True, exist_ok=True)
         os.environ.setdefault(ENV_CACHE, str(course / "cache"))
-        os.environ.setdefault(ENV_MODEL, str(course / "pruning-model.pt"))
+        search, download_to = (course,), course
+    notes = []
+    if data_path is not None:
+        if os.environ.get(ENV_ROOT) and os.environ[ENV_ROOT] != str(data_path):
+            notes.append(f"note: {ENV_ROOT} is set to {os.environ[ENV_ROOT]}; DATA_PATH is not used")
+        elif not Path(data_path).expanduser().exists():
+            raise SetupError(f"DATA_PATH is {str(data_path)!r}, which does not exist: fix DATA_PATH in the paths "
+                             "cell (or set it to None to download the dataset), then run both cells again.")
+        else:
+            os.environ[ENV_ROOT] = str(Path(data_path).expanduser())
+    if model_path is not None and os.environ.get(ENV_MODEL):
+        notes.append(f"note: {ENV_MODEL} is set to {os.environ[ENV_MODEL]}; MODEL_PATH is not used")
+    model = find_model(model_path, model_url, model_sha256, here=Path.cwd(), search=search,
+                       download_to=download_to, progress=verbose)
     info = {"in_colab": colab, "data_root": os.environ.get(ENV_ROOT), "cache_dir": default_cache_dir(),
-            "model_path": default_model_path()}
+            "model_path": model}
     if verbose:
-        where = "Google Colab" if colab else "Jupyter"
-        print(f"Running in {where}.")
-        print(f"  data:  {info['data_root'] or info['cache_dir'] / 'CINIC-10'}  (set {ENV_ROOT} to change)")
-        print(f"  model: {info['model_path']}  (set {ENV_MODEL} to change)")
+        print(f"Running in {'Google Colab' if colab else 'Jupyter'}.")
+        print(f"  data:  {info['data_root'] or info['cache_dir'] / 'CINIC-10'}")
+        print(f"  model: {model}")
+        for note in notes:
+            print(note)
     return info
 
 

@@ -61,13 +61,13 @@ class Course:
         course.set_scores({"s1": {"test_unstructured_sparsity": 4.0, ...}})
     """
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, source: Path = SOURCE_NOTEBOOK):
         self.root = Path(root).resolve()
         self.db = self.root / "gradebook.db"
         self._lock = threading.Lock()
         src = self.root / "source" / ASSIGNMENT
         src.mkdir(parents=True, exist_ok=True)
-        shutil.copy(SOURCE_NOTEBOOK, src / f"{NOTEBOOK}.ipynb")
+        shutil.copy(source, src / f"{NOTEBOOK}.ipynb")
         (self.root / "nbgrader_config.py").write_text(_CONFIG.format(db=self.db))
         create_gradebook(self.db)
         self._api = self._make_api()

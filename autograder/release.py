@@ -1,0 +1,193 @@
+"""Runs in the instructor's process: ``python -m autograder release``, the student bundle.
+
+The bundle (``dist/student/`` unless ``--out`` says otherwise) is everything a student needs and
+nothing else:
+
+* ``pruning.ipynb``: the release notebook, made by nbgrader's ``generate_assignment`` from the
+  source notebook with the model's SHA-256 and the optional ``--helpers-url`` and
+  ``--model-url`` baked into its set-up cell (so nbgrader's checksums of the locked cells hold);
+* ``pruning_course_helpers-<version>-py3-none-any.whl``: the ``helpers`` package, built with
+  pip from this repository (``helpers/`` only); the set-up cell installs it from here;
+* ``pruning-model.pt`` and ``pruning-model.pt.sha256``: the pretrained model and its digest;
+* ``README.md``: what to do with the folder, for students.
+
+Before the bundle is written in place, :func:`find_leaks` reads every file of it (inside the
+wheel too) for any line of the source notebook's solution and hidden-test regions and of the
+reference solutions (:mod:`autograder.grading.reference`); a bundle with one is refused.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import zipfile
+from pathlib import Path
+
+import nbformat
+
+from helpers.config import MODEL_FILE
+from helpers.download import sha256sum
+
+from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
+
+__all__ = ["release", "find_leaks", "secret_lines", "bake_setup"]
+
+_REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
+_MIN_CHARS = 16  # shorter lines ("return pruned", "else:") say nothing about an answer
+
+STUDENT_README = """# Pruning assignment: your files
+
+* `pruning.ipynb`: the assignment. Open it in JupyterLab (or upload it to Google Colab).
+* `{wheel}`: the course's helper package. The notebook's set-up cell installs it from this
+  file when it is next to the notebook{url_note}.
+* `{model}`: the pretrained model you prune (SHA-256 in `{model}.sha256`). The set-up cell
+  finds it next to the notebook{model_note}. Elsewhere? Put its path in `MODEL_PATH` in the
+  notebook's paths cell (the cell before the set-up cell).
+
+JupyterLab: keep the three files together in one folder, start JupyterLab there and open the notebook.
+Colab: upload the notebook; put `{model}` in `MyDrive/pruning-course/` of your Google Drive (or
+set `MODEL_PATH`). The dataset (CINIC-10) is downloaded once by the notebook; if you already have
+`CINIC-10.tar.gz` or the extracted folder, put its path in `DATA_PATH`.
+
+Run the notebook part by part: your code cell, then the check cells below it. Each check says
+what is wrong and how to fix it.
+"""
+
+
+def _normal(line: str) -> str:
+    return " ".join(line.split())
+
+
+def _code_lines(text: str) -> set[str]:
+    return {n for n in map(_normal, text.splitlines()) if len(n) >= _MIN_CHARS and not n.startswith("#")}
+
+
+def _reference_lines(path: Path) -> set[str]:
+    """Code lines of the function bodies of ``path`` (docstrings left out)."""
+    text = path.read_text()
+    lines = text.splitlines()
+    out: set[str] = set()
+    for node in ast.walk(ast.parse(text)):
+        if isinstance(node, ast.FunctionDef):
+            body = node.body[1:] if ast.get_docstring(node) else node.body
+            for stmt in body:
+                out |= _code_lines("\n".join(lines[stmt.lineno - 1:stmt.end_lineno]))
+    return out
+
+
+def secret_lines(source: Path = SOURCE_NOTEBOOK) -> set[str]:
+    """Lines a student must never receive: those of the solution and hidden-test regions of
+    ``source`` and of the reference solutions, less any line the notebook also shows openly
+    (whitespace-normalized, comments and lines under 16 characters left out)."""
+    nb = nbformat.read(source, as_version=4)
+    hidden: set[str] = set()
+    shown: set[str] = set()
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "markdown" and meta.get("solution"):
+            hidden |= _code_lines(cell.source) - {_normal("YOUR ANSWER HERE")}
+            continue
+        hidden |= {n for _, region in _REGION.findall(cell.source) for n in _code_lines(region)}
+        shown |= _code_lines(_REGION.sub("", cell.source))
+    hidden |= _reference_lines(REPO_ROOT / "autograder" / "grading" / "reference.py")
+    return hidden - shown
+
+
+def _texts(path: Path):
+    """``(name, text)`` of every readable text in ``path``: a file, a notebook's cells, a wheel's members."""
+    if path.suffix == ".whl":
+        with zipfile.ZipFile(path) as whl:
+            for member in whl.namelist():
+                yield f"{path.name}!{member}", whl.read(member).decode("utf-8", errors="replace")
+    elif path.suffix == ".ipynb":
+        nb = json.loads(path.read_text())
+        for i, cell in enumerate(nb.get("cells", [])):
+            source = cell.get("source", "")
+            yield f"{path.name} cell {i}", "".join(source) if isinstance(source, list) else source
+            yield f"{path.name} cell {i} outputs", json.dumps(cell.get("outputs", []))
+        yield f"{path.name} metadata", json.dumps(nb.get("metadata", {}))
+    elif path.suffix != ".pt":  # a checkpoint holds tensors and their names, no text
+        yield path.name, path.read_bytes().decode("utf-8", errors="replace")
+
+
+def find_leaks(bundle: Path, source: Path = SOURCE_NOTEBOOK) -> list[str]:
+    """Every ``"<file>: <line>"`` of ``bundle`` that gives away an answer; empty when clean."""
+    secrets = secret_lines(source)
+    leaks = []
+    for path in sorted(p for p in Path(bundle).rglob("*") if p.is_file()):
+        for name, text in _texts(path):
+            for line in sorted(_code_lines(text) & secrets):
+                leaks.append(f"{name}: {line}")
+    return leaks
+
+
+def bake_setup(nb, helpers_url: str | None, model_url: str | None, model_sha256: str):
+    """Write the release's values into the set-up cell's ``HELPERS_URL = ""`` lines (in place)."""
+    values = {"HELPERS_URL": helpers_url or "", "MODEL_URL": model_url or "", "MODEL_SHA256": model_sha256}
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")
+    for name, value in values.items():
+        cell.source, n = re.subn(rf'^{name} = ""$', f"{name} = {json.dumps(value)}", cell.source, flags=re.M)
+        if n != 1:
+            raise ValueError(f"the set-up cell of the source notebook has no line {name} = \"\"")
+    return nb
+
+
+def build_wheel(dest: Path) -> Path:
+    """Build the ``helpers`` wheel into ``dest`` with pip (no dependencies, no network).
+
+    Built from a copy of ``pyproject.toml`` and ``helpers/`` alone: setuptools reuses a
+    ``build/`` folder left in the repository, which can hold modules that no longer exist.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        src, wheels_dir = Path(tmp) / "src", Path(tmp) / "wheels"
+        src.mkdir()
+        shutil.copy(REPO_ROOT / "pyproject.toml", src)
+        shutil.copytree(REPO_ROOT / "helpers", src / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
+        done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
+                               "-w", str(wheels_dir), str(src)], capture_output=True, text=True)
+        wheels = sorted(wheels_dir.glob("pruning_course_helpers-*.whl"))
+        if done.returncode != 0 or not wheels:
+            raise RuntimeError(f"building the helpers wheel failed:\n{done.stderr[-2000:]}")
+        return Path(shutil.copy(wheels[0], dest))
+
+
+def release(out: Path, model: Path, helpers_url: str | None = None, model_url: str | None = None) -> Path:
+    """Write the student bundle to ``out`` (replacing it) and return ``out``.
+
+    Raises:
+        FileNotFoundError: ``model`` is missing.
+        RuntimeError: the wheel could not be built, or the bundle would leak an answer.
+    """
+    from .grading.gradebook import Course
+    model, out = Path(model), Path(out)
+    if not model.is_file():
+        raise FileNotFoundError(f"model checkpoint {model} does not exist")
+    digest = sha256sum(model)
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        baked = tmp / f"{NOTEBOOK}.ipynb"
+        nbformat.write(bake_setup(nbformat.read(SOURCE_NOTEBOOK, as_version=4), helpers_url, model_url, digest),
+                       baked)
+        Course(tmp / "course", source=baked)
+        bundle = tmp / "bundle"
+        bundle.mkdir()
+        shutil.copy(tmp / "course" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", bundle)
+        wheel = build_wheel(bundle)
+        shutil.copy(model, bundle / MODEL_FILE)
+        (bundle / f"{MODEL_FILE}.sha256").write_text(f"{digest}  {MODEL_FILE}\n")
+        (bundle / "README.md").write_text(STUDENT_README.format(
+            wheel=wheel.name, model=MODEL_FILE,
+            url_note=f", else from {helpers_url}" if helpers_url else "",
+            model_note=f", else downloads it from {model_url}" if model_url else ""))
+        leaks = find_leaks(bundle)
+        if leaks:
+            raise RuntimeError("the student bundle would give answers away:\n" + "\n".join(leaks[:20]))
+        shutil.rmtree(out, ignore_errors=True)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(bundle, out)
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 import subprocess
 import sys
 import time
@@ -23,6 +24,7 @@ TEST_CELLS = ["test_unstructured_sparsity", "test_unstructured_accuracy", "test_
 
 MEASURE = r'''
 import json
+import shutil
 from torch import nn
 from helpers import global_sparsity, zeroed_filters
 out = {"unstructured": [], "structured": [], "out_channels": {}}
@@ -114,13 +116,15 @@ def test_colab_branch_with_stand_in_module(tmp_path, trained_model_path):
     (fake / "google" / "colab" / "drive.py").write_text(
         f"def mount(path):\n    open({str(log)!r}, 'a').write(path + '\\n')\n")
     course = tmp_path / "MyDrive" / "pruning-course"
+    course.mkdir(parents=True)
+    shutil.copy(trained_model_path, course / "pruning-model.pt")  # the student put it in Drive
     env = kernel_env(tmp_path, PRUNING_COURSE_DIR=course)
     env["PYTHONPATH"] = str(fake)
     for var in ("CINIC10_CACHE", "PRUNING_MODEL", "CINIC10_ROOT"):
         env.pop(var, None)
     nb = nbformat.read(SOURCE_NB, as_version=4)
     nb.cells = [cell_by_id(nb, "setup"), nbformat.v4.new_code_cell(
-        "import os; print('ENV', os.environ['CINIC10_CACHE'], os.environ['PRUNING_MODEL'], paths['in_colab'])")]
+        "import os; print('ENV', os.environ['CINIC10_CACHE'], paths['model_path'], paths['in_colab'])")]
     execute(nb, env, tmp_path)
     assert log.read_text().splitlines() == ["/content/drive"]
     printed = stream_text(nb.cells[1])
@@ -129,11 +133,51 @@ def test_colab_branch_with_stand_in_module(tmp_path, trained_model_path):
     assert course.is_dir()
 
 
-def test_jupyter_branch_does_not_mount(tmp_path):
-    nb = nbformat.read(SOURCE_NB, as_version=4)
-    nb.cells = [cell_by_id(nb, "setup")]
-    execute(nb, kernel_env(tmp_path), tmp_path)
-    assert "Running in Jupyter" in stream_text(nb.cells[0])
+def _paths_and_setup(path=SOURCE_NB):
+    """The notebook's unlocked paths cell and its set-up cell."""
+    nb = nbformat.read(path, as_version=4)
+    setup = cell_by_id(nb, "setup")
+    paths = nb.cells[nb.cells.index(setup) - 1]
+    assert "MODEL_PATH = None" in paths.source and "nbgrader" not in paths.metadata
+    nb.cells = [paths, setup]
+    return nb
+
+
+def test_jupyter_branch_finds_the_model_next_to_the_notebook(tmp_path, trained_model_path):
+    shutil.copy(trained_model_path, tmp_path / "pruning-model.pt")
+    env = kernel_env(tmp_path)
+    env.pop("PRUNING_MODEL", None)
+    nb = _paths_and_setup()
+    execute(nb, env, tmp_path)
+    printed = stream_text(nb.cells[1])
+    assert "Running in Jupyter" in printed and f"model: {tmp_path}/pruning-model.pt" in printed
+
+
+def test_a_missing_model_gets_one_sentence_saying_what_to_do(tmp_path):
+    env = kernel_env(tmp_path)
+    env.pop("PRUNING_MODEL", None)
+    nb = _paths_and_setup()
+    execute(nb, env, tmp_path, allow_errors=True)
+    errors = [o for o in nb.cells[1].outputs if o.output_type == "error"]
+    assert [e.ename for e in errors] == ["SetupError"]
+    assert errors[0].evalue.startswith("No pretrained model found (looked for pruning-model.pt in ")
+    assert errors[0].evalue.endswith("put the pruning-model.pt of your course bundle next to this notebook, or "
+                                     "set MODEL_PATH in the paths cell, then run the set-up cell again.")
+
+
+def test_model_path_of_the_paths_cell_is_used_and_checked(tmp_path, trained_model_path):
+    env = kernel_env(tmp_path)
+    env.pop("PRUNING_MODEL", None)
+    nb = _paths_and_setup()
+    nb.cells[0].source = nb.cells[0].source.replace("MODEL_PATH = None", f"MODEL_PATH = {str(trained_model_path)!r}")
+    execute(nb, env, tmp_path)
+    assert f"model: {trained_model_path}" in stream_text(nb.cells[1])
+    nb = _paths_and_setup()
+    nb.cells[0].source = nb.cells[0].source.replace("MODEL_PATH = None", "MODEL_PATH = 'nowhere/model.pt'")
+    execute(nb, env, tmp_path, allow_errors=True)
+    error = next(o for o in nb.cells[1].outputs if o.output_type == "error")
+    assert error.evalue == ("MODEL_PATH is 'nowhere/model.pt', which is not a file: fix MODEL_PATH in the paths cell "
+                            "(or set it to None to use the course's model), then run both cells again.")
 
 
 def test_notebooks_have_no_outputs_and_no_path_hacks():

@@ -1,0 +1,161 @@
+"""The student bundle (``python -m autograder release``): what it holds, what it must never hold,
+and that its notebook installs ``helpers`` from it and finds its model on a clean machine."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import zipfile
+
+import nbformat
+import pytest
+
+from autograder.release import find_leaks, release, secret_lines
+from autograder.samples import build_notebook, load_samples
+from helpers.download import sha256sum
+
+from .bundle import clean_venv, student_env
+from .notebooks import cell_by_id
+
+HELPERS_URL = "https://course.example.org/pruning_course_helpers-0.1.0-py3-none-any.whl"
+MODEL_URL = "https://course.example.org/pruning-model.pt"
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory, trained_model_path):
+    out = tmp_path_factory.mktemp("release") / "student"
+    return release(out, trained_model_path, helpers_url=HELPERS_URL, model_url=MODEL_URL)
+
+
+@pytest.fixture(scope="module")
+def student_python(tmp_path_factory):
+    return clean_venv(tmp_path_factory.mktemp("student-machine"))
+
+
+def test_the_bundle_holds_what_a_student_needs(bundle, trained_model_path):
+    names = sorted(p.name for p in bundle.iterdir())
+    assert names == ["README.md", "pruning-model.pt", "pruning-model.pt.sha256", "pruning.ipynb",
+                     "pruning_course_helpers-0.1.0-py3-none-any.whl"]
+    digest = hashlib.sha256(trained_model_path.read_bytes()).hexdigest()
+    assert (bundle / "pruning-model.pt.sha256").read_text() == f"{digest}  pruning-model.pt\n"
+    assert sha256sum(bundle / "pruning-model.pt") == digest
+    setup = cell_by_id(nbformat.read(bundle / "pruning.ipynb", as_version=4), "setup").source
+    assert f'HELPERS_URL = "{HELPERS_URL}"' in setup
+    assert f'MODEL_URL = "{MODEL_URL}"' in setup
+    assert f'MODEL_SHA256 = "{digest}"' in setup
+
+
+def test_the_wheel_ships_helpers_alone(bundle):
+    wheel = next(bundle.glob("*.whl"))
+    with zipfile.ZipFile(wheel) as whl:
+        tops = {name.split("/")[0] for name in whl.namelist()}
+        names = whl.namelist()
+    assert tops == {"helpers", "pruning_course_helpers-0.1.0.dist-info"}
+    assert "helpers/_speed/inference.py" in names and "helpers/locate.py" in names
+    assert not [n for n in names if n.endswith(".pyc")]
+
+
+def test_the_release_notebook_has_no_solutions_or_hidden_tests(bundle):
+    nb = nbformat.read(bundle / "pruning.ipynb", as_version=4)
+    text = json.dumps(nb)
+    for marker in ("BEGIN SOLUTION", "END SOLUTION", "BEGIN HIDDEN TESTS", "PRUNING_EXPORT_CODE"):
+        assert marker not in text
+    assert "prune.global_unstructured(params" not in text and "ln_structured(m" not in text
+
+
+def test_no_file_of_the_bundle_gives_an_answer_away(bundle):
+    secrets = secret_lines()
+    # The secrets are real lines of the answers (the check cannot pass for want of any).
+    assert 'prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)' in secrets
+    assert any("global_unstructured" in s for s in secrets)
+    assert any("PRUNING_EXPORT_CODE" in s for s in secrets)
+    assert find_leaks(bundle) == []
+
+
+@pytest.mark.parametrize("where", ["README.md", "wheel", "notebook"])
+def test_a_leak_anywhere_in_the_bundle_is_found(bundle, tmp_path, where):
+    leaky = tmp_path / "leaky"
+    shutil.copytree(bundle, leaky)
+    line = '        prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)'
+    if where == "README.md":
+        (leaky / "README.md").write_text((leaky / "README.md").read_text() + f"\n{line}\n")
+    elif where == "wheel":
+        with zipfile.ZipFile(next(leaky.glob("*.whl")), "a") as whl:
+            whl.writestr("helpers/answers.py", f"def f(m, amount):\n{line}\n")
+    else:
+        nb = nbformat.read(leaky / "pruning.ipynb", as_version=4)
+        nb.cells[-1].source += f"\n{line.strip()}"
+        nbformat.write(nb, leaky / "pruning.ipynb")
+    leaks = find_leaks(leaky)
+    assert len(leaks) == 1 and leaks[0].endswith('prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)')
+
+
+def _run(python, nb_path, cwd, env, timeout=600):
+    """Execute ``nb_path`` in place with nbconvert in the student's venv; return the executed notebook."""
+    done = subprocess.run([str(python), "-m", "nbconvert", "--to", "notebook", "--execute", "--inplace",
+                           "--allow-errors", f"--ExecutePreprocessor.timeout={timeout}", nb_path.name],
+                          cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout + 120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return nbformat.read(nb_path, as_version=4)
+
+
+def _errors(nb):
+    return [f"{o.ename}: {o.evalue}" for c in nb.cells if c.cell_type == "code"
+            for o in c.outputs if o.output_type == "error"]
+
+
+def test_in_a_clean_venv_the_notebook_installs_helpers_from_the_bundle_and_runs(bundle, student_python, tmp_path):
+    """A correct solution in the bundle's notebook, run by a student's python that has never seen
+    ``helpers``: the set-up cell installs the wheel next to it, finds the model there, every check passes."""
+    env = student_env(tmp_path / "home", CINIC10_ROOT="synthetic", CINIC10_PER_CLASS="30")
+    assert subprocess.run([str(student_python), "-c", "import helpers"], env=env, cwd=tmp_path,
+                          capture_output=True).returncode != 0
+    work = tmp_path / "student"
+    shutil.copytree(bundle, work)
+    reference = next(s for s in load_samples() if s.name == "reference")
+    nbformat.write(build_notebook(reference, nbformat.read(work / "pruning.ipynb", as_version=4)),
+                   work / "pruning.ipynb")
+    nb = _run(student_python, work / "pruning.ipynb", work, env)
+    assert _errors(nb) == []
+    setup = "".join(o.get("text", "") for o in cell_by_id(nb, "setup").outputs)
+    assert "Installing the course's helper package from pruning_course_helpers-0.1.0-py3-none-any.whl" in setup
+    assert f"model: {work}/pruning-model.pt" in setup
+    shown = subprocess.run([str(student_python), "-c", "import helpers; print(helpers.__file__)"], env=env,
+                           cwd=tmp_path, capture_output=True, text=True).stdout
+    assert shown.startswith(str(student_python.parents[1]))  # installed in the student's venv
+
+
+def test_a_bundle_without_its_wheel_says_what_to_do(bundle, tmp_path):
+    student_python = clean_venv(tmp_path / "machine")
+    env = student_env(tmp_path / "home", CINIC10_ROOT="synthetic")
+    work = tmp_path / "student"
+    work.mkdir()
+    nb = nbformat.read(bundle / "pruning.ipynb", as_version=4)
+    setup = cell_by_id(nb, "setup")
+    setup.source = setup.source.replace(f'HELPERS_URL = "{HELPERS_URL}"', 'HELPERS_URL = ""')
+    nb.cells = nb.cells[:nb.cells.index(setup) + 1]
+    nbformat.write(nb, work / "pruning.ipynb")
+    ran = _run(student_python, work / "pruning.ipynb", work, env)
+    assert _errors(ran) == ["SystemExit: The course's helper package is missing: put the "
+                            "pruning_course_helpers-*.whl file of your course bundle next to this notebook, "
+                            "then run this cell again."]
+
+
+def test_a_model_nowhere_and_an_unreachable_url_say_what_to_do(bundle, student_python, tmp_path):
+    env = student_env(tmp_path / "home", CINIC10_ROOT="synthetic")
+    work = tmp_path / "student"
+    work.mkdir()
+    shutil.copy(next(bundle.glob("*.whl")), work)  # the wheel, not the model
+    nb = nbformat.read(bundle / "pruning.ipynb", as_version=4)
+    setup = cell_by_id(nb, "setup")
+    unreachable = "http://127.0.0.1:9/pruning-model.pt"  # refused at once, also on a machine without DNS
+    setup.source = setup.source.replace(MODEL_URL, unreachable)
+    nb.cells = nb.cells[:nb.cells.index(setup) + 1]
+    nbformat.write(nb, work / "pruning.ipynb")
+    ran = _run(student_python, work / "pruning.ipynb", work, env)
+    [error] = _errors(ran)
+    assert error.startswith(f"SetupError: The pretrained model could not be downloaded (could not download {unreachable}")
+    assert error.endswith("): check your internet connection and run the set-up cell again, or put pruning-model.pt "
+                          "next to this notebook.")

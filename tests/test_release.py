@@ -156,6 +156,7 @@ def test_a_model_nowhere_and_an_unreachable_url_say_what_to_do(bundle, student_p
     nbformat.write(nb, work / "pruning.ipynb")
     ran = _run(student_python, work / "pruning.ipynb", work, env)
     [error] = _errors(ran)
-    assert error.startswith(f"SetupError: The pretrained model could not be downloaded (could not download {unreachable}")
+    assert error.startswith("SetupError: The pretrained model could not be downloaded "
+                            f"(could not download {unreachable}")
     assert error.endswith("): check your internet connection and run the set-up cell again, or put pruning-model.pt "
                           "next to this notebook.")

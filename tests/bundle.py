@@ -41,9 +41,12 @@ def clean_venv(root: Path) -> Path:
         "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
         "display_name": "Python 3 (ipykernel)", "language": "python"}))
     ours = Path(sys.prefix) / "share" / "jupyter"
-    for name in ("labextensions", "lab"):
-        if (ours / name).is_dir():
-            (share / name).symlink_to(ours / name)
+    if (ours / "lab").is_dir():
+        (share / "lab").symlink_to(ours / "lab")
+    (share / "labextensions").mkdir()
+    for name in ("@jupyter-widgets", "jupyterlab_pygments"):  # not nbgrader's: students do not have it
+        if (ours / "labextensions" / name).is_dir():
+            (share / "labextensions" / name).symlink_to(ours / "labextensions" / name)
     return python
 
 

@@ -70,10 +70,16 @@ def plot_weight_histograms(models: dict[str, nn.Module], bins: int = 100):
     magnitude pruning cuts around zero is visible.
     """
     fig, ax = plt.subplots(figsize=(6.5, 3.8))
-    for label, model in models.items():
-        w = np.concatenate([effective_weight(m).cpu().numpy().ravel() for _, m in prunable_layers(model)])
-        nz = w[w != 0]
-        ax.hist(nz, bins=bins, histtype="step", label=f"{label} ({(w == 0).mean():.0%} zeros)")
+    weights = {label: np.concatenate([effective_weight(m).cpu().numpy().ravel() for _, m in prunable_layers(model)])
+               for label, model in models.items()}
+    edges = np.histogram_bin_edges(np.concatenate(list(weights.values())), bins=bins)
+    # Magnitude pruning leaves the large weights as they were, so the curves coincide beyond each
+    # model's threshold: the first is drawn widest and each later one narrower and dashed on top,
+    # so that every curve stays visible where they overlap.
+    styles = ["-", "--", "-.", ":"]
+    for i, (label, w) in enumerate(weights.items()):
+        ax.hist(w[w != 0], bins=edges, histtype="step", linewidth=max(1.0, 3.5 - 0.8 * i),
+                linestyle=styles[i % len(styles)], label=f"{label} ({(w == 0).mean():.0%} zeros)")
     ax.set_xlabel("weight value")
     ax.set_ylabel("count (zeros not drawn)")
     ax.set_yscale("log")

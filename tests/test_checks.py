@@ -63,7 +63,7 @@ def test_check_results_messages(base):
     pruned_base = reference.prune_unstructured(base, 0.1)
     assert "itself is pruned" in check_results([{"x": 1}], pruned_base, "unstructured")
     good = [{"target": t, "model": reference.prune_unstructured(base, t), "sparsity": t, "accuracy": 0.5}
-            for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)]
+            for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)]
     assert check_results(good, base, "unstructured") == ""
     good[2]["sparsity"] = 0.9
     assert "'sparsity' says 0.9" in check_results(good, base, "unstructured")

@@ -176,16 +176,16 @@ def test_missing_claims_fail(base, ref, cfg):
 def test_one_entry_per_target(base, ref, cfg):
     rec = record(base, ref)
     short = {**rec, "results": rec["results"][:7]}
-    want = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] in order; "
-            "got 7 entries, none for [0.8]")
+    want = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, "
+            "0.98] in order; got 7 entries, none for [0.8, 0.9, 0.95, 0.98]")
     got = problems(UNSTRUCTURED, short, ref, cfg)
     assert got["structure"] == [want] and got["accuracy"] == [want]
     long = {**rec, "results": rec["results"] + rec["results"][:1]}
-    want = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8] in order; "
-            "got 9 entries")
+    want = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, "
+            "0.98] in order; got 12 entries")
     assert problems(UNSTRUCTURED, long, ref, cfg)["structure"] == [want]
     odd = {**rec, "results": ["not a dict"] + rec["results"][1:]}
-    assert problems(UNSTRUCTURED, odd, ref, cfg)["structure"][0].endswith("got 8 entries, none for [0.1]")
+    assert problems(UNSTRUCTURED, odd, ref, cfg)["structure"][0].endswith("got 11 entries, none for [0.1]")
 
 
 def test_an_entry_that_could_not_be_saved(base, ref, cfg):
@@ -323,12 +323,13 @@ def test_visible_check_boundaries(base):
 def test_visible_check_of_the_list_itself(base):
     results = visible_results(base)
     assert check_results(results[:7], base, "unstructured") == (
-        "unstructured_results has 7 entries, expected 8 (targets [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8])")
+        "unstructured_results has 7 entries, expected 11 (targets [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, "
+        "0.98])")
     assert check_results(["x"] + results[1:], base, "unstructured") == (
         "unstructured_results[0] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']")
     assert check_results([], base, "structured") == (
         "structured_results is empty: fill it in the cell above, one dict per target "
-        "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8]")
+        "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]")
     assert check_results({}, base, "unstructured") == "unstructured_results must be a list of dicts, got dict"
     assert check_results(results, zero_smallest(base, 0.1), "unstructured").startswith(
         "the pretrained `model` itself is pruned")

@@ -28,7 +28,12 @@ EXPLAINED = OUT / "mutation-survivors.md"
 
 def _mutmut(*args: str, check: bool = True) -> str:
     exe = [sys.executable, "-m", "mutmut"]
-    done = subprocess.run([*exe, *args], cwd=REPO, capture_output=True, text=True)
+    # mutmut forks one child per mutant from a process that has run the tests. With torch's
+    # thread pools started there, a child can inherit a lock held by a thread that does not exist
+    # in it and wait forever (then mutmut's CPU limit ends it as a "timeout"); single-threaded
+    # torch starts no pool.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    done = subprocess.run([*exe, *args], cwd=REPO, capture_output=True, text=True, env=env)
     if check and done.returncode != 0:
         raise RuntimeError(f"mutmut {' '.join(args)} failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return done.stdout

@@ -19,10 +19,93 @@ from .parts import Part, get_part
 from .sparsity import global_sparsity
 
 __all__ = ["TARGETS", "RESULT_KEYS", "compounded", "inspect_unstructured", "inspect_structured",
-           "check_results"]
+           "check_results", "check_accuracies", "shared_models"]
 
 #: Keys every results entry must have.
 RESULT_KEYS = ("target", "model", "sparsity", "accuracy")
+
+
+_PRUNED_ORIGINAL = ("the pretrained `model` itself is pruned: prune a copy (copy.deepcopy(model)) so that "
+                    "every target starts from the original weights; reload it with load_model to start over")
+
+
+def shared_models(results, kind: str | Part) -> str:
+    """``""``, or a message when several entries of ``results`` hold one and the same model object.
+
+    One object pruned again for every target ends up holding only the last pruning, so every
+    stored number but the last looks wrong; this names the cause instead.
+    """
+    part = kind if isinstance(kind, Part) else get_part(kind)
+    groups: dict[int, list] = {}
+    for entry in results if isinstance(results, (list, tuple)) else ():
+        if isinstance(entry, dict) and isinstance(entry.get("model"), nn.Module):
+            groups.setdefault(id(entry["model"]), []).append(entry.get("target"))
+    shared = [targets for targets in groups.values() if len(targets) > 1]
+    if not shared:
+        return ""
+    listed = "; ".join(", ".join(_target_text(t) for t in targets) for targets in shared)
+    return (f"the entries of {part.results_name} for targets {listed} hold one and the same model object, which "
+            f"therefore only shows the last pruning: store a separate pruned copy per target ({part.function_name} "
+            "must return a new model, for example copy.deepcopy(model) pruned)")
+
+
+def _target_text(target) -> str:
+    return f"{target:.2f}" if isinstance(target, numbers.Real) else repr(target)
+
+
+def _said_once(problems: list[str]) -> list[str]:
+    """Lines that end in the same long advice (``"<facts>: <advice>"``) merged into one that gives it once."""
+    by_advice: dict[str, list[str]] = {}
+    for line in problems:
+        facts, sep, advice = line.partition(": ")
+        if sep and len(advice) > 80:
+            by_advice.setdefault(advice, []).append(facts)
+    out, done = [], set()
+    for line in problems:
+        facts, _, advice = line.partition(": ")
+        if len(by_advice.get(advice, ())) > 1:
+            if advice not in done:
+                out.append("; ".join(by_advice[advice]) + ": " + advice)
+                done.add(advice)
+        else:
+            out.append(line)
+    return out
+
+
+def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, every: int = 3) -> str:
+    """Check that the stored accuracies are what :func:`helpers.test_model` gives for the stored models.
+
+    Args:
+        results, original, kind: as for :func:`check_results`.
+        test_data: ``[X_test, y_test]``, as given to ``test_model``.
+        every: test every ``every``-th entry (the first, the fourth, ...), to keep the check quick.
+
+    Returns:
+        ``""`` when they match, else the problems, one per line, numbers rounded to 4 decimals.
+    """
+    from .evaluate import test_model
+    part = kind if isinstance(kind, Part) else get_part(kind)
+    name = part.results_name
+    if not isinstance(results, (list, tuple)) or not results:
+        return f"{name} is empty: fill it in the cell with your code above"
+    if global_sparsity(original) > 0:
+        return _PRUNED_ORIGINAL
+    shared = shared_models(results, part)
+    if shared:
+        return shared
+    problems = []
+    for entry in results[::every]:
+        if not isinstance(entry, dict) or set(RESULT_KEYS) - set(entry):
+            return f"every entry of {name} must be a dict with keys {list(RESULT_KEYS)}"
+        acc, target = entry["accuracy"], _target_text(entry["target"])
+        if not isinstance(acc, numbers.Real):
+            problems.append(f"target {target}: 'accuracy' must be test_model's number, got {acc!r}")
+            continue
+        measured = test_model(entry["model"], test_data, verbose=False)
+        if abs(measured - float(acc)) >= 1e-6:
+            problems.append(f"target {target}: 'accuracy' says {float(acc):.4f} but test_model gives {measured:.4f} "
+                            "for the model stored with it: store the accuracy of that same pruned model")
+    return "\n".join(problems)
 
 
 def check_results(results, original: nn.Module, kind: str | Part, targets=None, tol: float = 0.001) -> str:
@@ -46,8 +129,10 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
     if len(results) == 0:
         return f"{name} is empty: fill it in the cell above, one dict per target {list(targets)}"
     if global_sparsity(original) > 0:
-        return ("the pretrained `model` itself is pruned: prune a copy (copy.deepcopy(model)) so that "
-                "every target starts from the original weights; reload it with load_model to start over")
+        return _PRUNED_ORIGINAL
+    shared = shared_models(results, part)
+    if shared:
+        return shared
     problems = []
     if len(results) != len(targets):
         problems.append(f"{name} has {len(results)} entries, expected {len(targets)} (targets {list(targets)})")
@@ -73,4 +158,4 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
         acc = entry["accuracy"]
         if not isinstance(acc, numbers.Real) or not 0.0 <= float(acc) <= 1.0:
             problems.append(f"target {target:.2f}: 'accuracy' must be test_model's number in [0, 1], got {acc!r}")
-    return "\n".join(problems)
+    return "\n".join(_said_once(problems))

@@ -277,3 +277,14 @@ def test_progress_false_is_silent(cinic_tree, capsys):
     get_CINIC10_data(root, progress=False)
     captured = capsys.readouterr()
     assert "decoding" not in captured.err and "decoding" not in captured.out
+
+
+@pytest.mark.parametrize("prefix", ["", "CINIC-10/", "./"])
+def test_the_archive_progress_bar_has_its_total(cinic_tree, tmp_path, capsys, prefix):
+    root, expected = cinic_tree
+    archive = make_archive(root, tmp_path / "CINIC-10.tar.gz", prefix=prefix)
+    n = sum(len(a) for a in expected.values())
+    assert decode_mod._count_archive(archive, CINIC10) == n
+    decode_mod.build_cache(archive, tmp_path / "cache", workers=1, progress=True)
+    err = capsys.readouterr().err
+    assert f"{n}/{n}" in err and "/?" not in err

@@ -21,7 +21,7 @@ from autograder.grading import scoring
 from autograder.grading.parts import GRADED_PARTS
 from autograder.grading.scoring import Reference, model_digest
 from helpers import SmallCNN
-from helpers.checks import TARGETS, check_results, inspect_structured, inspect_unstructured
+from helpers.checks import TARGETS, check_accuracies, check_results, inspect_structured, inspect_unstructured
 from helpers.models import plain_state_dict
 from helpers.sparsity import zeroed_filters
 
@@ -333,3 +333,53 @@ def test_visible_check_of_the_list_itself(base):
     assert check_results({}, base, "unstructured") == "unstructured_results must be a list of dicts, got dict"
     assert check_results(results, zero_smallest(base, 0.1), "unstructured").startswith(
         "the pretrained `model` itself is pruned")
+
+
+# ---- the visible checks' messages for one object reused, compounding, and stored accuracies ------
+
+def test_one_model_object_in_every_entry_is_named_as_the_cause(base):
+    working = copy.deepcopy(base)
+    results = []
+    for t in TARGETS[:3]:  # one working copy, pruned again each time and stored each time
+        working.load_state_dict(zero_smallest(base, t).state_dict())
+        results.append({"target": t, "model": working, "sparsity": sparsity(working), "accuracy": 0.5})
+    want = ("the entries of unstructured_results for targets 0.10, 0.20, 0.30 hold one and the same model object, "
+            "which therefore only shows the last pruning: store a separate pruned copy per target "
+            "(prune_unstructured must return a new model, for example copy.deepcopy(model) pruned)")
+    assert check_results(results, base, "unstructured", targets=TARGETS[:3]) == want
+    test_data = [np.zeros((4, 32, 32, 3), dtype=np.uint8), np.zeros(4, dtype=np.int64)]
+    assert check_accuracies(results, base, "unstructured", test_data) == want
+    results[1] = {**results[1], "model": copy.deepcopy(working)}
+    assert check_results(results, base, "unstructured", targets=TARGETS[:3]).startswith(
+        "the entries of unstructured_results for targets 0.10, 0.30 hold one and the same model object")
+
+
+def test_compounding_advice_is_given_once_with_every_sparsity(base):
+    working, results = copy.deepcopy(base), []
+    kept = 1.0
+    for t in TARGETS[:3]:  # each step prunes t of what is left: 0.1, 0.28, 0.496
+        kept *= 1 - t
+        working = zero_smallest(base, 1 - kept)
+        results.append({"target": t, "model": copy.deepcopy(working), "sparsity": sparsity(working), "accuracy": 0.5})
+    got = check_results(results, base, "unstructured", targets=TARGETS[:3]).splitlines()
+    assert got == [f"target 0.20 gave sparsity {sparsity(results[1]['model']):.3f}; target 0.30 gave sparsity "
+                   f"{sparsity(results[2]['model']):.3f}: pruning compounds when applied again to an already pruned "
+                   "model; prune a fresh copy of the pretrained model for each target (copy.deepcopy(model) or "
+                   "helpers.copy_model), or compute the amount relative to what remains"]
+
+
+def test_stored_accuracies_are_compared_rounded(base):
+    images = np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8)
+    test_data = [images, np.zeros(20, dtype=np.int64)]
+    from helpers import test_model
+    results = visible_results(base)
+    for r in results:
+        r["accuracy"] = test_model(r["model"], test_data, verbose=False)
+    assert check_accuracies(results, base, "unstructured", test_data) == ""
+    true = results[3]["accuracy"]
+    results[3] = {**results[3], "accuracy": 0.5223333333333333}
+    assert check_accuracies(results, base, "unstructured", test_data) == (
+        f"target 0.40: 'accuracy' says 0.5223 but test_model gives {true:.4f} for the model stored with it: "
+        "store the accuracy of that same pruned model")
+    results[2] = {**results[2], "accuracy": 0.0}  # entries not on the every-3rd path are not evaluated
+    assert check_accuracies(results, base, "unstructured", test_data).startswith("target 0.40:")

@@ -129,6 +129,16 @@ def _list_folder(root: Path, config: CinicConfig):
     return entries
 
 
+def _archive_path(name: str) -> PurePosixPath:
+    """``split/class/file.png`` of an archive member, without a leading ``./`` or top folder."""
+    parts = PurePosixPath(name).parts
+    while parts and parts[0] in (".",):
+        parts = parts[1:]
+    if len(parts) == 4:  # tolerate one leading folder
+        parts = parts[1:]
+    return PurePosixPath(*parts) if parts else PurePosixPath(".")
+
+
 def _iter_archive(archive: Path, config: CinicConfig):
     """Yield ``(split, sort_key, name, bytes)`` for every image in a CINIC-10 archive.
 
@@ -139,12 +149,7 @@ def _iter_archive(archive: Path, config: CinicConfig):
             for member in tar:
                 if not member.isfile():
                     continue
-                parts = PurePosixPath(member.name).parts
-                while parts and parts[0] in (".",):
-                    parts = parts[1:]
-                if len(parts) == 4:  # tolerate one leading folder
-                    parts = parts[1:]
-                rel = PurePosixPath(*parts) if parts else PurePosixPath(".")
+                rel = _archive_path(member.name)
                 sc = _split_class(rel, config)
                 if sc is None:
                     continue
@@ -154,6 +159,23 @@ def _iter_archive(archive: Path, config: CinicConfig):
     except (tarfile.TarError, EOFError, zlib.error, OSError) as exc:
         raise DatasetError(f"archive {archive} is truncated or corrupt ({exc}); "
                            "delete it and download or copy it again") from None
+
+
+def _count_archive(archive: Path, config: CinicConfig) -> int | None:
+    """Images in a CINIC-10 archive, from its headers alone (for the progress bar's total).
+
+    One extra pass of decompression (seconds, against minutes of decoding); ``None`` when the
+    archive cannot be read, which the decoding pass then reports.
+    """
+    n = 0
+    try:
+        with tarfile.open(archive, mode="r:*") as tar:
+            for member in tar:
+                if member.isfile() and _split_class(_archive_path(member.name), config) is not None:
+                    n += 1
+    except (tarfile.TarError, EOFError, zlib.error, OSError):
+        return None
+    return n
 
 
 def _decode_all(items_by_split, total: int | None, workers: int, desc: str, progress: bool = True):
@@ -226,7 +248,8 @@ def build_cache(source: Path, cache_dir: Path, config: CinicConfig = CINIC10,
             stream = ((s, k, n, p) for s, items in listing.items() for k, n, p in items)
             arrays = _decode_all(stream, total, workers, f"decoding {source.name}", progress)
         else:
-            arrays = _decode_all(_iter_archive(source, config), None, workers,
+            total = _count_archive(source, config) if progress else None
+            arrays = _decode_all(_iter_archive(source, config), total, workers,
                                  f"decoding {source.name}", progress)
             found = {s: {int(c): 1 for c in np.unique(y)} for s, (_, y) in arrays.items()}
             _check_complete(found, source, config)

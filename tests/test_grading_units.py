@@ -75,7 +75,7 @@ def test_edited_deleted_duplicated_and_forged_cells(source, release):
     assert order == [gid(c) for c in source.cells if gid(c)], "instructor cells back in source order"
     restored = next(c for c in out.cells if gid(c) == "test_unstructured_sparsity")
     assert restored.source == next(c for c in source.cells if gid(c) == "test_unstructured_sparsity").source
-    assert "nbgrader" not in out.cells[-1].metadata
+    assert "nbgrader" not in next(c for c in out.cells if c.source == "x = 1").metadata
 
 
 def test_strip_hidden_tests():
@@ -100,8 +100,97 @@ def test_find_submissions_layout(tmp_path):
     (tmp_path / "bad id!").mkdir()
     subs, problems = find_submissions(tmp_path)
     assert [s.student_id for s in subs] == ["alice"]
-    assert dict(problems)["bob"].startswith("no pruning/pruning.ipynb")
+    assert dict(problems)["bob"] == "no notebook in the submission (expected pruning/pruning.ipynb)"
     assert "bad id!" in dict(problems)
+
+
+def test_renamed_and_several_notebooks_are_found_and_named(tmp_path):
+    import os
+    def put(sid, rel, mtime):
+        path = tmp_path / sid / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("{}")
+        os.utime(path, (mtime, mtime))
+    put("carol", "pruning/pruning (1).ipynb", 100)
+    put("dave", "Copy of pruning.ipynb", 100)
+    put("erin", "pruning/pruning.ipynb", 100)
+    put("erin", "pruning/pruning-old.ipynb", 200)
+    put("frank", "pruning/Copy of pruning.ipynb", 100)
+    put("frank", "pruning/pruning (2).ipynb", 300)
+    subs, problems = find_submissions(tmp_path)
+    assert problems == []
+    got = {s.student_id: (s.path.relative_to(tmp_path / s.student_id).as_posix(), s.notes) for s in subs}
+    assert got == {
+        "carol": ("pruning/pruning (1).ipynb",
+                  ["graded pruning/pruning (1).ipynb (the notebook was not named pruning/pruning.ipynb)"]),
+        "dave": ("Copy of pruning.ipynb",
+                 ["graded Copy of pruning.ipynb (the notebook was not named pruning/pruning.ipynb)"]),
+        "erin": ("pruning/pruning.ipynb",
+                 ["2 notebooks in the submission; graded pruning/pruning.ipynb, not pruning/pruning-old.ipynb"]),
+        "frank": ("pruning/pruning (2).ipynb",
+                  ["graded pruning/pruning (2).ipynb (the notebook was not named pruning/pruning.ipynb)",
+                   "2 notebooks in the submission; graded pruning/pruning (2).ipynb, the most recently saved, "
+                   "not pruning/Copy of pruning.ipynb"]),
+    }
+
+
+def _without_metadata(nb):
+    """What pasting the cells into a new notebook leaves: no nbgrader metadata, no cell ids."""
+    nb = copy.deepcopy(nb)
+    for cell in nb.cells:
+        cell.metadata = {}
+        cell.pop("id", None)
+    return nb
+
+
+def _reference_notebook(release):
+    sample = next(s for s in load_samples() if s.name == "reference")
+    return build_notebook(sample, release)
+
+
+def test_cells_that_lost_their_metadata_are_recognised(source, release):
+    bare = _without_metadata(_reference_notebook(release))
+    out, notes = prepare_notebook(bare, source)
+    assert notes == ["26 cells had lost their nbgrader metadata and were recognised (answers: prune_unstructured, "
+                     "prune_structured, answer_unstructured, answer_structured)"]
+    assert [gid(c) for c in out.cells[1:] if gid(c)] == [gid(c) for c in source.cells if gid(c)]
+    answer = next(c for c in out.cells if gid(c) == "prune_unstructured")
+    assert answer.source == next(c for c in bare.cells if "def prune_unstructured" in c.source).source
+
+
+def test_the_last_definition_of_an_answer_wins_and_moved_cells_go_back(source, release):
+    nb = _without_metadata(_reference_notebook(release))
+    first = next(i for i, c in enumerate(nb.cells) if "def prune_structured" in c.source)
+    older = copy.deepcopy(nb.cells[first])
+    older.source = "def prune_structured(model, amount):\n    return model  # first try"
+    nb.cells.insert(first, older)
+    moved = nb.cells.pop(first + 1)  # the final version, moved to the very end
+    nb.cells.append(moved)
+    out, notes = prepare_notebook(nb, source)
+    assert "cells moved by the student were put back in the assignment's order" in notes
+    answer = next(c for c in out.cells if gid(c) == "prune_structured")
+    assert answer.source == moved.source
+    ids = [gid(c) for c in out.cells]
+    assert ids.index("prune_structured") < ids.index("test_structured_filters")
+
+
+def test_a_notebook_without_metadata_or_answers_is_an_error_not_a_zero(source, release):
+    nb = _without_metadata(release)
+    nb.cells = [c for c in nb.cells if "def prune_unstructured" not in c.source]
+    with pytest.raises(SubmissionError) as err:
+        prepare_notebook(nb, source)
+    assert str(err.value) == (
+        "the notebook lost its nbgrader cell metadata and no cell defines the answer of prune_unstructured: grade "
+        "it by hand, or ask the student to copy their code into the released notebook and resubmit")
+
+
+def test_a_colab_download_needs_no_recognising(source, release):
+    nb = copy.deepcopy(_reference_notebook(release))
+    nb.metadata = {"colab": {"provenance": []}, "kernelspec": {"name": "python3", "display_name": "Python 3"}}
+    for cell in nb.cells:
+        cell.pop("id", None)
+    out, notes = prepare_notebook(nb, source)
+    assert notes == []
 
 
 def test_points_come_from_the_source_notebook():

@@ -123,9 +123,10 @@ def _run_and_score(sub: Submission, nb_bytes: bytes, run: Run) -> StudentGrade:
     start = time.perf_counter()
     try:
         nb = read_notebook(sub.path, data=nb_bytes)
+        nb, notes = prepare_notebook(nb, run.source, lean=not cfg.full_notebook, display_cells=DISPLAY_CELLS)
     except SubmissionError as exc:
-        return StudentGrade(sub.student_id, f"error: {exc}", zero_checks(points, str(exc)))
-    nb, notes = prepare_notebook(nb, run.source, lean=not cfg.full_notebook, display_cells=DISPLAY_CELLS)
+        return StudentGrade(sub.student_id, f"error: {exc}", zero_checks(points, str(exc)), list(sub.notes))
+    notes = list(sub.notes) + notes
     if not cfg.sandbox:
         notes.append(NOT_SANDBOXED)
     slot = run.slots.take()

@@ -17,11 +17,13 @@ from pathlib import Path
 import nbformat
 
 from ..config import ASSIGNMENT, NOTEBOOK
+from .recognise import recognise_cells, reorder_cells
 
 __all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionError", "SEED_CELL",
            "strip_hidden_tests"]
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
+_BAKED = re.compile(r'^(HELPERS_URL|MODEL_URL|MODEL_SHA256) = ".*"$')
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 #: First cell of every graded run: the same random state for python, numpy and torch.
@@ -44,8 +46,29 @@ class Submission:
     notes: list[str] = field(default_factory=list)
 
 
+def _pick_notebook(student: Path) -> tuple[Path | None, list[str]]:
+    """The notebook to grade in a student's folder, and notes when it is not simply ``pruning/pruning.ipynb``.
+
+    A renamed notebook (``pruning (1).ipynb``, ``Copy of pruning.ipynb``) is graded when it is the
+    only one; of several, ``pruning.ipynb`` if present, else the most recently modified.
+    """
+    expected = student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+    found = sorted({p for folder in (student / ASSIGNMENT, student) if folder.is_dir()
+                    for p in folder.glob("*.ipynb") if p.is_file()})
+    if not found:
+        return None, []
+    pick = expected if expected in found else max(found, key=lambda p: (p.stat().st_mtime, p.name))
+    rel = pick.relative_to(student).as_posix()
+    others = [p.relative_to(student).as_posix() for p in found if p != pick]
+    notes = [] if pick == expected else [f"graded {rel} (the notebook was not named {ASSIGNMENT}/{NOTEBOOK}.ipynb)"]
+    if others:
+        why = "" if pick == expected else ", the most recently saved"
+        notes.append(f"{len(found)} notebooks in the submission; graded {rel}{why}, not {', '.join(others)}")
+    return pick, notes
+
+
 def find_submissions(folder: Path) -> tuple[list[Submission], list[tuple[str, str]]]:
-    """List ``<student_id>/pruning/pruning.ipynb`` under ``folder``, sorted by student id.
+    """List each student's notebook under ``folder`` (``<student_id>/pruning/pruning.ipynb``), by student id.
 
     Returns:
         ``(submissions, problems)`` where problems are ``(student_id, reason)`` for student
@@ -57,11 +80,11 @@ def find_submissions(folder: Path) -> tuple[list[Submission], list[tuple[str, st
         if not _STUDENT_ID.match(sid):
             problems.append((sid, "student id has characters other than letters, digits and ._@+-"))
             continue
-        nb = student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-        if nb.is_file():
-            subs.append(Submission(sid, nb))
+        nb, notes = _pick_notebook(student)
+        if nb is not None:
+            subs.append(Submission(sid, nb, notes))
         else:
-            problems.append((sid, f"no {ASSIGNMENT}/{NOTEBOOK}.ipynb in the submission"))
+            problems.append((sid, f"no notebook in the submission (expected {ASSIGNMENT}/{NOTEBOOK}.ipynb)"))
     return subs, problems
 
 
@@ -75,9 +98,12 @@ def _instructor_owned(cell) -> bool:
 
 
 def _same_text(submitted: str, source: str) -> bool:
-    """Does a student's copy of an instructor cell match the release version of ``source``?"""
+    """Does a student's copy of an instructor cell match the release version of ``source``?
+
+    The values a release bakes into the set-up cell (``HELPERS_URL = "..."``) count as unchanged.
+    """
     def norm(text: str) -> list[str]:
-        return [line.rstrip() for line in text.strip().splitlines()]
+        return [_BAKED.sub(r'\1 = ""', line.rstrip()) for line in text.strip().splitlines()]
     return norm(submitted) in (norm(source), norm(strip_hidden_tests(source)))
 
 
@@ -123,15 +149,27 @@ def prepare_notebook(submitted, source, lean: bool = False,
                      display_cells: tuple[str, ...] = ()) -> tuple[nbformat.NotebookNode, list[str]]:
     """Return a gradable copy of ``submitted`` and notes on what was restored.
 
+    Raises:
+        SubmissionError: the notebook lost its metadata and an answer cell cannot be found.
+
+    Cells that lost their nbgrader metadata are recognised first (:mod:`.recognise`), and cells a
+    student moved are put back in the source's order.
+
     Args:
-        submitted: the student's notebook (``nbformat`` node, version 4).
+        submitted: the student's notebook (``nbformat`` node, version 4); not modified.
         source: the instructor's source notebook.
         lean: run only what grading needs (see :func:`_lean`) instead of the whole notebook.
         display_cells: grade_ids of instructor cells that only display (plots, widgets).
     """
+    submitted = copy.deepcopy(submitted)
+    notes, unfound = recognise_cells(submitted, source, lambda c: strip_hidden_tests(c.source))
+    if unfound:
+        raise SubmissionError(
+            f"the notebook lost its nbgrader cell metadata and no cell defines the answer of {', '.join(unfound)}: "
+            "grade it by hand, or ask the student to copy their code into the released notebook and resubmit")
+    notes += reorder_cells(submitted, source)
     owned = {_gid(c): c for c in source.cells if _gid(c) and _instructor_owned(c)}
     known = {_gid(c) for c in source.cells if _gid(c)}
-    notes: list[str] = []
     seen: set[str] = set()
     cells = [c for c in (_keep(cell, owned, known, seen, notes) for cell in submitted.cells) if c is not None]
     _reinsert_deleted(cells, [_gid(c) for c in source.cells if _gid(c)], owned, seen, notes)

@@ -100,8 +100,27 @@ def load_samples() -> list[Sample]:
             "prune_unstructured": reference.cells["prune_unstructured"],
             "prune_structured": "import os\nos._exit(0)\n"}),
         Sample("invalid_json", everything, "error", raw='{"cells": [ this is not json'),
+        # Cells pasted into a new notebook: no nbgrader metadata, no cell ids, the answers moved.
+        Sample("correct_lost_metadata", set(), "ok", cells=dict(reference.cells), edit="lose_metadata"),
+        Sample("lost_metadata_and_answers", everything, "error", cells={}, edit="lose_metadata_and_answers"),
     ]
     return samples
+
+
+def _lose_metadata(nb, keep_answers: bool) -> None:
+    """What pasting every cell into a new notebook leaves: no cell metadata, no ids. With
+    ``keep_answers``, the structured answer is moved below its checks as well; without, the
+    answer cells are gone."""
+    nb.nbformat_minor = 4  # cell ids came with 4.5; like Colab's downloads, this notebook has none
+    for cell in nb.cells:
+        cell.metadata = {}
+        cell.pop("id", None)
+    at = next(i for i, c in enumerate(nb.cells) if "def prune_structured" in c.source)
+    answer = nb.cells.pop(at)
+    if keep_answers:
+        nb.cells.insert(at + 3, answer)
+    else:
+        nb.cells[:] = [c for c in nb.cells if "def prune_unstructured" not in c.source]
 
 
 def _edit_tests(nb) -> None:
@@ -122,6 +141,8 @@ def build_notebook(sample: Sample, release=None):
             cell.source = sample.cells[gid]
     if sample.edit == "edit_tests":
         _edit_tests(nb)
+    elif sample.edit in ("lose_metadata", "lose_metadata_and_answers"):
+        _lose_metadata(nb, keep_answers=sample.edit == "lose_metadata")
     return nb
 
 

@@ -90,8 +90,8 @@ def test_gradebook_holds_the_same_scores_and_exports(graded_class):
     from nbgrader.api import Gradebook
     with Gradebook(f"sqlite:///{out / 'course' / 'gradebook.db'}") as gb:
         for sid, row in rows.items():
-            if row["status"].startswith("error: invalid"):
-                continue
+            if row["status"].startswith(("error: invalid", "error: the notebook lost")):
+                continue  # never ran: nothing to record (their rows say why)
             for gid in CHECKS:
                 assert gb.find_grade(gid, "pruning", "pruning", sid).auto_score == float(row[gid]), (sid, gid)
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")

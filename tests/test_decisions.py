@@ -383,3 +383,56 @@ def test_stored_accuracies_are_compared_rounded(base):
         "store the accuracy of that same pruned model")
     results[2] = {**results[2], "accuracy": 0.0}  # entries not on the every-3rd path are not evaluated
     assert check_accuracies(results, base, "unstructured", test_data).startswith("target 0.40:")
+
+
+# ---- tolerances are inclusive (values exact in binary, so the boundary itself is tested) ----------
+
+def test_every_tolerance_includes_its_boundary(base, ref, cfg):
+    cfg.accuracy_band, cfg.claim_tol = 0.25, 0.125
+    model = zero_smallest(base, 0.1)
+    at_band = record(base, ref, overrides={0: entry(model, 0.1, ref, measured=0.75)})  # |0.75 - 0.5| == 0.25
+    assert problems(UNSTRUCTURED, at_band, ref, cfg)["accuracy"] == []
+    at_claim = record(base, ref, overrides={0: entry(model, 0.1, ref, measured=0.5, accuracy=0.625)})
+    assert problems(UNSTRUCTURED, at_claim, ref, cfg)["accuracy"] == []
+    exact = sparsity(model)
+    item = entry(model, 0.1, ref, measured=0.75)  # the accuracy this model was given above
+    item["sparsity"] = exact + 0.0009765625  # 2**-10: the fixed 0.001 has no exact binary boundary
+    assert problems(UNSTRUCTURED, record(base, ref, overrides={0: item}), ref, cfg)["accuracy"] == []
+
+
+# ---- reading what the kernel saved -----------------------------------------------------------------
+
+def test_what_was_saved_is_read_safely_with_messages(tmp_path, base, ref):
+    assert scoring._load_export(tmp_path / "missing.pt") == (
+        None, "no results were saved: the notebook stopped before this part's first check cell")
+    big = tmp_path / "big.pt"
+    with open(big, "wb") as fh:
+        fh.truncate(scoring._MAX_EXPORT_BYTES + 1)
+    assert scoring._load_export(big) == (None, "the saved results are too large to be this assignment's models")
+    at_limit = tmp_path / "limit.pt"
+    torch.save({"results": []}, at_limit)
+    with open(at_limit, "ab") as fh:
+        fh.truncate(scoring._MAX_EXPORT_BYTES)
+    assert scoring._load_export(at_limit)[1] != "the saved results are too large to be this assignment's models"
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("code ran while loading",))
+    pickled = tmp_path / "evil.pt"
+    torch.save({"results": [Evil()]}, pickled)
+    assert scoring._load_export(pickled) == (None, "the saved results could not be read (UnpicklingError)")
+    good = tmp_path / "good.pt"
+    torch.save({"results": [{"state": plain_state_dict(base)}]}, good)
+    loaded, why = scoring._load_export(good)
+    assert why is None and set(loaded["results"][0]["state"]) == set(plain_state_dict(base))
+
+
+def test_a_saved_state_must_fit_the_architecture_exactly(base, ref):
+    assert scoring._model_from_state(None, ref) == (None, "no model was saved")
+    state = plain_state_dict(base)
+    model, why = scoring._model_from_state(state, ref)
+    assert why is None and not model.training
+    extra = {**state, "bonus.weight": torch.zeros(1)}
+    model, why = scoring._model_from_state(extra, ref)
+    assert model is None and why == ("the model does not have the pretrained model's layers and shapes "
+                                     "(Error(s) in loading state_dict for SmallCNN:)")

@@ -1,0 +1,187 @@
+"""Reading and restoring submitted notebooks, decision by decision (fast: no kernels, no models)."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import nbformat
+import pytest
+
+from autograder.config import SOURCE_NOTEBOOK
+from autograder.grading.submission import (
+    SubmissionError,
+    _instructor_owned,
+    find_submissions,
+    prepare_notebook,
+    read_notebook,
+)
+from autograder.samples import RELEASE_NOTEBOOK
+
+
+def gid(cell):
+    return cell.metadata.get("nbgrader", {}).get("grade_id")
+
+
+@pytest.fixture(scope="module")
+def source():
+    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+
+
+@pytest.fixture()
+def release():
+    return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+
+
+def cell_of(nb, grade_id):
+    return next(c for c in nb.cells if gid(c) == grade_id)
+
+
+# ---- reading -------------------------------------------------------------------------------
+
+def test_a_notebook_is_read_from_the_bytes_given_not_the_file(tmp_path, release):
+    path = tmp_path / "nb.ipynb"
+    path.write_text("{not json")
+    data = nbformat.writes(release).encode()
+    nb = read_notebook(path, data=data)
+    assert [gid(c) for c in nb.cells] == [gid(c) for c in release.cells]
+    path.write_bytes(data)
+    assert read_notebook(path).cells[0].source == release.cells[0].source
+
+
+def test_the_size_limit_is_inclusive_and_named_in_mb(tmp_path, release):
+    data = nbformat.writes(release).encode()
+    assert read_notebook(tmp_path / "x", data=data, max_bytes=len(data)).cells
+    with pytest.raises(SubmissionError) as err:
+        read_notebook(tmp_path / "x", data=data + b" " * 3_000_000, max_bytes=2_000_000)
+    assert str(err.value) == f"notebook is {(len(data) + 3_000_000) / 1e6:.0f} MB, over the 2 MB limit"
+    path = tmp_path / "big.ipynb"
+    path.write_bytes(data + b" " * 3_000_000)
+    with pytest.raises(SubmissionError, match="over the 2 MB limit"):
+        read_notebook(path, max_bytes=2_000_000)
+
+
+def test_bytes_that_are_not_utf8_are_replaced_not_fatal(tmp_path, release):
+    nb = copy.deepcopy(release)
+    nb.cells[0].source = "caf\u00e9 MARK"
+    data = nbformat.writes(nb).encode().replace("caf\u00e9".encode(), b"caf\xff")
+    got = read_notebook(tmp_path / "x", data=data)
+    assert got.cells[0].source == "caf\ufffd MARK"
+
+
+def test_an_old_format_notebook_is_upgraded(tmp_path):
+    v3 = {"nbformat": 3, "nbformat_minor": 0, "metadata": {}, "worksheets": [{"cells": [
+        {"cell_type": "code", "input": "x = 1", "outputs": [], "language": "python", "metadata": {}}]}]}
+    nb = read_notebook(tmp_path / "x", data=json.dumps(v3).encode())
+    assert nb.nbformat == 4 and nb.cells[0].source == "x = 1"
+
+
+def test_invalid_notebooks_are_named_with_the_first_line_of_the_reason(tmp_path):
+    with pytest.raises(SubmissionError) as err:
+        read_notebook(tmp_path / "x", data=b"{not json")
+    assert str(err.value).startswith("invalid notebook JSON: Notebook does not appear to be JSON: '{not json")
+    bad = {"cells": [{"cell_type": "code", "source": "x"}], "metadata": {}, "nbformat": 4, "nbformat_minor": 5}
+    with pytest.raises(SubmissionError) as err:
+        read_notebook(tmp_path / "x", data=json.dumps(bad).encode())
+    assert str(err.value).startswith("invalid notebook JSON: ") and "\n" not in str(err.value)
+
+
+# ---- who owns a cell -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("meta, owned", [
+    ({"locked": True}, True),
+    ({"grade": True, "solution": False}, True),     # a test cell
+    ({"grade": True, "solution": True}, False),     # an autograded answer (the written answers)
+    ({"solution": True}, False),                    # a code answer
+    ({"grade": False, "solution": False}, False),   # an ordinary cell that kept its metadata
+    ({}, False),
+    (None, False),
+])
+def test_instructor_owned_cells(meta, owned):
+    cell = nbformat.v4.new_code_cell("x")
+    if meta is not None:
+        cell.metadata["nbgrader"] = meta
+    assert _instructor_owned(cell) is owned
+
+
+# ---- restoring ---------------------------------------------------------------------------------
+
+def test_the_submitted_notebook_is_left_unchanged(source, release):
+    release.cells[5].source += "\n# edited"
+    before = nbformat.writes(release)
+    prepare_notebook(release, source, lean=True, display_cells=("part1_plots",))
+    assert nbformat.writes(release) == before
+
+
+def test_restored_cells_have_no_outputs_and_the_source_kernel(source, release):
+    cell = cell_of(release, "test_unstructured_accuracy")
+    cell.source = "print('OK')"
+    cell.outputs = [nbformat.v4.new_output("stream", text="OK")]
+    cell.execution_count = 7
+    release.metadata["kernelspec"] = {"name": "ir", "display_name": "R", "language": "R"}
+    out, notes = prepare_notebook(release, source)
+    assert notes == ["restored edited cell test_unstructured_accuracy"]
+    restored = cell_of(out, "test_unstructured_accuracy")
+    assert restored.outputs == [] and restored.execution_count is None
+    assert restored.source == cell_of(source, "test_unstructured_accuracy").source
+    assert out.metadata["kernelspec"] == source.metadata["kernelspec"]
+
+
+def test_indentation_counts_as_an_edit(source, release):
+    cell = cell_of(release, "test_unstructured_accuracy")
+    cell.source = cell.source.replace("\n    ", "\n  ", 1)
+    _, notes = prepare_notebook(release, source)
+    assert notes == ["restored edited cell test_unstructured_accuracy"]
+
+
+def test_a_deleted_first_cell_goes_back_first(source, release):
+    del release.cells[0]
+    out, notes = prepare_notebook(release, source)
+    assert notes == ["restored deleted cell intro"]
+    assert gid(out.cells[1]) == "intro"  # after the seeding cell
+
+
+def test_duplicated_answer_cell_is_kept_as_an_ordinary_cell(source, release):
+    answer = cell_of(release, "prune_unstructured")
+    at = release.cells.index(answer)
+    release.cells.insert(at + 1, copy.deepcopy(answer))
+    out, notes = prepare_notebook(release, source)
+    assert notes == ["duplicate of prune_unstructured kept as an ordinary cell"]
+    twins = [c for c in out.cells if c.source == answer.source]
+    assert [gid(c) for c in twins] == ["prune_unstructured", None]
+    assert "nbgrader" not in twins[1].metadata
+
+
+def test_lean_grading_keeps_only_what_grading_needs(source, release):
+    out, _ = prepare_notebook(release, source, lean=True, display_cells=("part1_plots", "slider"))
+    assert cell_of(out, "part1_plots").source == "# part1_plots: display only, skipped by the autograder"
+    assert cell_of(out, "slider").source == "# slider: display only, skipped by the autograder"
+    sparsity = cell_of(out, "test_unstructured_sparsity").source
+    assert sparsity.startswith("### BEGIN HIDDEN TESTS\n") and sparsity.endswith("### END HIDDEN TESTS")
+    assert "check_results" not in sparsity and '["export"]("unstructured", globals())' in sparsity
+    assert cell_of(out, "test_unstructured_accuracy").source == (
+        "# test_unstructured_accuracy: scored by the autograder's hidden checks")
+    assert cell_of(out, "answer_unstructured").source == cell_of(release, "answer_unstructured").source
+    assert cell_of(out, "part2_plots").source == cell_of(source, "part2_plots").source  # not named: kept
+    full, _ = prepare_notebook(release, source, lean=False, display_cells=("part1_plots",))
+    assert cell_of(full, "part1_plots").source == cell_of(source, "part1_plots").source
+
+
+def test_hidden_regions_without_a_final_newline_are_joined_line_by_line(source, release):
+    src = copy.deepcopy(source)
+    cell = cell_of(src, "test_unstructured_accuracy")
+    cell.source = ("### BEGIN HIDDEN TESTS\na = 1\n### END HIDDEN TESTS\nprint('visible')\n"
+                   "### BEGIN HIDDEN TESTS\nb = 2\n### END HIDDEN TESTS")
+    out, _ = prepare_notebook(release, src, lean=True)
+    assert cell_of(out, "test_unstructured_accuracy").source == (
+        "### BEGIN HIDDEN TESTS\na = 1\n### END HIDDEN TESTS\n### BEGIN HIDDEN TESTS\nb = 2\n### END HIDDEN TESTS")
+
+
+def test_find_submissions_paths_and_bad_ids(tmp_path):
+    (tmp_path / "ann" / "pruning").mkdir(parents=True)
+    (tmp_path / "ann" / "pruning" / "pruning.ipynb").write_text("{}")
+    (tmp_path / "b c").mkdir()
+    subs, problems = find_submissions(tmp_path)
+    assert [(s.student_id, s.path, s.notes) for s in subs] == [
+        ("ann", tmp_path / "ann" / "pruning" / "pruning.ipynb", [])]
+    assert problems == [("b c", "student id has characters other than letters, digits and ._@+-")]

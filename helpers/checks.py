@@ -49,6 +49,18 @@ def shared_models(results, kind: str | Part) -> str:
             "must return a new model, for example copy.deepcopy(model) pruned)")
 
 
+def _list_problem(results, original: nn.Module, part: Part, empty: str) -> str:
+    """What is wrong with the list as a whole (not a list, ``empty``, a pruned original, shared
+    model objects), or ``""``: each makes the entries' own checks meaningless."""
+    if not isinstance(results, (list, tuple)):
+        return f"{part.results_name} must be a list of dicts, got {type(results).__name__}"
+    if len(results) == 0:
+        return empty
+    if global_sparsity(original) > 0:
+        return _PRUNED_ORIGINAL
+    return shared_models(results, part)
+
+
 def _target_text(target) -> str:
     return f"{target:.2f}" if isinstance(target, numbers.Real) else repr(target)
 
@@ -86,13 +98,9 @@ def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, 
     from .evaluate import test_model
     part = kind if isinstance(kind, Part) else get_part(kind)
     name = part.results_name
-    if not isinstance(results, (list, tuple)) or not results:
-        return f"{name} is empty: fill it in the cell with your code above"
-    if global_sparsity(original) > 0:
-        return _PRUNED_ORIGINAL
-    shared = shared_models(results, part)
-    if shared:
-        return shared
+    whole = _list_problem(results, original, part, f"{name} is empty: fill it in the cell with your code above")
+    if whole:
+        return whole
     problems = []
     for entry in results[::every]:
         if not isinstance(entry, dict) or set(RESULT_KEYS) - set(entry):
@@ -124,15 +132,10 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
     part = kind if isinstance(kind, Part) else get_part(kind)
     targets = part.targets if targets is None else targets
     name = part.results_name
-    if not isinstance(results, (list, tuple)):
-        return f"{name} must be a list of dicts, got {type(results).__name__}"
-    if len(results) == 0:
-        return f"{name} is empty: fill it in the cell above, one dict per target {list(targets)}"
-    if global_sparsity(original) > 0:
-        return _PRUNED_ORIGINAL
-    shared = shared_models(results, part)
-    if shared:
-        return shared
+    whole = _list_problem(results, original, part,
+                          f"{name} is empty: fill it in the cell above, one dict per target {list(targets)}")
+    if whole:
+        return whole
     problems = []
     if len(results) != len(targets):
         problems.append(f"{name} has {len(results)} entries, expected {len(targets)} (targets {list(targets)})")

@@ -14,6 +14,7 @@ these tests skip with that reason. Playwright's own browser downloads are never 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -121,6 +122,19 @@ def browser():
         chromium.close()
 
 
+@contextlib.contextmanager
+def _session(browser, lab, notebook: str, shots: Path):
+    """A page with ``notebook`` open; on failure a screenshot is written (its path printed)."""
+    page = _open(browser, lab, notebook, shots)
+    try:
+        yield page
+    except Exception:
+        print(f"screenshot: {_shot(page, shots, 'failure')}")
+        raise
+    finally:
+        page.close()
+
+
 def _open(browser, lab, notebook: str, shots: Path):
     page = browser.new_page(viewport={"width": 1400, "height": 1000})
     page.set_default_timeout(120_000)
@@ -174,8 +188,7 @@ def test_a_correct_solution_runs_clean_in_jupyterlab(student_lab, browser):
     reference = next(s for s in load_samples() if s.name == "reference")
     nbformat.write(build_notebook(reference, nbformat.read(work / "pruning.ipynb", as_version=4)),
                    work / "correct.ipynb")
-    page = _open(browser, lab, "correct.ipynb", shots)
-    try:
+    with _session(browser, lab, "correct.ipynb", shots) as page:
         _menu(page, "Run", "Run All Cells")
         _wait_until_done(page)
         nb = _save(page, work, "correct.ipynb")
@@ -205,19 +218,13 @@ def test_a_correct_solution_runs_clean_in_jupyterlab(student_lab, browser):
         after = output.inner_text()
         assert "amount 0.55: sparsity" in after and after != before
         _shot(page, shots, "after-run-all")
-    except Exception:
-        print(f"screenshot: {_shot(page, shots, 'failure')}")
-        raise
-    finally:
-        page.close()
 
 
 def test_the_untouched_release_shows_the_first_checks_message(student_lab, browser):
     lab, work = student_lab
     shots = ARTIFACTS / "untouched"
     shutil.copy(work / "pruning.ipynb", work / "untouched.ipynb")
-    page = _open(browser, lab, "untouched.ipynb", shots)
-    try:
+    with _session(browser, lab, "untouched.ipynb", shots) as page:
         _menu(page, "Run", "Run All Cells")
         _wait_until_done(page)
         # Run All stops at the student's first cell (NotImplementedError); the student then runs the check.
@@ -234,8 +241,3 @@ def test_the_untouched_release_shows_the_first_checks_message(student_lab, brows
             "AssertionError", "\nunstructured_results is empty: fill it in the cell above, one dict per target "
             "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]")]
         _shot(page, shots, "first-check")
-    except Exception:
-        print(f"screenshot: {_shot(page, shots, 'failure')}")
-        raise
-    finally:
-        page.close()

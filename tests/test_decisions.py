@@ -436,3 +436,71 @@ def test_a_saved_state_must_fit_the_architecture_exactly(base, ref):
     model, why = scoring._model_from_state(extra, ref)
     assert model is None and why == ("the model does not have the pretrained model's layers and shapes "
                                      "(Error(s) in loading state_dict for SmallCNN:)")
+
+
+# ---- the visible checks, message by message ------------------------------------------------------
+
+def test_every_problem_of_a_list_is_reported_on_its_own_line(base):
+    results = visible_results(base)
+    results[0] = {**results[0], "target": 0.15}
+    results[2] = {**results[2], "sparsity": "0.3"}
+    results[4] = {k: v for k, v in results[4].items() if k != "accuracy"}
+    assert check_results(results, base, UNSTRUCTURED.part) == "\n".join([
+        "unstructured_results[0]['target'] is 0.15, expected 0.1",
+        f"target 0.30: 'sparsity' says '0.3' but the model's zeros over all Conv2d and Linear weights give "
+        f"{sparsity(results[2]['model']):.4f}",
+        "unstructured_results[4] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']"])
+
+
+def test_a_model_that_cannot_be_inspected_gets_a_message(base):
+    results = visible_results(base)
+    results[1] = {**results[1], "model": nn.Sequential(nn.Linear(2, 2))}
+    assert check_results(results, base, "unstructured").startswith(
+        "target 0.20: the pruned model has layers ['0'], the pretrained model")
+
+    class Broken(nn.Module):
+        def named_modules(self, *args, **kwargs):
+            raise RuntimeError("no modules here")
+    results[1] = {**results[1], "model": Broken()}
+    assert check_results(results, base, "unstructured") == (
+        "target 0.20: could not inspect the model: RuntimeError: no modules here")
+
+
+def test_long_advice_is_merged_and_short_lines_are_not(base):
+    from helpers.checks import _said_once
+    advice = "x" * 81
+    assert _said_once([f"target 0.10 gave a: {advice}", f"target 0.20 gave b: {advice}"]) == [
+        f"target 0.10 gave a; target 0.20 gave b: {advice}"]
+    assert _said_once([f"a: {'y' * 80}", f"b: {'y' * 80}"]) == [f"a: {'y' * 80}", f"b: {'y' * 80}"]
+    assert _said_once([f"only: {advice}"]) == [f"only: {advice}"]
+    assert _said_once([f"a: b: {advice}", f"c: b: {advice}"]) == [f"a; c: b: {advice}"]
+    assert _said_once(["no separator " + advice, "no separator " + advice]) == ["no separator " + advice] * 2
+
+
+def test_the_accuracy_check_message_by_message(base, capsys):
+    from helpers import test_model
+    images = np.random.default_rng(1).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    data = [images, np.zeros(12, dtype=np.int64)]
+    results = visible_results(base)
+    for r in results:
+        r["accuracy"] = test_model(r["model"], data, verbose=False)
+    capsys.readouterr()
+    assert check_accuracies(results, base, STRUCTURED.part, data) == ""
+    assert capsys.readouterr().out == ""  # quiet: the cell prints its own OK line
+    assert check_accuracies({}, base, "unstructured", data) == "unstructured_results must be a list of dicts, got dict"
+    assert check_accuracies([], base, "unstructured", data) == (
+        "unstructured_results is empty: fill it in the cell with your code above")
+    assert check_accuracies(results, zero_smallest(base, 0.1), "unstructured", data).startswith(
+        "the pretrained `model` itself is pruned")
+    wrong = [dict(r) for r in results]
+    wrong[0]["accuracy"], wrong[3]["accuracy"] = "high", 2.0
+    assert check_accuracies(wrong, base, "unstructured", data) == "\n".join([
+        "target 0.10: 'accuracy' must be test_model's number, got 'high'",
+        f"target 0.40: 'accuracy' says 2.0000 but test_model gives {results[3]['accuracy']:.4f} for the model "
+        "stored with it: store the accuracy of that same pruned model"])
+    wrong[6] = {"target": 0.7}
+    assert check_accuracies(wrong, base, "unstructured", data) == (
+        "every entry of unstructured_results must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']")
+    wrong[0]["target"] = "ten"
+    assert check_accuracies(wrong[:1], base, "unstructured", data) == (
+        "target 'ten': 'accuracy' must be test_model's number, got 'high'")

@@ -36,7 +36,7 @@ from .conftest import RELEASE_NB, REPO, SOURCE_NB
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sandbox_support() is not None, reason=f"no sandbox here: {sandbox_support()}")]
 
-MEMORY_LIMIT = "1G"
+MEMORY_LIMIT = "2G"  # a correct notebook (11 targets per part): 1.5 GiB peak RSS, torch included
 PIDS_LIMIT = 200
 PART1 = {g for g in CHECKS if "unstructured" in g}
 PART2 = set(CHECKS) - PART1
@@ -115,7 +115,7 @@ def _attacks(submitted: Path, out: Path, port: int, grader_marker: Path) -> list
         "    try:\n        open(path, 'rb').read(1)\n        leaked.append(path)\n    except OSError:\n        pass\n"
         "try:\n    from autograder.grading.reference import prune_unstructured\n    leaked.append('import')\n"
         "except ImportError as e:\n    print(e)\nprint('LEAKED:', leaked)\n")
-    expect = {"attack_memory": (PART2, "error: memory limit (1 GiB)"),
+    expect = {"attack_memory": (PART2, "error: memory limit (2 GiB)"),
               "attack_poisoned_export": (set(CHECKS), "ok"), "attack_read_answers": (set(CHECKS), "ok")}
     samples = [Sample(n, *expect.get(n, (set(), "ok")), cells={**ref, "prune_structured": ref["prune_structured"] + c})
                for n, c in part2_end.items()]
@@ -215,7 +215,7 @@ def test_network_and_signals_do_not_leave_the_sandbox(hostile_class):
 
 def test_limits_are_named(hostile_class):
     rows = hostile_class["rows"]
-    assert rows["attack_memory"]["status"] == "error: memory limit (1 GiB) exceeded"
+    assert rows["attack_memory"]["status"] == "error: memory limit (2 GiB) exceeded"
     assert rows["attack_memory"]["score"] == "10", "part 1 finished before the limit and keeps its points"
     assert f"process limit ({PIDS_LIMIT}) reached" in rows["attack_process_flood"]["notes"]
     assert "fork refused after" in _printed(hostile_class["out"], "attack_process_flood")

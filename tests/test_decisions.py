@@ -504,3 +504,21 @@ def test_the_accuracy_check_message_by_message(base, capsys):
     wrong[0]["target"] = "ten"
     assert check_accuracies(wrong[:1], base, "unstructured", data) == (
         "target 'ten': 'accuracy' must be test_model's number, got 'high'")
+
+
+def test_structured_diagnoses_at_their_edges():
+    original = tiny(((1.0, 2.0), (1.0, 2.0), (1.0, 2.0), (1.0, 2.0)))
+    one_zero = tiny(((0.0, 2.0), (1.0, 2.0), (1.0, 2.0), (1.0, 2.0)))  # a single zero weight is enough
+    assert inspect_structured(one_zero, original, 0.5) == (
+        "target 0.50: conv1 has 0 of 4 filters zeroed, expected 2: weights were zeroed one by one, not as whole "
+        "filters (use ln_structured, dim=0)")
+    spread = ((1.0, 0.0), (2.0, 0.0), (3.0, 0.0), (4.0, 0.0))
+    three = tiny(((0.0, 0.0), (0.0, 0.0), (0.0, 0.0), (4.0, 0.0)))  # 3 of 4 where 1 was asked: compounding
+    assert inspect_structured(three, tiny(spread), 0.25) == (
+        "target 0.25: conv1 has 3 of 4 filters zeroed, expected 1: pruning compounds when applied again to an "
+        "already pruned model; prune a fresh copy of the pretrained model for each target (copy.deepcopy(model) "
+        "or helpers.copy_model), or compute the amount relative to what remains")
+    norms = tiny(((1.0, 0.0), (0.0, 1.5), (3.0, 3.0), (4.0, 4.0)))  # norms 1 and 1.5: zeroing 1.5 is wrong
+    assert inspect_structured(tiny(((1.0, 0.0), (0.0, 0.0), (3.0, 3.0), (4.0, 4.0))), norms, 0.25) == (
+        "target 0.25: conv1 zeroed a filter of L2 norm 1.5 but kept one of 1: prune the filters of smallest "
+        "L2 norm (ln_structured with n=2, dim=0)")

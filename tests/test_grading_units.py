@@ -406,3 +406,30 @@ def test_the_entry_point_skips_the_slow_optional_iri_checker():
     plain = subprocess.run([sys.executable, "-c", "import sys, autograder; print('rfc3987_syntax' in sys.modules)"],
                            cwd=REPO, capture_output=True, text=True)
     assert plain.stdout.strip() == "False"
+
+
+def test_what_a_code_cell_defines():
+    from autograder.grading.recognise import defined_names
+    assert defined_names("!pip install x\n%time y = 1\ndef f():\n    !echo hi\n    return 1\nz: int = 2\n"
+                         "class C:\n    pass\na, b = 1, 2\nw = v = 3") == {"f", "z", "C", "w", "v"}
+    assert defined_names("def broken(:\n") == set()
+
+
+def test_recognition_at_the_edges(source, release):
+    one = copy.deepcopy(release)
+    intro = next(c for c in one.cells if gid(c) == "part1_intro")
+    intro.metadata = {}
+    _, notes = prepare_notebook(one, source)
+    assert notes == ["1 cells had lost their nbgrader metadata and were recognised"]
+
+    bare = _without_metadata(_reference_notebook(release))
+    bare.cells = [c for c in bare.cells if c.cell_type != "markdown" or c.source != "YOUR ANSWER HERE"]
+    out, notes = prepare_notebook(bare, source)  # the written answers were deleted: not found, no error
+    assert notes[0].endswith("(answers: prune_unstructured, prune_structured)")
+    assert "answer cell answer_unstructured is missing" in notes
+    assert gid(next(c for c in out.cells if c.source.startswith("## 2. Structured pruning"))) == "part2_intro"
+    last = _without_metadata(release)
+    question2 = next(i for i, c in enumerate(last.cells) if c.source.startswith("**Question 2.**"))
+    last.cells = last.cells[:question2 + 1]  # the question is the last cell
+    out, notes = prepare_notebook(last, source)
+    assert "answer cell answer_structured is missing" in notes

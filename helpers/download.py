@@ -65,7 +65,8 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
     fd, tmp_name = tempfile.mkstemp(prefix=dest.name + ".part-", dir=dest.parent)
     tmp = Path(tmp_name)
     try:
-        digest, digest256 = hashlib.md5(), hashlib.sha256()
+        wanted = {name: value for name, value in (("md5", md5), ("sha256", sha256)) if value is not None}
+        digests = {name: hashlib.new(name) for name in wanted}
         received = 0
         try:
             with urllib.request.urlopen(url, timeout=timeout) as resp, os.fdopen(fd, "wb") as out:
@@ -75,8 +76,8 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
                           disable=not progress) as bar:
                     for block in iter(lambda: resp.read(_CHUNK), b""):
                         out.write(block)
-                        digest.update(block)
-                        digest256.update(block)
+                        for digest in digests.values():
+                            digest.update(block)
                         received += len(block)
                         bar.update(len(block))
         except (urllib.error.URLError, OSError) as exc:
@@ -85,14 +86,12 @@ def download_file(url: str, dest: str | os.PathLike, md5: str | None = None,
             raise DownloadError(
                 f"download of {url} was cut short: got {received} of {expected} bytes; "
                 "run again to retry")
-        if md5 is not None and digest.hexdigest() != md5.lower():
-            raise DownloadError(
-                f"checksum mismatch for {url}: md5 {digest.hexdigest()}, expected {md5}; "
-                "the file was deleted, run again to retry")
-        if sha256 is not None and digest256.hexdigest() != sha256.lower():
-            raise DownloadError(
-                f"checksum mismatch for {url}: SHA-256 {digest256.hexdigest()}, expected {sha256}; "
-                "the file was deleted, run again to retry")
+        for name, want in wanted.items():  # only the digests asked for are computed
+            got = digests[name].hexdigest()
+            if got != want.lower():
+                label = "SHA-256" if name == "sha256" else name
+                raise DownloadError(f"checksum mismatch for {url}: {label} {got}, expected {want}; "
+                                    "the file was deleted, run again to retry")
         os.replace(tmp, dest)
         return dest
     finally:

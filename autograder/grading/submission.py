@@ -175,7 +175,7 @@ def prepare_notebook(submitted, source, lean: bool = False,
     _reinsert_deleted(cells, [_gid(c) for c in source.cells if _gid(c)], owned, seen, notes)
     if lean:
         cells = [_lean(c, display_cells) if _gid(c) in owned else c for c in cells]
-    nb = copy.deepcopy(submitted)
+    nb = submitted  # already this function's own copy
     nb.cells = [nbformat.v4.new_code_cell(SEED_CELL)] + cells
     nb.metadata["kernelspec"] = copy.deepcopy(source.metadata.get("kernelspec", {}))
     return nb, notes

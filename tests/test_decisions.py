@@ -522,3 +522,120 @@ def test_structured_diagnoses_at_their_edges():
     assert inspect_structured(tiny(((1.0, 0.0), (0.0, 0.0), (3.0, 3.0), (4.0, 4.0))), norms, 0.25) == (
         "target 0.25: conv1 zeroed a filter of L2 norm 1.5 but kept one of 1: prune the filters of smallest "
         "L2 norm (ln_structured with n=2, dim=0)")
+
+
+# ---- exports that are not what the hidden cells write ---------------------------------------------
+
+def test_exports_of_the_wrong_shape_fail_every_check_with_a_message(base, ref, cfg):
+    fn = "prune_unstructured"
+    no_unseen = [f"{fn}(model, 0.35) failed: no result", f"{fn}(model, 0.65) failed: no result"]
+    want_list = ("unstructured_results must have one entry per target [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, "
+                 "0.95, 0.98] in order; got 0 entries, none for [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, "
+                 "0.98]")
+    for rec in (["a list"], {}, {"results": "text", "unseen": ["a list"]}, {"results": None, "unseen": None}):
+        assert problems(UNSTRUCTURED, rec, ref, cfg) == {
+            "structure": [want_list], "accuracy": [want_list], "unseen": no_unseen}, rec
+    rec = record(base, ref, unseen={"0.35": "not a dict", "0.65": ["nor", "this"]})
+    assert problems(UNSTRUCTURED, rec, ref, cfg)["unseen"] == no_unseen
+
+
+def test_an_unseen_target_that_raised_fails_even_with_a_model(base, ref, cfg):
+    item = {"state": plain_state_dict(zero_smallest(base, 0.35)), "error": "RuntimeError: late",
+            "modified_input": False}
+    got = problems(UNSTRUCTURED, record(base, ref, unseen={"0.35": item}), ref, cfg)["unseen"]
+    assert got == ["prune_unstructured(model, 0.35) failed: RuntimeError: late"]
+
+
+def test_unseen_targets_use_the_graders_sparsity_tolerance(base, ref, cfg):
+    n = sum(w.numel() for w in _weights(base))
+    off = zero_smallest(base, 0.35, extra=int(0.003 * n))  # 0.003 over: inside 0.005, outside 0.001
+    item = {"state": plain_state_dict(off), "error": None, "modified_input": False}
+    rec = record(base, ref, unseen={"0.35": item})
+    assert problems(UNSTRUCTURED, rec, ref, cfg)["unseen"] == []
+    strict = replace(cfg, sparsity_tol=0.001)
+    assert problems(UNSTRUCTURED, rec, ref, strict)["unseen"] == [
+        f"prune_unstructured(model, 0.35): target 0.35 gave sparsity {sparsity(off):.3f}: expected 0.350 of all "
+        "Conv2d and Linear weights to be zero"]
+
+
+def test_a_gap_in_the_list_does_not_hide_later_mistakes(base, ref, cfg):
+    wrong = entry(base, 0.9, ref)  # unpruned at 0.9
+    unpruned = "target 0.90 gave sparsity 0.000: expected 0.900 of all Conv2d and Linear weights to be zero"
+    good = record(base, ref)["results"]
+    rec = record(base, ref, overrides={8: wrong})
+    rec["results"] = [r for i, r in enumerate(rec["results"]) if i != 4]
+    got = problems(UNSTRUCTURED, rec, ref, cfg)
+    assert got["structure"][1:] == [unpruned] and len(got["structure"]) == 2
+    failed = {"target": 0.5, "state": None, "accuracy": None, "sparsity": None, "error": "boom"}
+    rec = record(base, ref, overrides={4: failed, 8: wrong, 9: {**good[9], "accuracy": 0.1}})
+    got = problems(UNSTRUCTURED, rec, ref, cfg)
+    assert got["structure"] == ["target 0.50: boom", unpruned]
+    assert got["accuracy"] == ["target 0.50: no model to test",
+                               "target 0.95: 'accuracy' says 0.1 but the stored model scores 0.5000"]
+    assert scoring._entries(UNSTRUCTURED, record(base, ref), ref)[1] is None
+
+
+def test_a_saved_model_that_does_not_fit_is_named_in_both_checks(base, ref, cfg):
+    item = {"target": 0.5, "state": {"conv1.weight": torch.zeros(1)}, "error": None, "accuracy": 0.5,
+            "sparsity": 0.5}
+    got = problems(UNSTRUCTURED, record(base, ref, overrides={4: item}), ref, cfg)
+    why = ("target 0.50: the model does not have the pretrained model's layers and shapes (Error(s) in loading "
+           "state_dict for SmallCNN:)")
+    assert got["structure"] == [why] and got["accuracy"] == [why]
+
+
+def test_a_message_not_about_the_target_is_prefixed_with_it(base, ref, cfg):
+    changed = zero_smallest(base, 0.5)
+    with torch.no_grad():
+        changed.fc2.weight.mul_(2.0)  # zeros stay zeros, survivors change
+    got = problems(UNSTRUCTURED, record(base, ref, overrides={4: entry(changed, 0.5, ref)}), ref, cfg)["structure"]
+    assert len(got) == 1 and got[0].startswith("target 0.50: ") and not got[0].startswith("target 0.50: target")
+
+
+def test_the_reference_solutions_models_are_trusted_without_inspection(base, ref, cfg):
+    seen = []
+
+    def spy(pruned, original, target, tol=0.001):
+        seen.append(target)
+        return None
+    gp = replace(UNSTRUCTURED, part=replace(UNSTRUCTURED.part, inspector=spy))
+    rec = record(base, ref)
+    entries, _ = scoring._entries(gp, rec, ref)
+    ref.digests["unstructured"][0.2] = entries[1].digest
+    ref.digests["structured"][0.3] = entries[2].digest  # another part's reference is no excuse
+    assert scoring.check_structure(gp, entries, ref, cfg) == []
+    assert seen == [t for t in TARGETS if t != 0.2]
+    assert ref.matches("unstructured", 0.2, entries[1].digest)
+    assert not ref.matches("unstructured", 0.3, entries[1].digest)
+    assert not replace(ref, digests={}).matches("unstructured", 0.2, entries[1].digest)
+
+
+def test_build_reference_measures_quietly_and_knows_its_models(base, capsys):
+    from autograder.grading import reference
+    data = [np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+            np.arange(20) % 10]
+    ref = scoring.build_reference(base, "SmallCNN", SMALL, data, device="cpu")
+    assert capsys.readouterr().out == ""
+    for gp, fn in ((UNSTRUCTURED, reference.prune_unstructured), (STRUCTURED, reference.prune_structured)):
+        for t in (0.1, 0.5, 0.98):
+            model, _ = scoring._model_from_state(plain_state_dict(fn(base, t)), ref)
+            assert ref.matches(gp.name, t, model_digest(model))
+            assert ref.accuracy_of(model, model_digest(model)) == ref.accuracy[gp.name][t]
+    assert capsys.readouterr().out == ""
+
+
+def test_a_failed_measurement_raises_and_is_measured_again(base, ref):
+    class Broken(nn.Module):
+        def forward(self, x):
+            raise RuntimeError("broken model")
+    with pytest.raises(RuntimeError, match="broken model"):
+        ref.accuracy_of(Broken(), "d1")
+    with pytest.raises(RuntimeError, match="broken model"):
+        ref.accuracy_of(Broken(), "d1")
+
+
+def test_a_check_cell_without_points_is_worth_nothing(tmp_path, base, ref, cfg):
+    results = scoring.score_submission(tmp_path, ref, cfg, {"test_unstructured_sparsity": 2})
+    worth = {r.grade_id: r.max_points for r in results}
+    assert worth["test_unstructured_sparsity"] == 2.0
+    assert {v for k, v in worth.items() if k != "test_unstructured_sparsity"} == {0.0}

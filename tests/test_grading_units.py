@@ -433,3 +433,47 @@ def test_recognition_at_the_edges(source, release):
     last.cells = last.cells[:question2 + 1]  # the question is the last cell
     out, notes = prepare_notebook(last, source)
     assert "answer cell answer_structured is missing" in notes
+
+
+def test_recognition_of_what_students_do_to_pasted_cells(source, release):
+    nb = _without_metadata(_reference_notebook(release))
+    intro = next(c for c in nb.cells if c.source.startswith("## 2. Structured pruning"))
+    intro.source = "\n".join(line + "   " for line in intro.source.splitlines())  # trailing spaces
+    nb.cells.append(nbformat.v4.new_code_cell("unstructured_results = []  # scratch"))
+    out, _ = prepare_notebook(nb, source)
+    assert gid(next(c for c in out.cells if c.source.startswith("## 2. Structured pruning"))) == "part2_intro"
+    assert "def prune_unstructured" in next(c for c in out.cells if gid(c) == "prune_unstructured").source
+
+
+def test_written_answers_around_missing_or_last_questions(source, release):
+    nb = _without_metadata(_reference_notebook(release))
+    question = next(i for i, c in enumerate(nb.cells) if c.source.startswith("**Question 2.**"))
+    nb.cells = nb.cells[:question + 2]  # the written answer is the last cell
+    _, notes = prepare_notebook(nb, source)
+    assert "answer_structured" in notes[0] and "answer cell answer_structured is missing" not in notes
+    nb = _without_metadata(_reference_notebook(release))
+    del nb.cells[question]  # the question itself is gone
+    _, notes = prepare_notebook(nb, source)
+    assert "answer_structured" not in notes[0]
+
+
+def test_a_deleted_answer_with_metadata_elsewhere_is_missing_not_lost(source, release):
+    nb = copy.deepcopy(release)
+    nb.cells = [c for c in nb.cells if gid(c) != "prune_unstructured"]
+    _, notes = prepare_notebook(nb, source)
+    assert "answer cell prune_unstructured is missing" in notes
+
+
+def test_moving_cells_keeps_a_students_first_cell_and_differing_twins(source, release):
+    nb = copy.deepcopy(_reference_notebook(release))
+    answer = next(c for c in nb.cells if gid(c) == "prune_structured")
+    older = copy.deepcopy(answer)
+    older.source = "def prune_structured(model, amount):\n    return model  # first try"
+    nb.cells.insert(nb.cells.index(answer), older)
+    nb.cells.append(nb.cells.pop(nb.cells.index(answer)))  # the final version moved to the end
+    nb.cells.insert(0, nbformat.v4.new_markdown_cell("My notes"))
+    out, notes = prepare_notebook(nb, source)
+    assert out.cells[1].source == "My notes"
+    assert "cells moved by the student were put back in the assignment's order" in notes
+    kept = next(c for c in out.cells if gid(c) == "prune_structured")
+    assert kept.source == older.source  # the first with the grade_id is the graded one

@@ -185,3 +185,69 @@ def test_find_submissions_paths_and_bad_ids(tmp_path):
     assert [(s.student_id, s.path, s.notes) for s in subs] == [
         ("ann", tmp_path / "ann" / "pruning" / "pruning.ipynb", [])]
     assert problems == [("b c", "student id has characters other than letters, digits and ._@+-")]
+
+
+def test_restored_cells_are_the_graders_own_and_carry_nothing_from_the_source(source, release):
+    src = copy.deepcopy(source)
+    code = cell_of(src, "test_unstructured_accuracy")
+    code.outputs = [nbformat.v4.new_output("stream", text="instructor's run")]
+    code.execution_count = 3
+    cell_of(release, "test_unstructured_accuracy").source += "\n# edited"
+    cell_of(release, "part1_intro").source += "\nedited"
+    out, _ = prepare_notebook(release, src)
+    restored = cell_of(out, "test_unstructured_accuracy")
+    assert restored.outputs == [] and restored.execution_count is None
+    assert "outputs" not in cell_of(out, "part1_intro") and "execution_count" not in cell_of(out, "part1_intro")
+    restored.metadata["execution"] = {"started": "now"}  # what nbclient adds while running
+    out.metadata["kernelspec"]["name"] = "changed"
+    assert "execution" not in cell_of(src, "test_unstructured_accuracy").metadata
+    assert src.metadata["kernelspec"]["name"] != "changed"
+    del src.metadata["kernelspec"]
+    assert prepare_notebook(release, src)[0].metadata["kernelspec"] == {}
+
+
+def test_deleted_cells_in_a_row_come_back_in_order(source, release):
+    ids = [gid(c) for c in release.cells]
+    at = ids.index("test_unstructured_accuracy")
+    gone = ids[at:at + 2]
+    release.cells = [c for c in release.cells if gid(c) not in gone]
+    out, notes = prepare_notebook(release, source)
+    assert notes == [f"restored deleted cell {g}" for g in gone]
+    got = [gid(c) for c in out.cells[1:]]
+    assert got == ids
+
+
+def test_a_notebook_whose_cells_lost_metadata_is_left_unchanged(source, release):
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        cell.metadata = {}
+    before = nbformat.writes(nb)
+    out, _ = prepare_notebook(nb, source)
+    assert nbformat.writes(nb) == before
+    cell_of(out, "part1_intro").metadata["nbgrader"]["points"] = 99
+    assert cell_of(source, "part1_intro").metadata["nbgrader"].get("points") != 99
+
+
+def test_answers_lost_with_the_metadata_are_all_named(source, release):
+    nb = copy.deepcopy(release)
+    for cell in nb.cells:
+        cell.metadata = {}
+    nb.cells = [c for c in nb.cells if "def prune_" not in c.source]
+    with pytest.raises(SubmissionError) as err:
+        prepare_notebook(nb, source)
+    assert str(err.value).startswith("the notebook lost its nbgrader cell metadata and no cell defines the answer "
+                                     "of prune_unstructured, prune_structured: ")
+
+
+def test_of_several_renamed_notebooks_the_newest_wins_whatever_its_name(tmp_path):
+    import os
+    from autograder.grading.submission import _pick_notebook
+    folder = tmp_path / "gina" / "pruning"
+    folder.mkdir(parents=True)
+    for name, mtime in (("a-newest.ipynb", 300), ("b-old.ipynb", 100), ("c-older.ipynb", 50)):
+        (folder / name).write_text("{}")
+        os.utime(folder / name, (mtime, mtime))
+    pick, notes = _pick_notebook(tmp_path / "gina")
+    assert pick == folder / "a-newest.ipynb"
+    assert notes[1] == ("3 notebooks in the submission; graded pruning/a-newest.ipynb, the most recently saved, "
+                        "not pruning/b-old.ipynb, pruning/c-older.ipynb")

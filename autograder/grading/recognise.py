@@ -27,7 +27,7 @@ __all__ = ["recognise_cells", "reorder_cells", "defined_names"]
 
 
 def _gid(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell.metadata.get("nbgrader", {}).get("grade_id")  # metadata: required by the nbformat 4 schema
 
 
 def _norm(text: str) -> list[str]:
@@ -69,7 +69,8 @@ def recognise_cells(submitted, source, released_text) -> tuple[list[str], list[s
 
     Returns:
         ``(notes, unfound)``: what was recognised, and the answer cells that a notebook with lost
-        metadata still lacks (empty when nothing was lost).
+        metadata still lacks (empty when nothing was lost: an answer cell deleted from a notebook
+        whose instructor cells kept their metadata is reported as missing by the restoring step).
     """
     have = {_gid(c) for c in submitted.cells if _gid(c)}
     wanted = [c for c in source.cells if _gid(c) and _gid(c) not in have]
@@ -83,14 +84,16 @@ def recognise_cells(submitted, source, released_text) -> tuple[list[str], list[s
         if not cell.metadata["nbgrader"].get("solution"):
             texts.setdefault((cell.cell_type, tuple(_norm(released_text(cell)))), cell)
     for cell in bare:
-        match = texts.pop((cell.cell_type, tuple(_norm(cell.get("source", "")))), None)
+        match = texts.pop((cell.cell_type, tuple(_norm(cell.source))), None)
         if match is not None:
             _label(cell, match)
+    # instructor cells without metadata (or none with any): metadata was lost, not an answer deleted
+    lost = not have or any(_gid(c) for c in bare)
     # 2. code answer cells by the function they define (the last definition wins)
     for answer in [c for c in wanted if c.cell_type == "code" and c.metadata["nbgrader"].get("solution")]:
         functions = {n for n in defined_names(answer.source) if f"def {n}(" in answer.source}
         defining = [c for c in submitted.cells if not _gid(c) and c.cell_type == "code"
-                    and functions & defined_names(c.get("source", ""))]
+                    and functions & defined_names(c.source)]
         if defining:
             _label(defining[-1], answer)
             found.append(_gid(answer))
@@ -110,7 +113,7 @@ def recognise_cells(submitted, source, released_text) -> tuple[list[str], list[s
                      + (f" (answers: {', '.join(found)})" if found else ""))
     now = {_gid(c) for c in submitted.cells if _gid(c)}
     unfound = [_gid(c) for c in wanted if c.cell_type == "code" and c.metadata["nbgrader"].get("solution")
-               and _gid(c) not in now]
+               and _gid(c) not in now] if lost else []
     return notes, unfound
 
 

@@ -89,11 +89,11 @@ def find_submissions(folder: Path) -> tuple[list[Submission], list[tuple[str, st
 
 
 def _gid(cell) -> str | None:
-    return cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+    return cell.metadata.get("nbgrader", {}).get("grade_id")  # metadata: required by the nbformat 4 schema
 
 
 def _instructor_owned(cell) -> bool:
-    meta = cell.get("metadata", {}).get("nbgrader", {})
+    meta = cell.metadata.get("nbgrader", {})
     return bool(meta.get("locked") or (meta.get("grade") and not meta.get("solution")))
 
 
@@ -138,7 +138,7 @@ def _lean(cell, display_cells):
     gid = _gid(cell)
     if gid in display_cells:
         cell.source = f"# {gid}: display only, skipped by the autograder"
-    elif cell.metadata.get("nbgrader", {}).get("grade") and cell.cell_type == "code":
+    elif cell.metadata["nbgrader"].get("grade") and cell.cell_type == "code":  # owned cells only
         hidden = _HIDDEN.findall(cell.source)  # markers kept: feedback strips these regions again
         cell.source = ("".join(h if h.endswith("\n") else h + "\n" for h in hidden).rstrip("\n") if hidden
                        else f"# {gid}: scored by the autograder's hidden checks")
@@ -189,19 +189,18 @@ def _keep(cell, owned: dict, known: set, seen: set, notes: list[str]):
             notes.append(f"removed duplicate cell {gid}")
             return None
         seen.add(gid)
-        if not _same_text(cell.get("source", ""), owned[gid].source) or cell.cell_type != owned[gid].cell_type:
+        if not _same_text(cell.source, owned[gid].source) or cell.cell_type != owned[gid].cell_type:
             notes.append(f"restored edited cell {gid}")
         return _clean_copy(owned[gid])
+    # ``cell`` belongs to prepare_notebook's own copy of the submission: changed in place
     if gid in known:
         if gid in seen:
             notes.append(f"duplicate of {gid} kept as an ordinary cell")
-            cell = copy.deepcopy(cell)
-            cell.metadata.pop("nbgrader", None)
+            del cell.metadata["nbgrader"]
         seen.add(gid)
         return cell
-    if "nbgrader" in cell.get("metadata", {}):
-        cell = copy.deepcopy(cell)
-        cell.metadata.pop("nbgrader")
+    if "nbgrader" in cell.metadata:
+        del cell.metadata["nbgrader"]
         if gid:
             notes.append(f"ignored unknown grade_id {gid}")
     return cell

@@ -18,13 +18,13 @@ from pathlib import Path
 import nbformat
 
 from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
-from .grading.parts import CHECKS, GRADED_PARTS
+from .grading.parts import CHECKS, GRADED_PARTS, SECTION3
 
 __all__ = ["Sample", "load_samples", "write_class", "RELEASE_NOTEBOOK"]
 
 SAMPLES_DIR = Path(__file__).with_name("samples")
 RELEASE_NOTEBOOK = REPO_ROOT / "assignment" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-_SOLUTION_CELLS = ("prune_unstructured", "prune_structured")
+_SOLUTION_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
 
 
 @dataclass
@@ -80,7 +80,7 @@ def load_samples() -> list[Sample]:
     for sample in samples:
         sample.cells = {**reference.cells, **sample.cells}
     everything = set(CHECKS)
-    part2 = set(GRADED_PARTS[1].cells)
+    part2 = set(GRADED_PARTS[1].cells) | set(SECTION3)  # part 3 comes after the exit
     tamper = (
         "import helpers.checks\n"
         "helpers.checks.check_results = lambda *a, **k: ''\n"

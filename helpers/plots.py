@@ -12,7 +12,7 @@ from torch import nn
 
 from .sparsity import effective_weight, layer_sparsity, prunable_layers
 
-__all__ = ["plot_sweeps", "plot_layer_sparsity", "plot_weight_histograms"]
+__all__ = ["plot_sweeps", "plot_layer_sparsity", "plot_weight_histograms", "plot_costs"]
 
 
 def plot_sweeps(sweeps: dict[str, list[dict]], baseline: float | None = None):
@@ -85,5 +85,31 @@ def plot_weight_histograms(models: dict[str, nn.Module], bins: int = 100):
     ax.set_yscale("log")
     ax.legend(fontsize="small")
     ax.set_title("Weight magnitudes before and after pruning")
+    fig.tight_layout()
+    return fig
+
+
+def plot_costs(rows: list[dict], latency_key: str = "latency_256"):
+    """Accuracy against MACs and latency against MACs, one marker style per kind of model.
+
+    Args:
+        rows: from :func:`helpers.cost.cost_rows` (``kind``, ``macs``, ``accuracy`` and ``latency_key``).
+        latency_key: which latency column to plot (seconds; drawn in milliseconds).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    for kind in dict.fromkeys(r["kind"] for r in rows):
+        mine = sorted((r for r in rows if r["kind"] == kind), key=lambda r: r["macs"])
+        macs = [r["macs"] / 1e6 for r in mine]
+        style = {"marker": "o", "label": kind, "linestyle": "-" if len(mine) > 1 else "none"}
+        left.plot(macs, [r["accuracy"] for r in mine], **style)
+        right.plot(macs, [r[latency_key] * 1e3 for r in mine], **style)
+    left.set_ylabel("test accuracy")
+    right.set_ylabel(f"CPU latency, batch {latency_key.split('_')[-1]} (ms)")
+    for ax, title in ((left, "Accuracy against computation"), (right, "Time against computation")):
+        ax.set_xlabel("MACs per image (millions)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.set_title(title)
+    right.set_ylim(bottom=0)
     fig.tight_layout()
     return fig

@@ -241,6 +241,7 @@ def test_answers_lost_with_the_metadata_are_all_named(source, release):
 
 def test_of_several_renamed_notebooks_the_newest_wins_whatever_its_name(tmp_path):
     import os
+
     from autograder.grading.submission import _pick_notebook
     folder = tmp_path / "gina" / "pruning"
     folder.mkdir(parents=True)

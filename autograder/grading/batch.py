@@ -29,7 +29,7 @@ from ..runner.slots import SlotPool
 from .gradebook import Course, read_points
 from .jobs import EXPORT_CODE, Run, grade_one, zero_checks
 from .journal import Journal, file_sha256
-from .parts import CHECKS
+from .parts import graded_checks
 from .report import StudentGrade, summary_table, write_csv, write_feedback, write_timings
 from .scoring import build_reference, grading_subset
 from .submission import Submission, find_submissions
@@ -91,7 +91,7 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool, progr
     data_file = work / "grading-data.npz"
     np.savez(data_file, **data)
     points = read_points()
-    grade_ids = list(CHECKS)
+    grade_ids = graded_checks(points)
     max_score = sum(points[g] for g in grade_ids)
     source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
     subs, problems = find_submissions(cfg.submissions)
@@ -123,7 +123,7 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool, progr
 def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, course, timed, run_info: dict,
             start: float, progress: bool) -> None:
     """Write grades.csv, the gradebook's scores, timings.json and the summary."""
-    grade_ids = list(CHECKS)
+    grade_ids = graded_checks(read_points())
     write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score)
     if course.exception() is None:
         timed("scores", course.result().set_scores,

@@ -53,14 +53,17 @@ def export(part: str, namespace: dict) -> None:
 
     from helpers.parts import PARTS
     kind = next((p for p in PARTS if p.name == part), None)
-    if kind is None:
+    if kind is None and part not in _SECTIONS:
         return
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        results = namespace.get(kind.results_name)
-        record = {"part": part, "results": _results(kind, results),
-                  "unseen": _unseen(kind, namespace.get(kind.function_name)),
-                  "errors": [] if isinstance(results, (list, tuple)) else [f"{kind.results_name} is not a list"]}
+        if kind is None:
+            record = _SECTIONS[part](namespace)
+        else:
+            results = namespace.get(kind.results_name)
+            record = {"part": part, "results": _results(kind, results),
+                      "unseen": _unseen(kind, namespace.get(kind.function_name)),
+                      "errors": [] if isinstance(results, (list, tuple)) else [f"{kind.results_name} is not a list"]}
         out = Path(folder)
         out.mkdir(parents=True, exist_ok=True)
         tmp = out / f".{part}.pt.tmp"
@@ -110,3 +113,59 @@ def _unseen(kind, fn) -> dict[str, dict]:
         except Exception as exc:  # noqa: BLE001
             out[str(target)] = {"state": None, "error": _describe(exc)}
     return out
+
+
+def _entries(name: str, results, numbers: tuple[str, ...], limit: int) -> list[dict]:
+    """Each entry's named numbers and model weights (pruning folded in), or why it could not be saved."""
+    from helpers.models import plain_state_dict
+    saved = []
+    for i, entry in enumerate(list(results)[:limit] if isinstance(results, (list, tuple)) else []):
+        item = {"state": None, "error": None, **dict.fromkeys(numbers)}
+        try:
+            item.update({k: _number(entry.get(k)) for k in numbers})
+            if "kind" in entry:
+                item["kind"] = entry["kind"] if entry["kind"] in ("structured", "unstructured") else None
+            item["state"] = plain_state_dict(entry["model"])
+        except Exception as exc:  # noqa: BLE001 - anything a student stored
+            item["error"] = f"{name}[{i}]: {_describe(exc)}"
+        saved.append(item)
+    return saved
+
+
+def _removal(namespace: dict) -> dict:
+    """Part 3's removed models, and ``remove_filters`` applied at :data:`UNSEEN_TARGETS` to fresh copies of
+    the model with that fraction of filters masked (chosen at random here, so that the check does not
+    depend on part 2), input and output both saved."""
+    import torch
+
+    from helpers.config import ENV_MODEL
+    from helpers.models import load_model, plain_state_dict
+    from helpers.removal import mask_random_filters
+    unseen = {}
+    fn = namespace.get("remove_filters")
+    for i, target in enumerate(UNSEEN_TARGETS):
+        try:
+            if not callable(fn):
+                raise TypeError("remove_filters is not defined as a function")
+            masked = mask_random_filters(load_model(os.environ.get(ENV_MODEL)), target, seed=i)
+            before = plain_state_dict(masked)
+            state = plain_state_dict(fn(masked))
+            after = plain_state_dict(masked)
+            modified = before.keys() != after.keys() or any(
+                before[k].shape != after[k].shape or not torch.equal(before[k], after[k]) for k in before)
+            unseen[str(target)] = {"masked": before, "state": state, "error": None, "modified_input": modified}
+        except Exception as exc:  # noqa: BLE001
+            unseen[str(target)] = {"masked": None, "state": None, "error": _describe(exc)}
+    return {"part": "removal", "unseen": unseen,
+            "results": _entries("removal_results", namespace.get("removal_results"), ("target", "macs", "accuracy"),
+                                20)}
+
+
+def _finetune(namespace: dict) -> dict:
+    """Part 3's fine-tuned models and the accuracies the student stored."""
+    return {"part": "finetune", "results": _entries("finetune_results", namespace.get("finetune_results"),
+                                                    ("target", "before", "after"), 4)}
+
+
+#: Exports of the sections that are not a pruning kind: name -> ``f(namespace) -> record``.
+_SECTIONS = {"removal": _removal, "finetune": _finetune}

@@ -30,7 +30,7 @@ from ..runner.sandbox import inside_path
 from ..runner.slots import Slot, SlotPool
 from .collect import ENV_EXPORT, ENV_EXPORT_CODE
 from .journal import Journal, grade_key
-from .parts import CHECKS
+from .parts import graded_checks
 from .report import StudentGrade, write_feedback
 from .scoring import CheckResult, score_submission
 from .submission import Submission, SubmissionError, prepare_notebook, read_notebook
@@ -53,7 +53,7 @@ def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
 
 
 def zero_checks(points: dict[str, float], message: str) -> list[CheckResult]:
-    return [CheckResult(gid, 0.0, points.get(gid, 0.0), [message]) for gid in CHECKS]
+    return [CheckResult(gid, 0.0, points[gid], [message]) for gid in graded_checks(points)]
 
 
 @dataclass
@@ -99,7 +99,7 @@ def grade_one(sub: Submission, run: Run) -> StudentGrade:
         if problem and problem not in grade.notes:
             grade.notes.append(problem)
     start = time.perf_counter()
-    write_feedback(run.cfg.out / "feedback", grade, sum(run.points[g] for g in CHECKS))
+    write_feedback(run.cfg.out / "feedback", grade, sum(run.points[g] for g in graded_checks(run.points)))
     grade.timings["feedback"] = round(time.perf_counter() - start, 3)
     if key is not None and not reused:
         run.journal.add(grade, key)

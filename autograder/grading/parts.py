@@ -17,7 +17,7 @@ from helpers.parts import STRUCTURED, UNSTRUCTURED, Part
 
 from . import reference
 
-__all__ = ["GradedPart", "GRADED_PARTS", "CHECKS", "CHECK_KINDS"]
+__all__ = ["GradedPart", "GRADED_PARTS", "CHECKS", "CHECK_KINDS", "SECTION3", "graded_checks"]
 
 #: The three checks of every part, in the notebook's order.
 CHECK_KINDS = ("structure", "accuracy", "unseen")
@@ -53,5 +53,16 @@ GRADED_PARTS = (
                ("test_structured_filters", "test_structured_accuracy", "test_structured_function")),
 )
 
+#: Part 3 (filter removal and fine-tuning, :mod:`autograder.grading.removal`): grade_id -> check kind.
+SECTION3 = {"test_removal_models": "removal", "test_removal_function": "removal_unseen",
+            "test_finetuning": "finetune"}
+
 #: grade_id of each graded test cell -> (part name, check kind), in the notebook's order.
-CHECKS = {gid: (gp.name, kind) for gp in GRADED_PARTS for gid, kind in gp.checks().items()}
+CHECKS = {**{gid: (gp.name, kind) for gp in GRADED_PARTS for gid, kind in gp.checks().items()},
+          **{gid: ("removal", kind) for gid, kind in SECTION3.items()}}
+
+
+def graded_checks(points: dict[str, float]) -> list[str]:
+    """The check cells this run grades: those of :data:`CHECKS` the source notebook has (an instructor may
+    drop part 3 by deleting its cells), in the notebook's order."""
+    return [gid for gid in CHECKS if gid in points]

@@ -25,7 +25,7 @@ from helpers.models import plain_state_dict
 
 from ..config import GradeConfig
 from .collect import UNSEEN_TARGETS
-from .parts import CHECK_KINDS, CHECKS, GRADED_PARTS, GradedPart
+from .parts import CHECK_KINDS, CHECKS, GRADED_PARTS, SECTION3, GradedPart, graded_checks
 
 __all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "model_digest", "score_submission",
            "check_structure", "check_accuracy", "check_unseen"]
@@ -260,14 +260,19 @@ def score_submission(export_dir: Path, ref: Reference, cfg: GradeConfig,
     Each check is all or nothing; its messages list every target that failed, so the
     student sees all problems at once.
     """
+    from .removal import score_section3
+    records = {name: _load_export(Path(export_dir) / f"{name}.pt")
+               for name in [gp.name for gp in GRADED_PARTS] + ["removal", "finetune"]}
     messages = {}
     for gp in GRADED_PARTS:
-        record, problem = _load_export(Path(export_dir) / f"{gp.name}.pt")
+        record, problem = records[gp.name]
         kinds = {k: [problem] for k in CHECK_KINDS} if problem else _score_part(gp, record, ref, cfg)
         messages.update({gid: kinds[kind] for gid, kind in gp.checks().items()})
+    if any(gid in points for gid in SECTION3):
+        messages.update(score_section3(records, ref, cfg))
     out = []
-    for gid in CHECKS:
-        max_points = float(points.get(gid, 0.0))
+    for gid in graded_checks(points):
+        max_points = float(points[gid])
         out.append(CheckResult(gid, 0.0 if messages[gid] else max_points, max_points, messages[gid]))
     return out
 

@@ -1,0 +1,153 @@
+"""Runs in the grader's process: the hidden checks of part 3 (filter removal and fine-tuning).
+
+Like parts 1 and 2, everything is recomputed from saved weights on the grader's own data: the
+removed models are rebuilt from their tensors (:func:`helpers.removal.small_cnn_from_state`),
+compared with the student's *own* structured models of part 2 (so a mistake there is not
+charged twice), and the fine-tuned models with the student's own starting models, measured here.
+"""
+
+from __future__ import annotations
+
+from helpers.cost import count_macs
+from helpers.removal import inspect_removal, surviving_filters
+from helpers.removal_checks import FINETUNE_MARGIN, FINETUNE_TARGETS, MACS_TOL, inspect_finetuned
+
+from ..config import GradeConfig
+from .collect import UNSEEN_TARGETS
+
+__all__ = ["score_section3", "check_removed", "check_remove_function", "check_finetuned"]
+_COMPARE_IMAGES = 256
+
+
+def _by_target(record) -> dict[float, dict]:
+    items = record.get("results", []) if isinstance(record, dict) else []
+    return {round(i["target"], 6): i for i in items if isinstance(items, list) and isinstance(i, dict)
+            and isinstance(i.get("target"), float)}
+
+
+def _model(state, ref, removed: bool):
+    from helpers.removal import small_cnn_from_state
+
+    from .scoring import _model_from_state
+    return small_cnn_from_state(state) if removed else _model_from_state(state, ref)
+
+
+def _claims(where: str, item: dict, measured: dict[str, float], tols: dict[str, float]) -> list[str]:
+    out = []
+    for name, value in measured.items():
+        claimed = item.get(name)
+        if claimed is None or abs(claimed - value) > tols[name]:
+            out.append(f"{where}: '{name}' says {claimed} but the stored model gives {value:.4f}")
+    return out
+
+
+def check_removed(removal, structured, ref, cfg: GradeConfig, images) -> list[str]:
+    """Is each removed model its part-2 model with the zeroed filters cut, and are its numbers its own?"""
+    from .scoring import model_digest
+    targets = [round(t, 6) for t in ref_targets()]
+    saved, masked = _by_target(removal), _by_target(structured)
+    problems = []
+    missing = [t for t in targets if t not in saved]
+    if missing:
+        problems.append(f"removal_results must have one entry per target of structured_results; none for {missing}")
+    for t in targets:
+        item, where = saved.get(t), f"target {t:.2f}"
+        if item is None:
+            continue
+        if item.get("error"):
+            problems.append(f"{where}: {item['error']}")
+            continue
+        source = masked.get(t)
+        start, why = _model(source.get("state") if source else None, ref, removed=False)
+        if start is None:
+            problems.append(f"{where}: structured_results has no usable model at this target ({why})")
+            continue
+        removed, why = _model(item.get("state"), ref, removed=True)
+        problem = why or inspect_removal(removed, start, images)
+        if problem:
+            problems.append(f"{where}: {problem}")
+            continue
+        measured = {"macs": count_macs(removed)[0], "accuracy": ref.accuracy_of(removed, model_digest(removed))}
+        problems += _claims(where, item, measured, {"macs": MACS_TOL * measured["macs"], "accuracy": cfg.claim_tol})
+    return problems
+
+
+def ref_targets() -> tuple[float, ...]:
+    from helpers.parts import STRUCTURED
+    return STRUCTURED.targets
+
+
+def check_remove_function(removal, ref, images) -> list[str]:
+    """``remove_filters`` at targets the notebook never uses, on models whose filters the export masked at random."""
+    unseen = removal.get("unseen", {}) if isinstance(removal, dict) else {}
+    unseen = unseen if isinstance(unseen, dict) else {}
+    problems = []
+    for target in UNSEEN_TARGETS:
+        item = unseen.get(str(target))
+        item = item if isinstance(item, dict) else {}
+        call = f"remove_filters(a model with {target:.0%} of its filters zeroed)"
+        if item.get("error") or not item.get("state"):
+            problems.append(f"{call} failed: {item.get('error') or 'no result'}")
+            continue
+        if item.get("modified_input"):
+            problems.append(f"{call} changed the model it was given: work on a copy (copy_model) and return it")
+            continue
+        masked, why = _model(item.get("masked"), ref, removed=False)
+        if masked is not None and not _zeroes_a_filter(masked):
+            why = "the model given to remove_filters was not saved with its zeroed filters"
+        removed, why = (None, why) if why else _model(item["state"], ref, removed=True)
+        problem = why or inspect_removal(removed, masked, images)
+        if problem:
+            problems.append(f"{call}: {problem}")
+    return problems
+
+
+def _zeroes_a_filter(model) -> bool:
+    counts = surviving_filters(model)
+    return any(counts[name] < m.out_channels for name, m in model.named_modules() if name in counts)
+
+
+def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> list[str]:
+    """Did fine-tuning keep each model's pruning and gain :data:`FINETUNE_MARGIN` on the grader's data?"""
+    from .scoring import model_digest
+    items = finetune.get("results", []) if isinstance(finetune, dict) else []
+    entries = {i.get("kind"): i for i in items if isinstance(items, list) and isinstance(i, dict)}
+    starts = {"structured": (_by_target(removal), True), "unstructured": (_by_target(unstructured), False)}
+    problems = []
+    for kind, target in FINETUNE_TARGETS.items():
+        item = entries.get(kind)
+        if item is None or item.get("error"):
+            why = item["error"] if item else f"finetune_results has no entry of kind '{kind}'"
+            problems.append(f"{kind}: {why}")
+            continue
+        saved, removed = starts[kind]
+        start, why = _model((saved.get(round(target, 6)) or {}).get("state"), ref, removed)
+        if start is None:
+            problems.append(f"{kind}: no model at target {target} to start from ({why})")
+            continue
+        tuned, why = _model(item.get("state"), ref, removed)
+        problem = why or inspect_finetuned(kind, tuned, start)
+        if problem:
+            problems.append(f"{kind}: {problem}")
+            continue
+        before = ref.accuracy_of(start, model_digest(start))
+        after = ref.accuracy_of(tuned, model_digest(tuned))
+        problems += _claims(kind, item, {"before": before, "after": after},
+                            {"before": cfg.claim_tol, "after": cfg.claim_tol})
+        if after < before + FINETUNE_MARGIN:
+            problems.append(f"{kind}: fine-tuning took the accuracy from {before:.4f} to {after:.4f} on the grader's "
+                            f"data; at least {before + FINETUNE_MARGIN:.4f} is expected (train a copy on the training "
+                            "split for the epochs the cell sets)")
+    return problems
+
+
+def score_section3(records: dict, ref, cfg: GradeConfig) -> dict[str, list[str]]:
+    """``{grade_id: messages}`` of part 3's check cells from the exports ``records[part] = (record, problem)``."""
+    images = ref.test_data[0][:_COMPARE_IMAGES]
+    (removal, r_problem), (finetune, f_problem) = records["removal"], records["finetune"]
+    structured, unstructured = records["structured"][0], records["unstructured"][0]
+    return {
+        "test_removal_models": [r_problem] if r_problem else check_removed(removal, structured, ref, cfg, images),
+        "test_removal_function": [r_problem] if r_problem else check_remove_function(removal, ref, images),
+        "test_finetuning": [f_problem] if f_problem else check_finetuned(finetune, removal, unstructured, ref, cfg),
+    }

@@ -1,0 +1,137 @@
+"""What a model costs to run: multiply-accumulates, parameters and CPU latency.
+
+Part 3 of the notebook compares masked models (zeros still stored and multiplied) with models
+whose zeroed filters were removed. MACs and parameters are counted by Torch-Pruning's
+``count_ops_and_params`` (a maintained counter that walks the model with forward hooks), not by
+code of this course. Latency is measured with ``torch.utils.benchmark.Timer``, which warms up,
+repeats until a minimum run time is reached and reports the median.
+
+Example:
+    >>> from helpers import SmallCNN
+    >>> macs, params = count_macs(SmallCNN())
+    >>> int(macs), params
+    (11021322, 620362)
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+__all__ = ["count_macs", "measure_latency", "cost_rows", "format_cost_table", "INPUT_SHAPE"]
+
+#: One CINIC-10 image as the model takes it: ``(channels, height, width)``.
+INPUT_SHAPE = (3, 32, 32)
+
+
+def _plain(model: nn.Module) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def count_macs(model: nn.Module) -> tuple[float, int]:
+    """``(MACs, parameters)`` of one forward pass of a single 32x32 image.
+
+    Counted by ``torch_pruning.utils.count_ops_and_params`` on the CPU. Masked zeros count
+    like any weight (they are still multiplied); a model whose filters were removed counts
+    only what is left. ``model`` is not modified (its train/eval mode is kept).
+    """
+    import torch_pruning as tp
+    model = _plain(model)
+    was_training = model.training
+    device = next((p.device for p in model.parameters()), torch.device("cpu"))
+    try:
+        model.eval()
+        macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, *INPUT_SHAPE, device=device))
+    finally:
+        model.train(was_training)
+    return float(macs), int(params)
+
+
+def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None = None,
+                    min_run_time: float = 0.3) -> float:
+    """Median CPU seconds of one forward pass over a batch of ``batch_size`` images.
+
+    Args:
+        model: any model taking ``(B, 3, 32, 32)`` float32; measured in eval mode on a CPU
+            copy of its inputs, under ``torch.inference_mode``.
+        batch_size: images per forward pass (1: one image at a time, as a phone would).
+        threads: torch CPU threads during the measurement (default: torch's current setting);
+            fix it when comparing models, so that they are measured alike.
+        min_run_time: seconds of repeated runs after a warm-up (``Timer.blocked_autorange``).
+
+    Returns:
+        Seconds per forward pass (median of the timed blocks).
+    """
+    import logging
+    # importing torch.utils.benchmark looks for a CUDA toolkit and logs a warning on CPU-only machines
+    logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
+    from torch.utils import benchmark
+    model = _plain(model)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"threads must be a positive int or None, got {threads!r}")
+    if not min_run_time > 0:
+        raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time!r}")
+    if any(p.device.type != "cpu" for p in model.parameters()):
+        from .models import copy_model
+        model = copy_model(model).cpu()  # a CPU copy: the model itself stays where it is
+    was_training = model.training
+    model.eval()
+    x = torch.randn(batch_size, *INPUT_SHAPE)
+    try:
+        with torch.inference_mode():
+            for _ in range(3):  # warm-up: first calls allocate and pick kernels
+                model(x)
+            timer = benchmark.Timer("model(x)", globals={"model": model, "x": x},
+                                    num_threads=threads or torch.get_num_threads())
+            return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+    finally:
+        model.train(was_training)
+
+
+def cost_rows(models: dict, test_data, batch_sizes: tuple[int, ...] = (1, 256), threads: int | None = None,
+              min_run_time: float = 0.3, progress: bool = True) -> list[dict]:
+    """Accuracy, MACs, parameters and latency of each named model, for :func:`format_cost_table` and plots.
+
+    Args:
+        models: ``{name: (kind, target, model)}``; ``kind`` groups the points of a plot
+            (``"pretrained"``, ``"unstructured (masked)"``, ...), ``target`` is the pruning fraction.
+        test_data: ``[images, labels]`` for :func:`helpers.test_model`.
+        batch_sizes: the batch sizes to time, each a column ``latency_<b>`` in seconds.
+        threads: CPU threads for every timing (default: torch's current setting), the same for all.
+
+    Returns:
+        One dict per model: ``name, kind, target, accuracy, macs, params, latency_<b>...``.
+    """
+    from tqdm.auto import tqdm
+
+    from .evaluate import test_model
+    threads = threads or torch.get_num_threads()
+    rows = []
+    for name, (kind, target, model) in tqdm(models.items(), desc="measuring", disable=not progress, leave=False):
+        macs, params = count_macs(model)
+        row = {"name": name, "kind": kind, "target": target, "macs": macs, "params": params,
+               "accuracy": test_model(model, test_data, verbose=False)}
+        for b in batch_sizes:
+            row[f"latency_{b}"] = measure_latency(model, b, threads=threads, min_run_time=min_run_time)
+        rows.append(row)
+    return rows
+
+
+def format_cost_table(rows: list[dict]) -> str:
+    """The rows of :func:`cost_rows` as a text table; ratios are to the first row (the pretrained model)."""
+    if not rows:
+        return "(no models measured)"
+    lat = [k for k in rows[0] if k.startswith("latency_")]
+    head = f"{'model':<28}{'accuracy':>9}{'MMACs':>8}{'params':>9}" + "".join(
+        f"{'ms @' + k[8:]:>11}{'speed-up':>9}" for k in lat) + f"{'MACs cut':>9}"
+    lines = [head, "-" * len(head)]
+    base = rows[0]
+    for r in rows:
+        cells = "".join(f"{r[k] * 1e3:>11.3f}{base[k] / r[k]:>8.2f}x" for k in lat)
+        lines.append(f"{r['name']:<28}{r['accuracy']:>9.4f}{r['macs'] / 1e6:>8.2f}{r['params']:>9,}"
+                     f"{cells}{base['macs'] / r['macs']:>8.2f}x")
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""The visible checks of part 3 (filter removal and fine-tuning), as the notebook calls them.
+
+Each check returns ``""`` when everything is right, else one line per problem; the notebook's
+check cell asserts that the report is empty. The autograder recomputes the same decisions from
+the saved weights on its own data, out of the kernel's reach.
+
+What the notebook builds:
+
+* ``removal_results``: one dict per target of ``structured_results``, in the same order, with
+  ``target``, ``model`` (``remove_filters`` of that target's model), ``macs`` (``count_macs``) and
+  ``accuracy`` (``test_model``).
+* ``finetune_results``: two dicts, ``kind`` ``"structured"`` (the removed model at
+  :data:`FINETUNE_TARGETS` ``["structured"]``) and ``"unstructured"`` (the masked model at
+  ``["unstructured"]``), each with ``target``, ``model`` (fine-tuned), ``before`` and ``after``
+  (``test_model`` accuracies before and after fine-tuning).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import torch
+from torch import nn
+
+from .cost import count_macs
+from .evaluate import test_model
+from .removal import inspect_removal, surviving_filters
+from .sparsity import effective_weight, global_sparsity, prunable_layers
+
+__all__ = ["check_removal", "check_finetuning", "FINETUNE_TARGETS", "FINETUNE_MARGIN", "MACS_TOL",
+           "inspect_finetuned"]
+
+#: The model of each kind that part 3 fine-tunes, by target.
+FINETUNE_TARGETS = {"structured": 0.5, "unstructured": 0.9}
+#: Accuracy (fraction) fine-tuning must add to the model it starts from; measured, see benchmarks/RESULTS.md.
+FINETUNE_MARGIN = 0.01
+#: Allowed relative difference between a stored MAC count and the count of the stored model.
+MACS_TOL = 0.01
+_COMPARE_IMAGES = 256
+
+
+def _by_target(results) -> dict[float, dict]:
+    return {round(float(r["target"]), 6): r for r in results or []
+            if isinstance(r, dict) and isinstance(r.get("target"), numbers.Real)}
+
+
+def _claim(name: str, claimed, measured: float, tol: float) -> str | None:
+    if isinstance(claimed, bool) or not isinstance(claimed, numbers.Real) or abs(float(claimed) - measured) > tol:
+        return f"'{name}' says {claimed!r} but the stored model gives {measured:.4f}"
+    return None
+
+
+def check_removal(removal_results, structured_results, test_data) -> str:
+    """Is each entry's model its structured model with the zeroed filters removed, and are its numbers its own?"""
+    if not isinstance(removal_results, (list, tuple)) or not removal_results:
+        return "removal_results is empty: build one entry per target of structured_results (see the cell above)"
+    masked = _by_target(structured_results)
+    lines = []
+    if len(removal_results) != len(masked):
+        lines.append(f"removal_results has {len(removal_results)} entries, structured_results {len(masked)}: "
+                     "one per target")
+    for i, entry in enumerate(removal_results):
+        if not isinstance(entry, dict) or not {"target", "model", "macs", "accuracy"} <= set(entry):
+            lines.append(f"removal_results[{i}] must be a dict with target, model, macs and accuracy")
+            continue
+        source = masked.get(round(float(entry["target"]), 6)) if isinstance(entry["target"], numbers.Real) else None
+        if source is None:
+            lines.append(f"removal_results[{i}]: no model of structured_results has target {entry['target']!r}")
+            continue
+        where = f"target {float(entry['target']):.2f}"
+        problem = inspect_removal(entry["model"], source["model"], test_data[0][:_COMPARE_IMAGES])
+        if problem:
+            lines.append(f"{where}: {problem}")
+            continue
+        macs, _ = count_macs(entry["model"])
+        for msg in (_claim("macs", entry["macs"], macs, MACS_TOL * macs),
+                    _claim("accuracy", entry["accuracy"], test_model(entry["model"], test_data, verbose=False), 1e-6)):
+            if msg:
+                lines.append(f"{where}: {msg}")
+    return "\n".join(lines)
+
+
+def _zero_mask(model: nn.Module) -> torch.Tensor:
+    return torch.cat([effective_weight(m).flatten() == 0 for _, m in prunable_layers(model)])
+
+
+def inspect_finetuned(kind: str, tuned: nn.Module, start: nn.Module) -> str | None:
+    """``None`` when fine-tuning kept ``start``'s pruning, else why not.
+
+    ``"structured"``: the same number of filters in every conv layer. ``"unstructured"``: every
+    weight that was zero in ``start`` is still zero (the masks were kept), and no more.
+    """
+    if kind == "structured":
+        want, got = surviving_filters(start), {n: m.out_channels for n, m in prunable_layers(tuned, (nn.Conv2d,))}
+        if got != want:
+            return f"the fine-tuned model's filters per layer are {got}, expected {want} (the removed model's)"
+        return None
+    try:
+        before, after = _zero_mask(start), _zero_mask(tuned)
+    except RuntimeError:
+        return "the fine-tuned model does not have the pretrained model's layers"
+    if before.shape != after.shape:
+        return "the fine-tuned model does not have the pretrained model's layers"
+    lost = int((before & ~after).sum())
+    if lost:
+        return (f"{lost} of the {int(before.sum())} pruned weights are no longer zero (sparsity "
+                f"{global_sparsity(tuned):.3f}, was {global_sparsity(start):.3f}): keep the masks attached while "
+                "fine-tuning (no prune.remove before it), so that only the surviving weights train")
+    return None
+
+
+def check_finetuning(finetune_results, removal_results, unstructured_results, test_data) -> str:
+    """Did fine-tuning keep each model's pruning and recover :data:`FINETUNE_MARGIN`; are the numbers its own?"""
+    starts = {"structured": _by_target(removal_results), "unstructured": _by_target(unstructured_results)}
+    entries = {e.get("kind"): e for e in finetune_results or [] if isinstance(e, dict)}
+    lines = []
+    for kind, target in FINETUNE_TARGETS.items():
+        entry = entries.get(kind)
+        if entry is None or not {"target", "model", "before", "after"} <= set(entry):
+            lines.append(f"finetune_results needs a dict with kind '{kind}', target {target}, model, before and after")
+            continue
+        start = starts[kind].get(target)
+        if start is None:
+            lines.append(f"{kind}: no model at target {target} to start from (finish the parts above first)")
+            continue
+        if entry["model"] is start["model"]:
+            lines.append(f"{kind}: the fine-tuned model is the one in the results above: fine-tune a copy "
+                         "(copy_model), so that the model before fine-tuning stays there to compare with")
+            continue
+        problem = inspect_finetuned(kind, entry["model"], start["model"])
+        if problem:
+            lines.append(f"{kind}: {problem}")
+            continue
+        before = test_model(start["model"], test_data, verbose=False)
+        after = test_model(entry["model"], test_data, verbose=False)
+        for msg in (_claim("before", entry["before"], before, 1e-6), _claim("after", entry["after"], after, 1e-6)):
+            if msg:
+                lines.append(f"{kind}: {msg}")
+        if after < before + FINETUNE_MARGIN:
+            lines.append(f"{kind}: fine-tuning took the accuracy from {before:.4f} to {after:.4f}; at least "
+                         f"{before + FINETUNE_MARGIN:.4f} is expected (train on the training split, for the epochs "
+                         "the cell sets)")
+    return "\n".join(lines)

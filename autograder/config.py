@@ -16,7 +16,7 @@ NOTEBOOK = "pruning"
 #: The instructor's source notebook: solutions, hidden-test regions and point values.
 SOURCE_NOTEBOOK = REPO_ROOT / "assignment" / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
 #: Instructor cells of the notebook that only display (plots, the slider); skipped in lean grading.
-DISPLAY_CELLS = ("part1_plots", "slider", "part2_plots")
+DISPLAY_CELLS = ("part1_plots", "slider", "part2_plots", "cost_table")
 
 
 @dataclass

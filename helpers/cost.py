@@ -35,17 +35,14 @@ def count_macs(model: nn.Module) -> tuple[float, int]:
 
     Counted by ``torch_pruning.utils.count_ops_and_params`` on the CPU. Masked zeros count
     like any weight (they are still multiplied); a model whose filters were removed counts
-    only what is left. ``model`` is not modified (its train/eval mode is kept).
+    only what is left. A copy is counted: ``model`` is not modified.
     """
     import torch_pruning as tp
-    model = _plain(model)
-    was_training = model.training
+
+    from .models import copy_model
+    model = copy_model(_plain(model)).eval()  # the counter deep-copies, which a pruned model allows only this way
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
-    try:
-        model.eval()
-        macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, *INPUT_SHAPE, device=device))
-    finally:
-        model.train(was_training)
+    macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, *INPUT_SHAPE, device=device))
     return float(macs), int(params)
 
 

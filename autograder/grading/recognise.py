@@ -7,8 +7,9 @@ be graded as if the student had deleted every answer. Before the usual restoring
 matched against the source notebook:
 
 * a cell whose text is an instructor cell's (as released) is that cell;
-* a code cell that defines an answer cell's function (``prune_unstructured``, ...) is that answer
-  cell; of several, the last one (the student's latest version) wins;
+* a code cell that defines an answer cell's function (``prune_unstructured``, ...), or its names
+  when it defines no function (``finetune_results``), is that answer cell; of several, the last one
+  (the student's latest version) wins;
 * a markdown cell right after a question (found by the rules above) is that question's written answer.
 
 Cells recognised get their ``grade_id`` back (the source's nbgrader metadata), with a note. Then
@@ -91,7 +92,9 @@ def recognise_cells(submitted, source, released_text) -> tuple[list[str], list[s
     lost = not have or any(_gid(c) for c in bare)
     # 2. code answer cells by the function they define (the last definition wins)
     for answer in [c for c in wanted if c.cell_type == "code" and c.metadata["nbgrader"].get("solution")]:
-        functions = {n for n in defined_names(answer.source) if f"def {n}(" in answer.source}
+        names = defined_names(answer.source)
+        # a cell is known by the functions it defines, or by its names when it defines none (part 3's fine-tuning)
+        functions = {n for n in names if f"def {n}(" in answer.source} or names
         defining = [c for c in submitted.cells if not _gid(c) and c.cell_type == "code"
                     and functions & defined_names(c.source)]
         if defining:

@@ -50,3 +50,20 @@ for target in TARGETS:
     structured_results.append({"target": target, "model": pruned,
                                "sparsity": global_sparsity(pruned, (nn.Conv2d,)),
                                "accuracy": test_model(pruned, test_data)})
+### finetune
+FINETUNE_EPOCHS = 1
+train_data = [data["X_train"], data["y_train"]]
+finetune_results = []
+starts = {"structured": next(r["model"] for r in removal_results if r["target"] == 0.5),
+          "unstructured": next(r["model"] for r in unstructured_results if r["target"] == 0.9)}
+for kind, start in starts.items():
+    tuned = copy_model(start)
+    if kind == "unstructured":  # zeroed by hand, no masks: attach masks of the zeros so that they stay zero
+        for m in tuned.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                prune.custom_from_mask(m, "weight", (m.weight != 0).float())
+    before = test_model(tuned, test_data, verbose=False)
+    fine_tune(tuned, train_data, epochs=FINETUNE_EPOCHS)
+    after = test_model(tuned, test_data, verbose=False)
+    finetune_results.append({"kind": kind, "target": 0.5 if kind == "structured" else 0.9, "model": tuned,
+                             "before": before, "after": after})

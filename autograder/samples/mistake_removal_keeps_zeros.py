@@ -1,4 +1,4 @@
-# expect-zero: test_removal_models test_removal_function test_finetuning
+# expect-zero: test_removal_models test_removal_function
 # expect-status: ok
 # Mistake: removes the surviving filters and keeps the zeroed ones (the mask read the wrong way round).
 # At target 0.5 the filter counts even look right; the logits do not.

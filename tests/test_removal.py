@@ -1,0 +1,365 @@
+"""Part 3: removal, cost measurement, fine-tuning and their checks, against references made by hand.
+
+Removed models are built here by slicing tensors (not with Torch-Pruning, which the solution uses);
+masked models with ``torch.nn.utils.prune.custom_from_mask``; MAC counts are compared with a fresh
+model of the same widths. Messages are asserted whole.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.nn.utils import prune
+
+from helpers import SmallCNN
+from helpers.cost import count_macs, format_cost_table, measure_latency
+from helpers.finetune import fine_tune
+from helpers.models import copy_model, plain_state_dict
+from helpers.removal import (
+    inspect_removal,
+    mask_random_filters,
+    small_cnn_from_state,
+    surviving_filters,
+    without_dead_biases,
+)
+from helpers.removal_checks import FINETUNE_MARGIN, check_finetuning, check_removal, inspect_finetuned
+
+SMALL = {"channels": (4, 6, 8), "hidden": 16}
+IMAGES = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
+
+
+def base():
+    torch.manual_seed(3)
+    return SmallCNN(**SMALL).eval()
+
+
+def masked(model, dead: dict[str, list[int]]):
+    """A copy with the given filters of each conv masked (biases untouched)."""
+    out = copy_model(model)
+    for name, idx in dead.items():
+        conv = getattr(out, name)
+        mask = torch.ones_like(conv.weight)
+        mask[idx] = 0
+        prune.custom_from_mask(conv, "weight", mask)
+    return out
+
+
+def removed_by_hand(model, dead: dict[str, list[int]]):
+    """Slice the surviving filters out by hand: each conv's rows, the next layer's columns, the biases."""
+    state = plain_state_dict(model)
+    keep = {n: [i for i in range(getattr(model, n).out_channels) if i not in dead.get(n, [])]
+            for n in ("conv1", "conv2", "conv3")}
+    state["conv1.weight"] = state["conv1.weight"][keep["conv1"]]
+    state["conv1.bias"] = state["conv1.bias"][keep["conv1"]]
+    for prev, conv in (("conv1", "conv2"), ("conv2", "conv3")):
+        state[f"{conv}.weight"] = state[f"{conv}.weight"][keep[conv]][:, keep[prev]]
+        state[f"{conv}.bias"] = state[f"{conv}.bias"][keep[conv]]
+    cols = torch.tensor([c * 16 + p for c in keep["conv3"] for p in range(16)])
+    state["fc1.weight"] = state["fc1.weight"][:, cols]
+    out = SmallCNN(channels=tuple(len(keep[n]) for n in ("conv1", "conv2", "conv3")), hidden=SMALL["hidden"])
+    out.load_state_dict(state)
+    return out.eval()
+
+
+DEAD = {"conv1": [1], "conv2": [0, 4], "conv3": [2, 3, 7]}
+
+
+def test_a_model_removed_by_hand_passes_and_computes_the_masked_model_without_dead_biases():
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    assert surviving_filters(m) == {"conv1": 3, "conv2": 4, "conv3": 5}
+    assert inspect_removal(r, m, IMAGES) is None
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.allclose(r(x), without_dead_biases(m)(x), atol=1e-5)
+    assert not torch.allclose(r(x), m(x), atol=1e-5), "the dead filters' biases matter: the test would be blind"
+
+
+def test_removal_mistakes_get_their_messages():
+    m = masked(base(), DEAD)
+    assert inspect_removal(base(), m, IMAGES) == (
+        "conv1 has 4 filters, expected 3 (its nonzero ones): remove exactly the filters whose weights are all zero")
+    wrong = removed_by_hand(m, DEAD)
+    with torch.no_grad():  # conv2 reads conv1's surviving channels in the wrong order
+        wrong.conv2.weight.copy_(wrong.conv2.weight[:, [1, 0, 2]])
+    assert inspect_removal(wrong, m, IMAGES).startswith(
+        "removing changed what the model computes (largest logit difference ")
+    assert inspect_removal(wrong, m, IMAGES).endswith(
+        "): remove each zeroed filter together with the input channels that read it in the next layer "
+        "(Torch-Pruning's DependencyGraph does both)")
+    kept_zero = removed_by_hand(m, DEAD)
+    with torch.no_grad():
+        kept_zero.conv2.weight[0] = 0
+    assert inspect_removal(kept_zero, m, IMAGES) == (
+        "zeroed filters are still there: {'conv1': 0, 'conv2': 1, 'conv3': 0}")
+    assert inspect_removal("model", m, IMAGES) == "expected a torch.nn.Module, got str"
+
+
+def test_small_differences_within_the_output_tolerance_pass():
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    with torch.no_grad():
+        r.fc2.bias += 5e-5
+    assert inspect_removal(r, m, IMAGES) is None
+    with torch.no_grad():
+        r.fc2.bias += 1e-4
+    assert inspect_removal(r, m, IMAGES) is not None
+
+
+def test_removed_models_are_rebuilt_from_their_tensors_only():
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    rebuilt, why = small_cnn_from_state(plain_state_dict(r))
+    assert why is None and [c.out_channels for c in (rebuilt.conv1, rebuilt.conv2, rebuilt.conv3)] == [3, 4, 5]
+    assert small_cnn_from_state(None) == (None, "no model was saved")
+    assert small_cnn_from_state({"conv1.weight": "x"}) == (None, "no model was saved")
+    bad = plain_state_dict(r)
+    bad["fc1.weight"] = bad["fc1.weight"][:, :10]
+    model, why = small_cnn_from_state(bad)
+    assert model is None and why.startswith("the model is not the course's CNN with some filters removed (")
+
+
+def test_macs_count_what_is_computed():
+    m = base()
+    macs, params = count_macs(m)
+    assert params == sum(p.numel() for p in m.parameters())
+    assert count_macs(masked(m, DEAD)) == (macs, params), "masked zeros are still multiplied"
+    r = removed_by_hand(masked(m, DEAD), DEAD)
+    assert count_macs(r) == count_macs(SmallCNN(channels=(3, 4, 5), hidden=16))
+    assert count_macs(r)[0] < macs
+    m.train()
+    count_macs(m)
+    assert m.training, "the mode is restored"
+
+
+def test_latency_is_a_positive_time_and_inputs_are_checked():
+    m = base()
+    seconds = measure_latency(m, batch_size=2, threads=1, min_run_time=0.01)
+    assert seconds > 0 and not m.training
+    for bad, message in (({"batch_size": 0}, "batch_size must be a positive int, got 0"),
+                         ({"threads": 0}, "threads must be a positive int or None, got 0"),
+                         ({"min_run_time": 0}, "min_run_time must be > 0 seconds, got 0")):
+        with pytest.raises(ValueError) as err:
+            measure_latency(m, **bad)
+        assert str(err.value) == message
+
+
+def test_the_cost_table_gives_ratios_to_the_first_row():
+    rows = [{"name": "pretrained", "accuracy": 0.5, "macs": 4e6, "params": 1000, "latency_1": 0.002},
+            {"name": "removed", "accuracy": 0.4, "macs": 1e6, "params": 250, "latency_1": 0.001}]
+    lines = format_cost_table(rows).splitlines()
+    assert lines[0].split() == ["model", "accuracy", "MMACs", "params", "ms", "@1", "speed-up", "MACs", "cut"]
+    assert lines[3].split() == ["removed", "0.4000", "1.00", "250", "1.000", "2.00x", "4.00x"]
+    assert format_cost_table([]) == "(no models measured)"
+
+
+def test_random_filter_masks_zero_exactly_the_fraction():
+    m = mask_random_filters(base(), 0.5, seed=1)
+    assert surviving_filters(m) == {"conv1": 2, "conv2": 3, "conv3": 4}
+    assert all(float(c.bias.detach().abs().sum()) > 0 for c in (m.conv1, m.conv2, m.conv3)), "biases untouched"
+    with pytest.raises(ValueError, match=r"fraction must be in \[0, 1\], got 1.5"):
+        mask_random_filters(base(), 1.5)
+
+
+def _data(n=64, seed=0):
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (n, 32, 32, 3), dtype=np.uint8), rng.integers(0, 10, n)]
+
+
+def test_fine_tuning_with_masks_attached_keeps_the_zeros_and_without_loses_them():
+    start = masked(base(), DEAD)
+    unstructured = copy_model(base())
+    prune.global_unstructured([(unstructured.conv2, "weight"), (unstructured.fc1, "weight")],
+                              prune.L1Unstructured, amount=0.5)
+    tuned = fine_tune(copy_model(unstructured), _data(), epochs=1, lr=1e-2, batch_size=16, progress=False)
+    assert not tuned.training
+    assert inspect_finetuned("unstructured", tuned, unstructured) is None
+    assert not torch.equal(plain_state_dict(tuned)["fc1.weight"], plain_state_dict(unstructured)["fc1.weight"])
+    dropped = copy_model(unstructured)
+    for m in (dropped.conv2, dropped.fc1):
+        prune.remove(m, "weight")
+    fine_tune(dropped, _data(), epochs=1, lr=1e-2, batch_size=16, progress=False)
+    plain = plain_state_dict(unstructured)
+    n = int((plain["fc1.weight"] == 0).sum() + (plain["conv2.weight"] == 0).sum())
+    msg = inspect_finetuned("unstructured", dropped, unstructured)
+    lost = int(msg.split(" of the ")[0])
+    assert 0 < lost <= n and msg.startswith(f"{lost} of the {n} pruned weights are no longer zero (sparsity ")
+    assert msg.endswith("): keep the masks attached while fine-tuning (no prune.remove before it), so that only "
+                        "the surviving weights train")
+    r = removed_by_hand(start, DEAD)
+    assert inspect_finetuned("structured", fine_tune(copy_model(r), _data(), progress=False), r) is None
+    assert inspect_finetuned("structured", base(), r) == (
+        "the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, expected "
+        "{'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
+
+
+def test_fine_tune_checks_its_arguments():
+    for kwargs, message in (({"epochs": 0}, "epochs must be a positive int, got 0"),
+                            ({"lr": 0}, "lr must be > 0, got 0"),
+                            ({"batch_size": True}, "batch_size must be a positive int, got True")):
+        with pytest.raises(ValueError) as err:
+            fine_tune(base(), _data(), **kwargs)
+        assert str(err.value) == message
+    with pytest.raises(ValueError, match="train_data must be"):
+        fine_tune(base(), _data()[0])
+
+
+# ---- the visible checks ---------------------------------------------------------------------
+
+def _structured_results():
+    return [{"target": 0.5, "model": masked(base(), DEAD)}]
+
+
+def test_check_removal_of_a_right_and_a_wrong_list():
+    from helpers import test_model
+    test = [IMAGES, np.arange(16) % 10]
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    good = [{"target": 0.5, "model": r, "macs": count_macs(r)[0], "accuracy": test_model(r, test, verbose=False)}]
+    assert check_removal(good, _structured_results(), test) == ""
+    off = [{**good[0], "macs": good[0]["macs"] * 1.02, "accuracy": 0.99}]
+    assert check_removal(off, _structured_results(), test).splitlines() == [
+        f"target 0.50: 'macs' says {off[0]['macs']!r} but the stored model gives {good[0]['macs']:.4f}",
+        f"target 0.50: 'accuracy' says 0.99 but the stored model gives {good[0]['accuracy']:.4f}"]
+    assert check_removal([], _structured_results(), test) == (
+        "removal_results is empty: build one entry per target of structured_results (see the cell above)")
+    assert check_removal([{"target": 0.3, "model": r, "macs": 1, "accuracy": 1}], _structured_results(), test) == (
+        "removal_results[0]: no model of structured_results with a filter left in every layer has target 0.3")
+    assert check_removal(["x"], _structured_results(), test) == (
+        "removal_results[0] must be a dict with target, model, macs and accuracy")
+
+
+def _finetune_case(monkeypatch, start_acc: float, tuned_acc: float, unpruned: float = 0.7):
+    """Start models and tuned copies whose measured accuracies are fixed (``test_model`` replaced); the
+    pretrained model (scoring ``unpruned``) is returned last."""
+    import helpers.removal_checks as rc
+    pretrained = base()
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    tuned = {"structured": copy_model(r), "unstructured": copy_model(u)}
+    accuracy = {id(r): start_acc, id(u): start_acc, id(pretrained): unpruned,
+                **{id(m): tuned_acc for m in tuned.values()}}
+    monkeypatch.setattr(rc, "test_model", lambda model, data, verbose=True: accuracy[id(model)])
+    entries = [{"kind": k, "target": 0.5 if k == "structured" else 0.9, "model": m, "before": start_acc,
+                "after": tuned_acc} for k, m in tuned.items()]
+    return entries, [{"target": 0.5, "model": r}], [{"target": 0.9, "model": u}], pretrained
+
+
+@pytest.mark.parametrize("start, tuned, unpruned, ok", [
+    (0.5, 0.5 + FINETUNE_MARGIN, 0.7, True), (0.5, 0.5 + FINETUNE_MARGIN - 1e-4, 0.7, False),  # the margin
+    (0.149, 0.149, 0.7, True), (0.151, 0.151, 0.7, False),  # at chance: nothing asked
+    (0.5, 0.5, 0.5 + 2 * FINETUNE_MARGIN - 1e-4, True), (0.5, 0.5, 0.5 + 2 * FINETUNE_MARGIN + 1e-4, False),
+])  # little lost to pruning: nothing asked
+def test_check_finetuning_asks_for_a_gain_where_there_is_one_to_make(monkeypatch, start, tuned, unpruned, ok):
+    entries, removal, unstructured, pretrained = _finetune_case(monkeypatch, start, tuned, unpruned)
+    got = check_finetuning(entries, removal, unstructured, None, pretrained).splitlines()
+    assert got == ([] if ok else [
+        f"{k}: fine-tuning took the accuracy from {start:.4f} to {tuned:.4f}; at least {start + FINETUNE_MARGIN:.4f} "
+        "is expected (train on the training split, for the epochs the cell sets)" for k in ("structured",
+                                                                                             "unstructured")])
+
+
+def test_check_finetuning_asks_for_copies_and_both_kinds(monkeypatch):
+    test = None
+    same, removal, unstructured, _ = _finetune_case(monkeypatch, 0.5, 0.6)
+    r = removal[0]["model"]
+    in_place = [{**same[0], "model": r}]
+    assert check_finetuning(same, removal, unstructured, test) == ""
+    assert check_finetuning(in_place, removal, unstructured, test).splitlines()[0] == (
+        "structured: the fine-tuned model is the one in the results above: fine-tune a copy (copy_model), so that "
+        "the model before fine-tuning stays there to compare with")
+    assert check_finetuning([], removal, unstructured, test).splitlines() == [
+        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after",
+        "finetune_results needs a dict with kind 'unstructured', target 0.9, model, before and after"]
+
+
+# ---- the hidden checks, from saved weights ------------------------------------------------------
+
+@pytest.fixture()
+def ref():
+    from autograder.grading.scoring import Reference
+    data = [IMAGES, np.arange(16) % 10]
+    return Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy={})
+
+
+@pytest.fixture()
+def cfg(tmp_path):
+    from autograder.config import GradeConfig
+    from helpers import save_model
+    (tmp_path / "subs").mkdir()
+    return GradeConfig(submissions=tmp_path / "subs", data_root="synthetic",
+                       model=save_model(base(), tmp_path / "m.pt"), out=tmp_path / "out")
+
+
+def test_hidden_removal_check_compares_with_the_students_own_part2_model(monkeypatch, ref, cfg):
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import model_digest
+    monkeypatch.setattr(hidden, "ref_targets", lambda: (0.5, 0.9))
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    everything = masked(base(), {"conv1": [0, 1, 2, 3]})  # no filter left in conv1: nothing to remove to
+    structured = {"results": [{"target": 0.5, "state": plain_state_dict(m)},
+                              {"target": 0.9, "state": plain_state_dict(everything)}]}
+    acc = ref.accuracy_of(r, model_digest(r))
+    item = {"target": 0.5, "state": plain_state_dict(r), "macs": count_macs(r)[0], "accuracy": acc, "error": None}
+    assert hidden.check_removed({"results": [item]}, structured, ref, cfg, IMAGES) == []
+    wrong = {**item, "state": plain_state_dict(removed_by_hand(m, {"conv1": [0]})), "accuracy": 0.0}
+    assert hidden.check_removed({"results": [wrong]}, structured, ref, cfg, IMAGES) == [
+        "target 0.50: conv2 has 6 filters, expected 4 (its nonzero ones): remove exactly the filters whose weights "
+        "are all zero"]
+    assert hidden.check_removed({"results": []}, structured, ref, cfg, IMAGES) == [
+        "removal_results must have one entry per target of structured_results; none for [0.5]"]
+    claims = {**item, "macs": item["macs"] * 1.02, "accuracy": None}
+    assert hidden.check_removed({"results": [claims]}, structured, ref, cfg, IMAGES) == [
+        f"target 0.50: 'macs' says {claims['macs']} but the stored model gives {item['macs']:.4f}",
+        f"target 0.50: 'accuracy' says None but the stored model gives {acc:.4f}"]
+
+
+def test_hidden_removal_function_check(ref):
+    from autograder.grading import removal as hidden
+    dead35 = {"conv1": [0], "conv2": [1, 2], "conv3": [0, 5, 6]}
+    m = masked(base(), dead35)
+    good = {"masked": plain_state_dict(m), "state": plain_state_dict(removed_by_hand(m, dead35)), "error": None,
+            "modified_input": False}
+    call = "remove_filters(a model with {:.0%} of its filters zeroed)"
+    assert hidden.check_remove_function({"unseen": {"0.35": good, "0.65": good}}, ref, IMAGES) == []
+    got = hidden.check_remove_function({"unseen": {"0.35": {**good, "modified_input": True},
+                                                   "0.65": {"state": None, "error": "TypeError: no"}}}, ref, IMAGES)
+    assert got == [call.format(0.35) + " changed the model it was given: work on a copy (copy_model) and return it",
+                   call.format(0.65) + " failed: TypeError: no"]
+    unmasked = {**good, "masked": plain_state_dict(base())}
+    assert hidden.check_remove_function({"unseen": {"0.35": unmasked, "0.65": good}}, ref, IMAGES) == [
+        call.format(0.35) + ": the model given to remove_filters was not saved with its zeroed filters"]
+    assert hidden.check_remove_function(None, ref, IMAGES) == [
+        call.format(t) + " failed: no result" for t in (0.35, 0.65)]
+
+
+def test_hidden_finetuning_check(ref, cfg):
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import model_digest
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    tuned_r = fine_tune(copy_model(r), _data(), progress=False)
+    tuned_u = fine_tune(copy_model(u), _data(), progress=False)
+    for model, acc in ((ref.model, 0.7), (r, 0.4), (u, 0.5), (tuned_r, 0.45), (tuned_u, 0.5 + 0.0099)):
+        rebuilt = hidden._model(plain_state_dict(model), ref, removed=model is r or model is tuned_r)[0]
+        ref.remember(model_digest(rebuilt), acc)
+    removal = {"results": [{"target": 0.5, "state": plain_state_dict(r)}]}
+    unstructured = {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}
+    finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(tuned_r), "before": 0.4,
+                             "after": 0.45, "error": None},
+                            {"kind": "unstructured", "target": 0.9, "state": plain_state_dict(tuned_u),
+                             "before": 0.5, "after": 0.5099, "error": None}]}
+    assert hidden.check_finetuned(finetune, removal, unstructured, ref, cfg) == [
+        "unstructured: fine-tuning took the accuracy from 0.5000 to 0.5099 on the grader's data; at least 0.5100 is "
+        "expected (train a copy on the training split for the epochs the cell sets)"]
+    assert hidden.check_finetuned({"results": []}, removal, unstructured, ref, cfg) == [
+        "structured: finetune_results has no entry of kind 'structured'",
+        "unstructured: finetune_results has no entry of kind 'unstructured'"]
+    lost = copy_model(u)
+    for m in (lost.conv2, lost.fc1):
+        prune.remove(m, "weight")
+    fine_tune(lost, _data(), lr=1e-2, progress=False)
+    finetune["results"][1]["state"] = plain_state_dict(lost)
+    got = hidden.check_finetuned(finetune, removal, unstructured, ref, cfg)
+    assert len(got) == 1 and got[0].startswith("unstructured: ") and "pruned weights are no longer zero" in got[0]

@@ -74,7 +74,7 @@ def test_check_results_messages(base):
 def test_a_pruning_kind_is_one_object(base):
     from dataclasses import replace
 
-    from autograder.grading.parts import CHECKS, GRADED_PARTS
+    from autograder.grading.parts import CHECKS, GRADED_PARTS, SECTION3
     from helpers.parts import PARTS, STRUCTURED, UNSTRUCTURED, get_part
     assert [p.name for p in PARTS] == ["unstructured", "structured"]
     assert get_part("structured") is STRUCTURED
@@ -88,7 +88,7 @@ def test_a_pruning_kind_is_one_object(base):
             layer.weight.zero_()
     assert STRUCTURED.sparsity(m) == 0.0 and UNSTRUCTURED.sparsity(m) > 0.0
     # every graded cell belongs to exactly one part and check
-    assert list(CHECKS) == [gid for gp in GRADED_PARTS for gid in gp.cells]
+    assert list(CHECKS) == [gid for gp in GRADED_PARTS for gid in gp.cells] + list(SECTION3)
     # a new kind is a new instance: the visible checks follow its targets and inspection
     half = replace(UNSTRUCTURED, name="half", targets=(0.5,))
     results = [{"target": 0.5, "model": reference.prune_unstructured(base, 0.5), "sparsity": 0.5, "accuracy": 0.1}]

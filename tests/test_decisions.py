@@ -634,8 +634,8 @@ def test_a_failed_measurement_raises_and_is_measured_again(base, ref):
         ref.accuracy_of(Broken(), "d1")
 
 
-def test_a_check_cell_without_points_is_worth_nothing(tmp_path, base, ref, cfg):
-    results = scoring.score_submission(tmp_path, ref, cfg, {"test_unstructured_sparsity": 2})
-    worth = {r.grade_id: r.max_points for r in results}
-    assert worth["test_unstructured_sparsity"] == 2.0
-    assert {v for k, v in worth.items() if k != "test_unstructured_sparsity"} == {0.0}
+def test_only_the_check_cells_the_source_has_are_graded(tmp_path, base, ref, cfg):
+    results = scoring.score_submission(tmp_path, ref, cfg, {"test_unstructured_sparsity": 2, "test_finetuning": 4})
+    assert [(r.grade_id, r.max_points, r.points) for r in results] == [
+        ("test_unstructured_sparsity", 2.0, 0.0), ("test_finetuning", 4.0, 0.0)]
+    assert results[1].messages == ["no results were saved: the notebook stopped before this part's first check cell"]

@@ -151,8 +151,9 @@ def _reference_notebook(release):
 def test_cells_that_lost_their_metadata_are_recognised(source, release):
     bare = _without_metadata(_reference_notebook(release))
     out, notes = prepare_notebook(bare, source)
-    assert notes == ["26 cells had lost their nbgrader metadata and were recognised (answers: prune_unstructured, "
-                     "prune_structured, answer_unstructured, answer_structured)"]
+    assert notes == ["37 cells had lost their nbgrader metadata and were recognised (answers: prune_unstructured, "
+                     "prune_structured, remove_filters, finetune, answer_unstructured, answer_structured, "
+                     "answer_removal)"]
     assert [gid(c) for c in out.cells[1:] if gid(c)] == [gid(c) for c in source.cells if gid(c)]
     answer = next(c for c in out.cells if gid(c) == "prune_unstructured")
     assert answer.source == next(c for c in bare.cells if "def prune_unstructured" in c.source).source
@@ -196,7 +197,7 @@ def test_a_colab_download_needs_no_recognising(source, release):
 def test_points_come_from_the_source_notebook():
     points = read_points()
     assert set(CHECKS) <= set(points)
-    assert sum(points[g] for g in CHECKS) == 20
+    assert sum(points[g] for g in CHECKS) == 31  # parts 1 and 2: 20; part 3: 4 + 3 + 4
     assert points["answer_unstructured"] == 2
 
 
@@ -249,10 +250,15 @@ def write_records(folder, model, ref, **shift):
     torch.save(record_for("structured", reference.prune_structured, model, ref), folder / "structured.pt")
 
 
+def parts12_points():
+    """Points of the check cells of parts 1 and 2 (part 3's exports are not written by these tests)."""
+    return {g: p for g, p in read_points().items() if g in CHECKS and CHECKS[g][0] != "removal"}
+
+
 def test_reference_records_get_full_points(tmp_path, ref_setup):
     model, ref, cfg = ref_setup
     write_records(tmp_path, model, ref)
-    checks = score_submission(tmp_path, ref, cfg, read_points())
+    checks = score_submission(tmp_path, ref, cfg, parts12_points())
     assert [c.points for c in checks] == [c.max_points for c in checks]
     assert all(not c.messages for c in checks)
 
@@ -306,7 +312,7 @@ def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch
     import autograder.grading.scoring as scoring
     real = scoring.test_model
     monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or real(*a, **k))
-    checks = score_submission(tmp_path, ref, cfg, read_points())
+    checks = score_submission(tmp_path, ref, cfg, parts12_points())
     assert all(c.points == c.max_points for c in checks)
     assert calls == [], "identical weights must reuse the reference accuracy"
     record = torch.load(tmp_path / "unstructured.pt", weights_only=True)
@@ -425,14 +431,14 @@ def test_recognition_at_the_edges(source, release):
     bare = _without_metadata(_reference_notebook(release))
     bare.cells = [c for c in bare.cells if c.cell_type != "markdown" or c.source != "YOUR ANSWER HERE"]
     out, notes = prepare_notebook(bare, source)  # the written answers were deleted: not found, no error
-    assert notes[0].endswith("(answers: prune_unstructured, prune_structured)")
+    assert notes[0].endswith("(answers: prune_unstructured, prune_structured, remove_filters, finetune)")
     assert "answer cell answer_unstructured is missing" in notes
     assert gid(next(c for c in out.cells if c.source.startswith("## 2. Structured pruning"))) == "part2_intro"
     last = _without_metadata(release)
-    question2 = next(i for i, c in enumerate(last.cells) if c.source.startswith("**Question 2.**"))
-    last.cells = last.cells[:question2 + 1]  # the question is the last cell
+    question3 = next(i for i, c in enumerate(last.cells) if c.source.startswith("**Question 3.**"))
+    last.cells = last.cells[:question3 + 1]  # the question is the last cell
     out, notes = prepare_notebook(last, source)
-    assert "answer cell answer_structured is missing" in notes
+    assert "answer cell answer_removal is missing" in notes
 
 
 def test_recognition_of_what_students_do_to_pasted_cells(source, release):
@@ -447,14 +453,14 @@ def test_recognition_of_what_students_do_to_pasted_cells(source, release):
 
 def test_written_answers_around_missing_or_last_questions(source, release):
     nb = _without_metadata(_reference_notebook(release))
-    question = next(i for i, c in enumerate(nb.cells) if c.source.startswith("**Question 2.**"))
+    question = next(i for i, c in enumerate(nb.cells) if c.source.startswith("**Question 3.**"))
     nb.cells = nb.cells[:question + 2]  # the written answer is the last cell
     _, notes = prepare_notebook(nb, source)
-    assert "answer_structured" in notes[0] and "answer cell answer_structured is missing" not in notes
+    assert "answer_removal" in notes[0] and "answer cell answer_removal is missing" not in notes
     nb = _without_metadata(_reference_notebook(release))
     del nb.cells[question]  # the question itself is gone
     _, notes = prepare_notebook(nb, source)
-    assert "answer_structured" not in notes[0]
+    assert "answer_removal" not in notes[0]
 
 
 def test_a_deleted_answer_with_metadata_elsewhere_is_missing_not_lost(source, release):

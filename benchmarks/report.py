@@ -95,7 +95,26 @@ def write_markdown(r: dict, path: Path) -> None:
     if n:
         lines += [f"| student notebook end to end, CPU, generated data | {n['generated_s']} s | < 120 s | "
                   f"{_met(n['generated_s'], 120, False)} |",
-                  f"| student notebook end to end, CPU, real sample | {n.get('real_sample_s')} s | - | - |"]
+                  f"| student notebook end to end (parts 1-3), CPU, real sample | {n.get('real_sample_s')} s | "
+                  f"<= 180 s | {_met(n.get('real_sample_s'), 180, False)} |"]
+    p3 = r.get("part3")
+    if p3:
+        lines += [f"| part 3: MACs per image, pretrained / 50% of filters removed (Torch-Pruning's count) | "
+                  f"{p3['macs']['pretrained'] / 1e6:.2f} M / {p3['macs']['removed_50'] / 1e6:.2f} M "
+                  f"({p3['mac_reduction']}x fewer) | - | - |"]
+        for key, ratio in p3["speedup_per_mac_reduction"].items():
+            lat = p3["latency_s"][key]
+            target = ">= 0.9" if key.startswith("batch 256") else "-"
+            lines += [f"| part 3: CPU latency speed-up / MAC reduction, 50% removed, {key} (median of "
+                      f"{p3['rounds']} alternating rounds) | {ratio} ({p3['speedup'][key]}x faster: "
+                      f"{lat['pretrained'] * 1e3:.3f} ms -> {lat['removed'] * 1e3:.3f} ms) | {target} | "
+                      f"{_met(ratio, 0.9) if target != '-' else '-'} |"]
+        for where in ("generated", "real_sample"):
+            rec = p3.get(f"recovery_{where}")
+            if rec:
+                parts = "; ".join(f"{k}: {v['before']} -> {v['after']}" for k, v in rec.items() if k != "unpruned")
+                lines += [f"| part 3: test accuracy before -> after one epoch of fine-tuning, "
+                          f"{where.replace('_', ' ')} data (unpruned {rec['unpruned']}) | {parts} | - | - |"]
     mem = r.get("memory")
     if mem:
         lines += [f"| peak memory grading one submission (largest process) | "

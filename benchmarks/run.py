@@ -5,7 +5,7 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator] [--images 90000]
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3] [--images 90000]
                              [--rounds 3] [--eval-rounds 7]
 """
 
@@ -29,6 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from benchmarks.part3 import bench_part3
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks"
@@ -551,7 +553,7 @@ def reference_checkpoint(work: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator",
+    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator,part3",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -563,14 +565,15 @@ def main(argv=None) -> int:
     results["machine"] = machine()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory"} else None
+        model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory", "part3"} else None
         steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
                  "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
                  "data": lambda: bench_data(args.images, work),
                  "grading": lambda: bench_grading(work, model, args.rounds),
                  "notebook": lambda: bench_notebook(work, model),
                  "memory": lambda: bench_memory(work, model),
-                 "allocator": bench_allocator}
+                 "allocator": bench_allocator,
+                 "part3": lambda: bench_part3(work, model, SHARED_SAMPLE)}
         for name in wanted:
             print(f"== {name}", flush=True)
             results[name] = steps[name]()

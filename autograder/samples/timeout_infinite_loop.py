@@ -1,4 +1,4 @@
-# expect-zero: test_unstructured_sparsity test_unstructured_accuracy test_unstructured_function test_structured_filters test_structured_accuracy test_structured_function
+# expect-zero: test_unstructured_sparsity test_unstructured_accuracy test_unstructured_function test_structured_filters test_structured_accuracy test_structured_function test_removal_models test_removal_function test_finetuning
 # expect-status: timeout
 # Mistake: an infinite loop in part 1.
 ### prune_unstructured

@@ -160,7 +160,7 @@ def check_finetuning(finetune_results, removal_results, unstructured_results, te
         problem = inspect_finetuned(kind, entry["model"], start["model"])
         if problem:
             lines.append(f"{kind}: {problem}")
-            if not any(hasattr(m, "weight_mask") for m in start["model"].modules()):
+            if kind == "unstructured" and not any(hasattr(m, "weight_mask") for m in start["model"].modules()):
                 lines.append(f"{kind}: the model you started from has no masks (its zeros were set directly): "
                              "attach masks of its zeros first, "
                              "prune.custom_from_mask(m, 'weight', (m.weight != 0).float())")

@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.nn.utils import prune
 
 from helpers import SmallCNN
@@ -363,3 +364,209 @@ def test_hidden_finetuning_check(ref, cfg):
     finetune["results"][1]["state"] = plain_state_dict(lost)
     got = hidden.check_finetuned(finetune, removal, unstructured, ref, cfg)
     assert len(got) == 1 and got[0].startswith("unstructured: ") and "pruned weights are no longer zero" in got[0]
+
+
+# ---- edges of every decision (mutation testing found these untested) ---------------------------
+
+class StrictAccuracy:
+    """A stand-in for ``test_model`` that insists on the test data and on silence, with fixed accuracies."""
+
+    def __init__(self, data, accuracy: dict):
+        self.data, self.accuracy = data, accuracy
+
+    def __call__(self, model, data, verbose=True):
+        if data is not self.data or verbose is not False:
+            raise AssertionError(f"test_model called with other data or verbose={verbose!r}")
+        return self.accuracy[id(model)]
+
+
+def test_visible_finetuning_check_line_by_line(monkeypatch):
+    import helpers.removal_checks as rc
+    data = _data(8)
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    hand = copy_model(base())  # zeroed by hand: no masks
+    with torch.no_grad():
+        hand.fc1.weight[:, :8] = 0
+    pretrained, tuned_r, tuned_u = base(), copy_model(r), copy_model(u)
+    lost = copy_model(u)
+    for m in (lost.conv2, lost.fc1):
+        prune.remove(m, "weight")
+    with torch.no_grad():
+        lost.fc1.weight.add_(1.0)
+    lost_hand = copy_model(hand)
+    with torch.no_grad():
+        lost_hand.fc1.weight.add_(1.0)
+    acc = {id(pretrained): 0.7, id(r): 0.4, id(u): 0.5, id(tuned_r): 0.45, id(tuned_u): 0.55, id(hand): 0.5}
+    monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, acc))
+    removal, unstructured = [{"target": 0.5, "model": r}], [{"target": 0.9, "model": u}]
+    good = [{"kind": "structured", "target": 0.5, "model": tuned_r, "before": 0.4, "after": 0.45},
+            {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.5, "after": 0.55}]
+    assert check_finetuning(good, removal, unstructured, data, pretrained) == ""
+    claims = [{**good[0], "before": 0.41, "after": 0.4500009}, {**good[1], "after": 0.5500011}]
+    assert check_finetuning(claims, removal, unstructured, data, pretrained).splitlines() == [
+        "structured: 'before' says 0.41 but the stored model gives 0.4000",
+        "unstructured: 'after' says 0.5500011 but the stored model gives 0.5500"]
+    masks_lost = [{**good[0], "model": base()}, {**good[1], "model": lost}]
+    got = check_finetuning(masks_lost, removal, unstructured, data, pretrained).splitlines()
+    assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
+                      "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
+    assert len(got) == 2 and got[1].startswith("unstructured: ") and "no longer zero" in got[1]
+    by_hand = check_finetuning([good[0], {**good[1], "model": lost_hand}], removal,
+                               [{"target": 0.9, "model": hand}], data, pretrained).splitlines()
+    assert by_hand[1:] == [
+        "unstructured: the model you started from has no masks (its zeros were set directly): attach masks of its "
+        "zeros first, prune.custom_from_mask(m, 'weight', (m.weight != 0).float())"]
+    assert check_finetuning([{"kind": "structured", "target": 0.5}, good[1]], [], unstructured, data,
+                            pretrained).splitlines() == [
+        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after"]
+    assert check_finetuning(good, [], unstructured, data, pretrained).splitlines() == [
+        "structured: no model at target 0.5 to start from (finish the parts above first)"]
+
+
+def test_visible_removal_check_line_by_line(monkeypatch):
+    import helpers.removal_checks as rc
+    data = [IMAGES, np.arange(16) % 10]
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(r): 0.25}))
+    macs = count_macs(r)[0]
+    good = {"target": 0.5, "model": r, "macs": macs * 1.0099, "accuracy": 0.25}
+    structured = [{"target": 0.5, "model": m}, {"target": 0.9, "model": masked(base(), {"conv1": [0, 1, 2, 3]})},
+                  {"target": 0.7, "model": m}]
+    listed = [good, "x", {**good, "target": "0.5"}, {**good, "target": 0.3}, {**good, "model": base()},
+              {**good, "target": 0.7, "macs": macs * 1.0101}]
+    assert check_removal(listed, structured, data).splitlines() == [
+        "removal_results[1] must be a dict with target, model, macs and accuracy",
+        "removal_results[2]: no model of structured_results with a filter left in every layer has target '0.5'",
+        "removal_results[3]: no model of structured_results with a filter left in every layer has target 0.3",
+        "target 0.50: conv1 has 4 filters, expected 3 (its nonzero ones): remove exactly the filters whose weights "
+        "are all zero",
+        f"target 0.70: 'macs' says {macs * 1.0101!r} but the stored model gives {macs:.4f}"]
+    assert check_removal([good], structured, data).splitlines() == [
+        "removal_results has 1 entries for 2 models of structured_results that keep a filter in every layer: one "
+        "per target"]
+
+
+def test_hidden_part3_through_score_submission(monkeypatch, tmp_path, ref, cfg):
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import model_digest, score_submission
+    monkeypatch.setattr(hidden, "ref_targets", lambda: (0.5,))
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    tuned_r, tuned_u = copy_model(r), copy_model(u)
+    with torch.no_grad():
+        tuned_r.fc2.bias.add_(0.5)
+        tuned_u.fc2.bias.add_(0.5)
+    accuracy = {}
+    for model, acc, removed in ((ref.model, 0.7, False), (r, 0.4, True), (u, 0.5, False), (tuned_r, 0.45, True),
+                                (tuned_u, 0.55, False)):
+        rebuilt = hidden._model(plain_state_dict(model), ref, removed=removed)[0]
+        ref.remember(model_digest(rebuilt), acc)
+        accuracy[id(model)] = acc
+    dead35 = {"conv1": [0], "conv2": [1, 2], "conv3": [0, 5, 6]}
+    m35 = masked(base(), dead35)
+    unseen = {"masked": plain_state_dict(m35), "state": plain_state_dict(removed_by_hand(m35, dead35)), "error": None,
+              "modified_input": False}
+    records = {
+        "structured": {"results": [{"target": 0.5, "state": plain_state_dict(m)}]},
+        "unstructured": {"results": [{"target": 0.9, "state": plain_state_dict(u)}]},
+        "removal": {"results": [{"target": 0.5, "state": plain_state_dict(r), "macs": count_macs(r)[0],
+                                 "accuracy": 0.4, "error": None}], "unseen": {"0.35": unseen, "0.65": unseen}},
+        "finetune": {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(tuned_r),
+                                  "before": 0.4, "after": 0.45, "error": None},
+                                 {"kind": "unstructured", "target": 0.9, "state": plain_state_dict(tuned_u),
+                                  "before": 0.5, "after": 0.55, "error": None}]}}
+    for name, record in records.items():
+        torch.save(record, tmp_path / f"{name}.pt")
+    points = {"test_removal_models": 4, "test_removal_function": 3, "test_finetuning": 4}
+    got = {c.grade_id: (c.points, c.messages) for c in score_submission(tmp_path, ref, cfg, points)}
+    assert got == {g: (float(p), []) for g, p in points.items()}
+    (tmp_path / "removal.pt").unlink()
+    got = {c.grade_id: (c.points, c.messages) for c in score_submission(tmp_path, ref, cfg, points)}
+    missing = "no results were saved: the notebook stopped before this part's first check cell"
+    assert got["test_removal_models"] == got["test_removal_function"] == (0.0, [missing])
+    assert got["test_finetuning"] == (0.0, ["structured: no model at target 0.5 to start from (no model was saved)"])
+    torch.save(records["removal"], tmp_path / "removal.pt")
+    (tmp_path / "structured.pt").unlink()
+    got = {c.grade_id: c.messages for c in score_submission(tmp_path, ref, cfg, points)}
+    assert got["test_removal_models"] == [
+        "target 0.50: structured_results has no usable model at this target (no model was saved)"]
+    assert got["test_finetuning"] == []
+
+
+def test_hidden_checks_of_entries_one_by_one(monkeypatch, ref, cfg):
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import model_digest
+    monkeypatch.setattr(hidden, "ref_targets", lambda: (0.3, 0.5, 0.7))
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    ref.remember(model_digest(hidden._model(plain_state_dict(r), ref, removed=True)[0]), 0.4)
+    macs = count_macs(r)[0]
+    structured = {"results": [{"target": t, "state": plain_state_dict(m)} for t in (0.3, 0.5, 0.7)] + ["junk"]}
+    item = {"state": plain_state_dict(r), "macs": macs, "accuracy": 0.4, "error": None}
+    removal = {"results": [{**item, "target": 0.3, "error": "removal_results[0]: KeyError: 'model'"},
+                           {**item, "target": 0.5, "macs": macs * 1.0099, "accuracy": 0.4 + 0.99 * cfg.claim_tol},
+                           {**item, "target": 0.7, "macs": macs * 0.9899}]}
+    assert hidden.check_removed(removal, structured, ref, cfg, IMAGES) == [
+        "target 0.30: removal_results[0]: KeyError: 'model'",
+        f"target 0.70: 'macs' says {macs * 0.9899} but the stored model gives {macs:.4f}"]
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    finetune = {"results": [{"kind": "structured", "error": "finetune_results[0]: KeyError: 'model'"}, "junk"]}
+    assert hidden.check_finetuned(finetune, removal, {"results": []}, ref, cfg) == [
+        "structured: finetune_results[0]: KeyError: 'model'",
+        "unstructured: finetune_results has no entry of kind 'unstructured'"]
+    wrong_start = {"results": [{"kind": "unstructured", "target": 0.9, "state": plain_state_dict(u), "error": None}]}
+    got = hidden.check_finetuned(wrong_start, {"results": [{"target": 0.5, "state": None}]},
+                                 {"results": [{"target": 0.9, "state": plain_state_dict(r)}]}, ref, cfg)
+    assert got[0] == "structured: finetune_results has no entry of kind 'structured'"
+    assert got[1].startswith("unstructured: no model at target 0.9 to start from (the model does not have the "
+                             "pretrained model's layers and shapes (")
+    state = {"masked": plain_state_dict(m), "state": plain_state_dict(r), "error": "RuntimeError: late",
+             "modified_input": False}
+    assert hidden.check_remove_function({"unseen": {"0.35": state, "0.65": ["junk"]}}, ref, IMAGES) == [
+        "remove_filters(a model with 35% of its filters zeroed) failed: RuntimeError: late",
+        "remove_filters(a model with 65% of its filters zeroed) failed: no result"]
+    removed_as_input = {**state, "error": None, "masked": plain_state_dict(r)}
+    got = hidden.check_remove_function({"unseen": {"0.35": removed_as_input, "0.65": {**state, "error": None}}},
+                                       ref, IMAGES)
+    assert got[0].startswith("remove_filters(a model with 35% of its filters zeroed): the model does not have the "
+                             "pretrained model's layers and shapes (") and len(got) == 1
+
+
+def test_small_helpers_at_their_edges():
+    from helpers.removal_checks import at_chance, gain_required, removable
+    one_each = masked(base(), {"conv1": [0, 1, 2], "conv2": [0, 1, 2, 3, 4], "conv3": [0, 1, 2, 3, 4, 5, 6]})
+    assert removable(one_each) and not removable("model")
+    assert at_chance(base(), 0.1499) and not at_chance(base(), 0.1501)
+    five = SmallCNN(channels=(2, 2, 2), hidden=4, num_classes=5)
+    assert at_chance(five, 0.2499) and not at_chance(five, 0.2501)
+    assert at_chance(nn.Sequential(nn.Conv2d(3, 1, 1)), 0.1499), "no Linear layer: ten classes"
+    assert gain_required(0.7, 0.5, base()) == FINETUNE_MARGIN and gain_required(0.7, 0.1, base()) == 0.0
+    state = plain_state_dict(removed_by_hand(masked(base(), DEAD), DEAD))
+    model, why = small_cnn_from_state({**state, "extra.weight": torch.zeros(1)})
+    assert model is None and why == ("the model is not the course's CNN with some filters removed (Error(s) in "
+                                     "loading state_dict for SmallCNN:)")
+    model, why = small_cnn_from_state({k: v for k, v in state.items() if k != "fc2.bias"})
+    assert model is None and why == ("the model is not the course's CNN with some filters removed (Error(s) in "
+                                     "loading state_dict for SmallCNN:)")
+    model, why = small_cnn_from_state({k: v for k, v in state.items() if k != "fc2.weight"})
+    assert model is None and why == "the model is not the course's CNN with some filters removed ('fc2.weight')"
+    for fraction in (0.0, 1.0):
+        counts = surviving_filters(mask_random_filters(base(), fraction))
+        assert counts == ({"conv1": 4, "conv2": 6, "conv3": 8} if fraction == 0 else dict.fromkeys(counts, 0))
+    a, b, c = (mask_random_filters(base(), 0.5, seed=s) for s in (3, 3, 4))
+    pick = [tuple(_dead_rows(x)) for x in (a, b, c)]
+    assert pick[0] == pick[1] and pick[0] != pick[2]
+    odd = nn.Sequential(nn.Conv2d(3, 2, 1))
+    assert inspect_removal(odd, masked(base(), DEAD), IMAGES) == (
+        "the model has conv layers ['0'], expected ['conv1', 'conv2', 'conv3']")
+
+
+def _dead_rows(model):
+    return [tuple((conv.weight.detach().flatten(1) == 0).all(dim=1).nonzero().flatten().tolist())
+            for conv in (model.conv1, model.conv2, model.conv3)]

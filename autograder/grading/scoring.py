@@ -265,6 +265,8 @@ def score_submission(export_dir: Path, ref: Reference, cfg: GradeConfig,
                for name in [gp.name for gp in GRADED_PARTS] + ["removal", "finetune"]}
     messages = {}
     for gp in GRADED_PARTS:
+        if not any(gid in points for gid in gp.cells):
+            continue  # the instructor's notebook has no such part
         record, problem = records[gp.name]
         kinds = {k: [problem] for k in CHECK_KINDS} if problem else _score_part(gp, record, ref, cfg)
         messages.update({gid: kinds[kind] for gid, kind in gp.checks().items()})

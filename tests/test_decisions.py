@@ -639,3 +639,52 @@ def test_only_the_check_cells_the_source_has_are_graded(tmp_path, base, ref, cfg
     assert [(r.grade_id, r.max_points, r.points) for r in results] == [
         ("test_unstructured_sparsity", 2.0, 0.0), ("test_finetuning", 4.0, 0.0)]
     assert results[1].messages == ["no results were saved: the notebook stopped before this part's first check cell"]
+
+
+# ---- inspections at their remaining edges ---------------------------------------------------------
+
+def _wide(values):
+    """One conv of 20 filters over 2 channels (1x1), weights given per filter."""
+    m = nn.Sequential(nn.Conv2d(2, 20, 1, bias=False))
+    with torch.no_grad():
+        m[0].weight.copy_(torch.tensor(values, dtype=torch.float32).view(20, 2, 1, 1))
+    return m
+
+
+def test_inspection_messages_whole_and_their_edge_cases():
+    values = [(1.0, float(i + 2)) for i in range(20)]  # norms all differ; one weight of exactly 1 per filter
+    original = _wide(values)
+    assert inspect_structured(original, original, 0.5) == "target 0.50: 0 has 0 of 20 filters zeroed, expected 10"
+    changed = _wide([(0.0, 0.0)] * 10 + [(1.0, float(i + 100)) for i in range(10)])
+    assert inspect_structured(changed, original, 0.5) == (
+        "weights of 0 that were not pruned have changed: pruning must only set weights to zero, keep the others "
+        "exactly as in the pretrained model")
+    assert inspect_unstructured(original, original, 0.0) is None
+    assert inspect_unstructured(_wide([(0.0, 0.0)] * 20), original, 1.0) is None
+    other = nn.Sequential(nn.Conv2d(2, 20, 1, bias=False), nn.Linear(2, 2))
+    assert inspect_unstructured(other, original, 0.5) == (
+        "the pruned model has layers ['0', '1'], the pretrained model ['0']: prune a copy of the pretrained model "
+        "instead of building a new one")
+    assert inspect_unstructured(nn.Sequential(nn.Conv2d(2, 19, 1, bias=False)), original, 0.5) == (
+        "layer 0 has weight shape (19, 2, 1, 1), expected (20, 2, 1, 1): pruning here zeroes weights, it does not "
+        "remove them")
+    assert inspect_unstructured([1, 2], original, 0.5) == "expected a torch.nn.Module, got list"
+
+
+def test_a_sparsity_near_a_compounded_one_but_at_its_own_target_is_not_compounding(base):
+    n = sum(w.numel() for w in _weights(base))
+    off = zero_smallest(base, 0.1, extra=int(round(0.0015 * n)))  # 0.1015: off target, near compounded 0.1
+    assert inspect_unstructured(off, base, 0.1) == (
+        f"target 0.10 gave sparsity {sparsity(off):.3f}: expected 0.100 of all Conv2d and Linear weights to be zero")
+
+
+def test_shared_model_objects_are_named_by_kind_name_and_in_groups(base):
+    from helpers.checks import shared_models
+    a, b = zero_smallest(base, 0.1), zero_smallest(base, 0.2)
+    results = [{"target": 0.1, "model": a}, {"target": 0.2, "model": a}, {"target": 0.3, "model": b},
+               {"target": 0.4, "model": b}, {"target": 0.5, "model": zero_smallest(base, 0.5)}]
+    assert shared_models(results, "structured") == (
+        "the entries of structured_results for targets 0.1, 0.2; 0.3, 0.4 hold one and the same model object, which "
+        "therefore only shows the last pruning: store a separate pruned copy per target (prune_structured must "
+        "return a new model, for example copy.deepcopy(model) pruned)")
+    assert shared_models(None, "unstructured") == "" and shared_models(results[:1], "unstructured") == ""

@@ -684,7 +684,7 @@ def test_shared_model_objects_are_named_by_kind_name_and_in_groups(base):
     results = [{"target": 0.1, "model": a}, {"target": 0.2, "model": a}, {"target": 0.3, "model": b},
                {"target": 0.4, "model": b}, {"target": 0.5, "model": zero_smallest(base, 0.5)}]
     assert shared_models(results, "structured") == (
-        "the entries of structured_results for targets 0.1, 0.2; 0.3, 0.4 hold one and the same model object, which "
-        "therefore only shows the last pruning: store a separate pruned copy per target (prune_structured must "
+        "the entries of structured_results for targets 0.10, 0.20; 0.30, 0.40 hold one and the same model object, "
+        "which therefore only shows the last pruning: store a separate pruned copy per target (prune_structured must "
         "return a new model, for example copy.deepcopy(model) pruned)")
     assert shared_models(None, "unstructured") == "" and shared_models(results[:1], "unstructured") == ""

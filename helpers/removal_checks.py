@@ -105,7 +105,7 @@ def inspect_finetuned(kind: str, tuned: nn.Module, start: nn.Module) -> str | No
         return None
     try:
         before, after = _zero_mask(start), _zero_mask(tuned)
-    except RuntimeError:
+    except (RuntimeError, ValueError):  # no Conv2d or Linear layer at all
         return "the fine-tuned model does not have the pretrained model's layers"
     if before.shape != after.shape:
         return "the fine-tuned model does not have the pretrained model's layers"

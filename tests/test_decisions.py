@@ -688,3 +688,25 @@ def test_shared_model_objects_are_named_by_kind_name_and_in_groups(base):
         "which therefore only shows the last pruning: store a separate pruned copy per target (prune_structured must "
         "return a new model, for example copy.deepcopy(model) pruned)")
     assert shared_models(None, "unstructured") == "" and shared_models(results[:1], "unstructured") == ""
+
+
+def test_measuring_a_new_model_prints_nothing(base, ref, capsys):
+    ref.test_data = [np.zeros((4, 32, 32, 3), np.uint8), np.zeros(4, np.int64)]
+    fresh = zero_smallest(base, 0.33)
+    accuracy = ref.accuracy_of(fresh, model_digest(fresh))
+    assert 0.0 <= accuracy <= 1.0 and capsys.readouterr().out == ""
+
+
+def test_a_part_is_scored_when_the_source_has_any_of_its_cells(tmp_path, base, ref, cfg):
+    results = scoring.score_submission(tmp_path, ref, cfg, {"test_structured_filters": 4})
+    assert [(r.grade_id, r.messages) for r in results] == [(
+        "test_structured_filters", ["no results were saved: the notebook stopped before this part's first check cell"])]
+
+
+def test_every_wrong_model_of_a_list_is_named(base):
+    results = visible_results(base)
+    results[0] = {**results[0], "model": copy.deepcopy(base)}
+    results[1] = {**results[1], "model": copy.deepcopy(base)}
+    lines = check_results(results, base, "unstructured").splitlines()
+    assert lines == ["target 0.10 gave sparsity 0.000: expected 0.100 of all Conv2d and Linear weights to be zero",
+                     "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]

@@ -483,3 +483,31 @@ def test_moving_cells_keeps_a_students_first_cell_and_differing_twins(source, re
     assert "cells moved by the student were put back in the assignment's order" in notes
     kept = next(c for c in out.cells if gid(c) == "prune_structured")
     assert kept.source == older.source  # the first with the grade_id is the graded one
+
+
+def test_partial_metadata_loss_with_a_missing_answer_is_an_error_and_notes_are_not_answers(source, release):
+    nb = copy.deepcopy(release)
+    for cell in nb.cells[:12]:  # the first cells pasted elsewhere and back: their metadata is gone
+        cell.metadata = {}
+    nb.cells = [c for c in nb.cells if "def prune_unstructured" not in c.source]
+    with pytest.raises(SubmissionError, match="no cell defines the answer of prune_unstructured"):
+        prepare_notebook(nb, source)
+    bare = _without_metadata(_reference_notebook(release))
+    intro = next(i for i, c in enumerate(bare.cells) if c.source.startswith("## 1. Unstructured pruning"))
+    bare.cells.insert(intro + 1, nbformat.v4.new_markdown_cell("My notes before the answer"))
+    out, notes = prepare_notebook(bare, source)
+    assert not any("duplicate" in n for n in notes)
+    assert gid(next(c for c in out.cells if c.source == "My notes before the answer")) is None
+
+
+def test_trailing_spaces_do_not_hide_an_instructor_cell_and_every_deleted_cell_returns(source, release):
+    nb = _without_metadata(_reference_notebook(release))
+    intro = next(c for c in nb.cells if c.source.startswith("## 2. Structured pruning"))
+    intro.source = "\n".join(line + "  " for line in intro.source.splitlines())
+    out, _ = prepare_notebook(nb, source)
+    assert [gid(c) for c in out.cells if c.source.startswith("## 2. Structured pruning")] == ["part2_intro"]
+    kept = copy.deepcopy(release)
+    kept.cells = [c for c in kept.cells if gid(c) not in ("prune_unstructured", "prune_structured", "part2_intro")]
+    _, notes = prepare_notebook(kept, source)
+    assert notes == ["answer cell prune_unstructured is missing", "restored deleted cell part2_intro",
+                     "answer cell prune_structured is missing"]

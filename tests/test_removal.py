@@ -570,3 +570,75 @@ def test_small_helpers_at_their_edges():
 def _dead_rows(model):
     return [tuple((conv.weight.detach().flatten(1) == 0).all(dim=1).nonzero().flatten().tolist())
             for conv in (model.conv1, model.conv2, model.conv3)]
+
+
+def test_hidden_part3_checks_survive_records_of_any_shape(ref, cfg):
+    from autograder.grading import removal as hidden
+    for record in ({}, [], {"results": None, "unseen": None}, {"results": ["junk"], "unseen": ["junk"]}):
+        assert hidden.check_remove_function(record, ref, IMAGES) == [
+            f"remove_filters(a model with {t:.0%} of its filters zeroed) failed: no result" for t in (0.35, 0.65)]
+        assert hidden.check_finetuned(record, record, record, ref, cfg) == [
+            "structured: finetune_results has no entry of kind 'structured'",
+            "unstructured: finetune_results has no entry of kind 'unstructured'"]
+        assert hidden.check_removed(record, record, ref, cfg, IMAGES)[0].startswith(
+            "removal_results must have one entry per target of structured_results; none for [0.1, 0.2,")
+
+
+def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeypatch, ref, cfg):
+    from autograder.grading import removal as hidden
+    from helpers import test_model
+    monkeypatch.setattr(hidden, "ref_targets", lambda: (0.3, 0.5, 0.7))
+    m = masked(base(), DEAD)
+    r = removed_by_hand(m, DEAD)
+    measured = test_model(r, ref.test_data, verbose=False)  # nothing remembered: the grader measures
+    macs = count_macs(r)[0]
+    item = {"state": plain_state_dict(r), "macs": macs, "accuracy": measured, "error": None}
+    structured = {"results": [{"target": t, "state": plain_state_dict(m)} for t in (0.5, 0.7)]}
+    removal = {"results": [{**item, "target": 0.5, "state": plain_state_dict(base())},
+                           {**item, "target": 0.7, "accuracy": measured + 0.01}]}
+    assert hidden.check_removed(removal, structured, ref, cfg, IMAGES) == [
+        "removal_results must have one entry per target of structured_results; none for [0.3]",
+        "target 0.50: conv1 has 4 filters, expected 3 (its nonzero ones): remove exactly the filters whose "
+        "weights are all zero",
+        f"target 0.70: 'accuracy' says {measured + 0.01} but the stored model gives {measured:.4f}"]
+    structured["results"].append({"target": 0.3, "state": None})
+    removal["results"].append({**item, "target": 0.3})
+    assert hidden.check_removed(removal, structured, ref, cfg, IMAGES)[0] == (
+        "target 0.30: structured_results has no usable model at this target (no model was saved)")
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    before_u = test_model(hidden._model(plain_state_dict(u), ref, removed=False)[0], ref.test_data, verbose=False)
+    finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(base()), "error": None},
+                            {"kind": "unstructured", "target": 0.9, "state": plain_state_dict(u), "before": 0.9,
+                             "after": before_u, "error": None}]}
+    got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
+                                 {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
+    assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
+                      "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
+    assert got[1] == f"unstructured: 'before' says 0.9 but the stored model gives {before_u:.4f}"
+    got = hidden.check_finetuned(finetune, {"results": []},
+                                 {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
+    assert got[0] == "structured: no model at target 0.5 to start from (no model was saved)"
+    assert got[1] == f"unstructured: 'before' says 0.9 but the stored model gives {before_u:.4f}"
+
+
+def test_visible_checks_of_broken_entries_and_of_both_kinds(monkeypatch):
+    import helpers.removal_checks as rc
+    data = _data(8)
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    tuned_u = copy_model(u)
+    monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
+    assert check_removal([{"target": 0.5, "model": r}], [{"target": 0.5, "model": masked(base(), DEAD)}],
+                         data) == "removal_results[0] must be a dict with target, model, macs and accuracy"
+    good_u = {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.5, "after": 0.55}
+    assert check_finetuning([{"kind": "structured", "target": 0.5, "model": r, "before": 0, "after": 0}, good_u],
+                            ["junk", {"target": 0.5, "model": r}], [{"target": 0.9, "model": u}, "junk"],
+                            data).splitlines() == [
+        "structured: the fine-tuned model is the one in the results above: fine-tune a copy (copy_model), so that "
+        "the model before fine-tuning stays there to compare with"]
+    assert inspect_finetuned("unstructured", removed_by_hand(masked(base(), DEAD), DEAD), u) == (
+        "the fine-tuned model does not have the pretrained model's layers")
+    assert inspect_finetuned("unstructured", nn.Sequential(nn.ReLU()), u) == (
+        "the fine-tuned model does not have the pretrained model's layers")

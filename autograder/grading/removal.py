@@ -20,9 +20,9 @@ _COMPARE_IMAGES = 256
 
 
 def _by_target(record) -> dict[float, dict]:
-    items = record.get("results", []) if isinstance(record, dict) else []
-    return {round(i["target"], 6): i for i in items if isinstance(items, list) and isinstance(i, dict)
-            and isinstance(i.get("target"), float)}
+    items = record.get("results") if isinstance(record, dict) else None
+    return {round(i["target"], 6): i for i in (items if isinstance(items, list) else [])
+            if isinstance(i, dict) and isinstance(i.get("target"), float)}
 
 
 def _model(state, ref, removed: bool):
@@ -112,8 +112,8 @@ def _zeroes_a_filter(model) -> bool:
 def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> list[str]:
     """Did fine-tuning keep each model's pruning and gain what ``gain_required`` asks, on the grader's data?"""
     from .scoring import model_digest
-    items = finetune.get("results", []) if isinstance(finetune, dict) else []
-    entries = {i.get("kind"): i for i in items if isinstance(items, list) and isinstance(i, dict)}
+    items = finetune.get("results") if isinstance(finetune, dict) else None
+    entries = {i.get("kind"): i for i in (items if isinstance(items, list) else []) if isinstance(i, dict)}
     starts = {"structured": (_by_target(removal), True), "unstructured": (_by_target(unstructured), False)}
     problems = []
     for kind, target in FINETUNE_TARGETS.items():

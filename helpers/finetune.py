@@ -21,10 +21,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from .batches import check_images_labels, iterate_batches, to_model_input
+from .batches import check_images_labels
 from .evaluate import default_device
+from .train import train_epoch
 
 __all__ = ["fine_tune"]
 
@@ -69,15 +69,6 @@ def fine_tune(model: nn.Module, train_data, epochs: int = 1, lr: float = 3e-4, b
     loss_fn = nn.CrossEntropyLoss()
     labels = torch.from_numpy(np.array(y, dtype=np.int64))  # a copy: y may be a read-only memory map
     for epoch in range(epochs):
-        batches = list(iterate_batches(len(y), batch_size, shuffle=True, generator=rng))
-        bar = tqdm(batches, desc=f"fine-tuning, epoch {epoch + 1}/{epochs}", disable=not progress, leave=False)
-        for idx in bar:
-            x = to_model_input(X[idx], device)
-            flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            loss = loss_fn(model(x), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        train_epoch(model, X, labels, batch_size, opt, rng, device, loss_fn,
+                    desc=f"fine-tuning, epoch {epoch + 1}/{epochs}", progress=progress)
     return model.to(home).eval()

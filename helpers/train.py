@@ -25,7 +25,7 @@ from .data import get_CINIC10_data
 from .evaluate import default_device, test_model
 from .models import SmallCNN, save_model
 
-__all__ = ["TrainConfig", "train_model", "seed_everything", "main"]
+__all__ = ["TrainConfig", "train_model", "train_epoch", "seed_everything", "main"]
 
 
 @dataclass
@@ -56,6 +56,33 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def train_epoch(model: nn.Module, X, labels: torch.Tensor, batch_size: int, opt, rng: np.random.Generator, device,
+                loss_fn, flip: bool = True, scheduler=None, desc: str = "", progress: bool = True) -> float:
+    """One pass over ``X`` (uint8 ``(N, 32, 32, 3)``) in shuffled batches; returns the mean loss.
+
+    ``labels`` is an int64 CPU tensor ``(N,)``; ``rng`` orders the batches and draws the random
+    horizontal flips (``flip``); ``scheduler`` (if any) steps after every optimizer step. The model
+    is trained in place; its mode is left as it is (call ``model.train()`` first).
+    """
+    batches = list(iterate_batches(len(labels), batch_size, shuffle=True, generator=rng))
+    bar = tqdm(batches, desc=desc, disable=not progress, leave=False)
+    total_loss = 0.0
+    for idx in bar:
+        x = to_model_input(X[idx], device)
+        if flip:
+            flipped = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
+            x = torch.where(flipped.view(-1, 1, 1, 1), x.flip(3), x)
+        loss = loss_fn(model(x), labels[idx].to(device))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if scheduler is not None:
+            scheduler.step()
+        total_loss += loss.item() * len(idx)
+        bar.set_postfix(loss=f"{loss.item():.3f}")
+    return total_loss / max(len(labels), 1)
+
+
 def train_model(data: dict, config: TrainConfig = TrainConfig(), device=None,
                 progress: bool = True) -> nn.Module:
     """Train a fresh :class:`SmallCNN` on ``data['X_train'], data['y_train']``.
@@ -83,23 +110,9 @@ def train_model(data: dict, config: TrainConfig = TrainConfig(), device=None,
     labels = torch.from_numpy(np.array(y, dtype=np.int64))
     for epoch in range(config.epochs):
         model.train()
-        batches = list(iterate_batches(len(y), config.batch_size, shuffle=True, generator=rng))
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{config.epochs}", disable=not progress,
-                   leave=False)
-        total_loss = 0.0
-        for idx in bar:
-            x = to_model_input(X[idx], device)
-            if config.flip:
-                flip = torch.from_numpy(rng.random(len(idx)) < 0.5).to(device)
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(3), x)
-            loss = loss_fn(model(x), labels[idx].to(device))
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            total_loss += loss.item() * len(idx)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
-        msg = f"epoch {epoch + 1}/{config.epochs}: train loss {total_loss / len(y):.3f}"
+        mean_loss = train_epoch(model, X, labels, config.batch_size, opt, rng, device, loss_fn, flip=config.flip,
+                                scheduler=sched, desc=f"epoch {epoch + 1}/{config.epochs}", progress=progress)
+        msg = f"epoch {epoch + 1}/{config.epochs}: train loss {mean_loss:.3f}"
         if "X_val" in data and len(data["y_val"]):
             val = test_model(model, [data["X_val"], data["y_val"]], device=device, verbose=False)
             msg += f", val acc {val:.4f}"

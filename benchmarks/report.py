@@ -76,7 +76,7 @@ def write_markdown(r: dict, path: Path) -> None:
                   row("grading: speed-up of `--jobs 2` over plain nbgrader (per round)", sp, "x", ">= 2x",
                       _met(sp["median_s"], 2.0)),
                   row("grading: fixed overhead per submission, `--jobs 1` (its time in the grader minus the "
-                      "student's two answer cells; median over submissions and rounds)", ov, " s", "<= 2 s",
+                      "student's answer cells; median over submissions and rounds)", ov, " s", "<= 2 s",
                       _met(ov["median_s"], 2.0, False)),
                   row("grading: per-run set-up (start-up, reference sweeps, gradebook) spread over the "
                       f"{g['submissions']} submissions, `--jobs 1`", g["run_setup_s_per_submission"], " s"),

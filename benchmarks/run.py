@@ -317,7 +317,7 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
 
 
 #: The student's own computation: the two cells they write (their sweeps).
-STUDENT_CELLS = ("prune_unstructured", "prune_structured")
+STUDENT_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
 
 
 def _ours(work: Path, submitted: Path, data_npz: Path, model: Path, jobs: int, name: str,

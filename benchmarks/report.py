@@ -91,6 +91,23 @@ def write_markdown(r: dict, path: Path) -> None:
                     if "cpu_seconds_per_submission" in g else []),
                   f"| grading: identical scores in all runs | {g['scores_identical']} | True | "
                   f"{'met' if g['scores_identical'] else '**missed**'} |"]
+    g3 = r.get("grading_with_part3")
+    if g3:
+        per = g3["seconds_per_submission"]
+        span = lambda t: f"{t['median_s']} ({t['min_s']}-{t['max_s']})"  # noqa: E731
+        lines += [f"| grading with part 3, {g3['submissions']} submissions ({g3['rounds']} rounds), s/submission: "
+                  "plain `nbgrader autograde` / ours `--jobs 1` / `--jobs 1 --no-sandbox` / `--jobs 2` / `--jobs 2 "
+                  "--spawn-kernels` | " + " / ".join(span(per[k]) for k in ("plain", "jobs1", "jobs1_nosandbox",
+                                                                            "jobs2", "jobs2_spawn")) + " | - | - |",
+                  f"| grading with part 3: speed-up of `--jobs 2` over plain nbgrader (per round) | "
+                  f"{span(g3['speedup_jobs2_vs_plain'])}x | >= 2x | "
+                  f"{_met(g3['speedup_jobs2_vs_plain']['median_s'], 2)} |",
+                  f"| grading with part 3: fixed overhead per submission, `--jobs 1`, minus parts 1-2's answer cells "
+                  f"only (part 3's two answer cells counted as overhead; the bench now subtracts all four) | "
+                  f"{span(g3['fixed_overhead_s_per_submission_two_answer_cells'])} s | <= 2 s | "
+                  f"{_met(g3['fixed_overhead_s_per_submission_two_answer_cells']['median_s'], 2, False)} |",
+                  f"| grading with part 3: identical scores in all runs | {g3['scores_identical']} | True | "
+                  f"{'met' if g3['scores_identical'] else '**missed**'} |"]
     n = r.get("notebook")
     if n:
         lines += [f"| student notebook end to end, CPU, generated data | {n['generated_s']} s | < 120 s | "

@@ -642,3 +642,48 @@ def test_visible_checks_of_broken_entries_and_of_both_kinds(monkeypatch):
         "the fine-tuned model does not have the pretrained model's layers")
     assert inspect_finetuned("unstructured", nn.Sequential(nn.ReLU()), u) == (
         "the fine-tuned model does not have the pretrained model's layers")
+
+
+def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
+    import helpers.removal_checks as rc
+    from autograder.grading import removal as hidden
+    data = _data(8)
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    tuned_u = copy_model(u)
+    monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
+    wrong_u = {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.4, "after": 0.55}
+    claim = "unstructured: 'before' says 0.4 but the stored model gives 0.5000"
+    in_place = {"kind": "structured", "target": 0.5, "model": r, "before": 0, "after": 0}
+    assert check_finetuning([in_place, wrong_u], [{"target": 0.5, "model": r}], [{"target": 0.9, "model": u}],
+                            data).splitlines()[1:] == [claim]
+    assert check_finetuning([in_place, wrong_u], [], [{"target": 0.9, "model": u}], data).splitlines() == [
+        "structured: no model at target 0.5 to start from (finish the parts above first)", claim]
+    # hidden: every target is reported after one without a usable part-2 model; a measured fine-tuned model
+    monkeypatch.setattr(hidden, "ref_targets", lambda: (0.3, 0.5))
+    structured = {"results": [{"target": 0.3, "state": None}, {"target": 0.5, "state": plain_state_dict(base())}]}
+    removal = {"results": [{"target": t, "state": plain_state_dict(r), "macs": 1.0, "accuracy": 0.0, "error": None}
+                           for t in (0.3, 0.5)]}
+    got = hidden.check_removed(removal, structured, ref, cfg, IMAGES)
+    assert got[0] == "target 0.30: structured_results has no usable model at this target (no model was saved)"
+    assert len(got) == 2 and got[1].startswith("target 0.50: conv1 has 3 filters, expected 4")
+    tuned = copy_model(u)
+    with torch.no_grad():
+        tuned.fc2.bias.add_(1.0)
+    finetune = {"results": [{"kind": "unstructured", "target": 0.9, "state": plain_state_dict(tuned),
+                             "before": None, "after": None, "error": None}]}
+    got = hidden.check_finetuned(finetune, {}, {"results": [{"target": 0.9, "state": plain_state_dict(u)}]},
+                                 ref, cfg)
+    assert got[1].startswith("unstructured: 'before' says None")
+    assert got[2].startswith("unstructured: 'after' says None")
+
+
+def test_a_wrong_target_does_not_hide_a_wrong_model_after_it():
+    from helpers.checks import check_results
+    m = base()
+    results = [{"target": 0.15, "model": copy_model(m), "sparsity": 0.0, "accuracy": 0.1}] + [
+        {"target": t, "model": copy_model(m), "sparsity": 0.0, "accuracy": 0.1} for t in (0.2,)]
+    lines = check_results(results, m, "unstructured", targets=(0.1, 0.2)).splitlines()
+    assert lines == ["unstructured_results[0]['target'] is 0.15, expected 0.1",
+                     "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]

@@ -27,6 +27,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from autograder.grading.gradebook import read_points
 from autograder.grading.scoring import CHECKS
 from autograder.runner.sandbox import sandbox_support
 from autograder.samples import Sample, load_samples, write_class
@@ -36,6 +37,8 @@ from .conftest import RELEASE_NB, REPO, SOURCE_NB
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sandbox_support() is not None, reason=f"no sandbox here: {sandbox_support()}")]
 
+#: The total score of a correct notebook, as grades.csv writes it.
+FULL = f"{sum(read_points()[g] for g in CHECKS):g}"
 MEMORY_LIMIT = "2G"  # a correct notebook (11 targets per part): 1.5 GiB peak RSS, torch included
 PIDS_LIMIT = 200
 PART1 = {g for g in CHECKS if "unstructured" in g}
@@ -116,7 +119,9 @@ def _attacks(submitted: Path, out: Path, port: int, grader_marker: Path) -> list
         "try:\n    from autograder.grading.reference import prune_unstructured\n    leaked.append('import')\n"
         "except ImportError as e:\n    print(e)\nprint('LEAKED:', leaked)\n")
     expect = {"attack_memory": (PART2, "error: memory limit (2 GiB)"),
-              "attack_poisoned_export": (set(CHECKS), "ok"), "attack_read_answers": (set(CHECKS), "ok")}
+              # the poison replaces parts 1-2's exports; remove_filters itself is right, on the export's own models
+              "attack_poisoned_export": (set(CHECKS) - {"test_removal_function"}, "ok"),
+              "attack_read_answers": (set(CHECKS), "ok")}
     samples = [Sample(n, *expect.get(n, (set(), "ok")), cells={**ref, "prune_structured": ref["prune_structured"] + c})
                for n, c in part2_end.items()]
     samples.append(Sample("attack_read_answers", *expect["attack_read_answers"],
@@ -180,7 +185,7 @@ def test_controls_keep_full_marks_and_each_attack_gets_its_grade(hostile_class):
             wrong.append(f"{sample.name}: zero {sorted(zero)} status {row['status']!r}; expected zero "
                          f"{sorted(sample.expect_zero)} status {sample.expect_status!r}")
     assert not wrong, "\n".join(wrong)
-    assert rows["control_a"]["score"] == rows["control_b"]["score"] == "20"
+    assert rows["control_a"]["score"] == rows["control_b"]["score"] == FULL
 
 
 def test_no_process_outlives_its_notebook_and_no_grade_is_forged(hostile_class):
@@ -208,7 +213,7 @@ def test_network_and_signals_do_not_leave_the_sandbox(hostile_class):
     out = hostile_class["out"]
     assert hostile_class["received"] == []
     assert "no network" in _printed(out, "attack_network")
-    assert hostile_class["rows"]["attack_kill_parent"]["score"] == "20"
+    assert hostile_class["rows"]["attack_kill_parent"]["score"] == FULL
     # kill(-1) spares the caller and PID 1 (the slot's server): in the sandbox nobody else is there
     assert "ProcessLookupError" in (out / "executed" / "attack_kill_everything.ipynb").read_text()
 
@@ -268,9 +273,11 @@ def test_grader_killed_halfway_resumes_to_the_same_result(tmp_path, trained_mode
 
 
 def _printed_cells(out: Path, sid: str) -> list[str]:
-    """What each cell printed, with object addresses masked (they differ between any two runs)."""
+    """What each cell printed, with object addresses masked (they differ between any two runs); progress
+    bars (stderr: their rates and times differ too) left out."""
     nb = nbformat.read(out / "executed" / f"{sid}.ipynb", as_version=4)
-    return [re.sub(r"0x[0-9a-f]+", "0x?", "".join(o.get("text", "") + o.get("evalue", "") for o in c.outputs))
+    return [re.sub(r"0x[0-9a-f]+", "0x?", "".join(o.get("text", "") + o.get("evalue", "") for o in c.outputs
+                                                  if o.get("name") != "stderr"))
             for c in nb.cells if c.cell_type == "code"]
 
 
@@ -293,4 +300,4 @@ def test_without_namespaces_grading_refuses_unless_told(tmp_path, trained_model_
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-3000:]
     row = _rows(tmp_path / "out")["reference"]
-    assert row["score"] == "20" and row["notes"] == "not sandboxed"
+    assert row["score"] == FULL and row["notes"] == "not sandboxed"

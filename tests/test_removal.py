@@ -66,6 +66,13 @@ def removed_by_hand(model, dead: dict[str, list[int]]):
 DEAD = {"conv1": [1], "conv2": [0, 4], "conv3": [2, 3, 7]}
 
 
+def unstructured_90():
+    """A copy of the base model with 90% of conv2's and fc1's weights masked by global L1 pruning."""
+    u = copy_model(base())
+    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    return u
+
+
 def test_a_model_removed_by_hand_passes_and_computes_the_masked_model_without_dead_biases():
     m = masked(base(), DEAD)
     r = removed_by_hand(m, DEAD)
@@ -234,8 +241,7 @@ def _finetune_case(monkeypatch, start_acc: float, tuned_acc: float, unpruned: fl
     import helpers.removal_checks as rc
     pretrained = base()
     r = removed_by_hand(masked(base(), DEAD), DEAD)
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     tuned = {"structured": copy_model(r), "unstructured": copy_model(u)}
     accuracy = {id(r): start_acc, id(u): start_acc, id(pretrained): unpruned,
                 **{id(m): tuned_acc for m in tuned.values()}}
@@ -338,8 +344,7 @@ def test_hidden_finetuning_check(ref, cfg):
     from autograder.grading import removal as hidden
     from autograder.grading.scoring import model_digest
     r = removed_by_hand(masked(base(), DEAD), DEAD)
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     tuned_r = fine_tune(copy_model(r), _data(), progress=False)
     tuned_u = fine_tune(copy_model(u), _data(), progress=False)
     for model, acc in ((ref.model, 0.7), (r, 0.4), (u, 0.5), (tuned_r, 0.45), (tuned_u, 0.5 + 0.0099)):
@@ -384,8 +389,7 @@ def test_visible_finetuning_check_line_by_line(monkeypatch):
     import helpers.removal_checks as rc
     data = _data(8)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     hand = copy_model(base())  # zeroed by hand: no masks
     with torch.no_grad():
         hand.fc1.weight[:, :8] = 0
@@ -455,8 +459,7 @@ def test_hidden_part3_through_score_submission(monkeypatch, tmp_path, ref, cfg):
     monkeypatch.setattr(hidden, "ref_targets", lambda: (0.5,))
     m = masked(base(), DEAD)
     r = removed_by_hand(m, DEAD)
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     tuned_r, tuned_u = copy_model(r), copy_model(u)
     with torch.no_grad():
         tuned_r.fc2.bias.add_(0.5)
@@ -514,8 +517,7 @@ def test_hidden_checks_of_entries_one_by_one(monkeypatch, ref, cfg):
     assert hidden.check_removed(removal, structured, ref, cfg, IMAGES) == [
         "target 0.30: removal_results[0]: KeyError: 'model'",
         f"target 0.70: 'macs' says {macs * 0.9899} but the stored model gives {macs:.4f}"]
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     finetune = {"results": [{"kind": "structured", "error": "finetune_results[0]: KeyError: 'model'"}, "junk"]}
     assert hidden.check_finetuned(finetune, removal, {"results": []}, ref, cfg) == [
         "structured: finetune_results[0]: KeyError: 'model'",
@@ -605,8 +607,7 @@ def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeyp
     removal["results"].append({**item, "target": 0.3})
     assert hidden.check_removed(removal, structured, ref, cfg, IMAGES)[0] == (
         "target 0.30: structured_results has no usable model at this target (no model was saved)")
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     before_u = test_model(hidden._model(plain_state_dict(u), ref, removed=False)[0], ref.test_data, verbose=False)
     finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(base()), "error": None},
                             {"kind": "unstructured", "target": 0.9, "state": plain_state_dict(u), "before": 0.9,
@@ -626,8 +627,7 @@ def test_visible_checks_of_broken_entries_and_of_both_kinds(monkeypatch):
     import helpers.removal_checks as rc
     data = _data(8)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     tuned_u = copy_model(u)
     monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
     assert check_removal([{"target": 0.5, "model": r}], [{"target": 0.5, "model": masked(base(), DEAD)}],
@@ -649,8 +649,7 @@ def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
     from autograder.grading import removal as hidden
     data = _data(8)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
-    u = copy_model(base())
-    prune.global_unstructured([(u.conv2, "weight"), (u.fc1, "weight")], prune.L1Unstructured, amount=0.9)
+    u = unstructured_90()
     tuned_u = copy_model(u)
     monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
     wrong_u = {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.4, "after": 0.55}

@@ -123,8 +123,6 @@ def _entries(name: str, results, numbers: tuple[str, ...], limit: int) -> list[d
         item = {"state": None, "error": None, **dict.fromkeys(numbers)}
         try:
             item.update({k: _number(entry.get(k)) for k in numbers})
-            if "kind" in entry:
-                item["kind"] = entry["kind"] if entry["kind"] in ("structured", "unstructured") else None
             item["state"] = plain_state_dict(entry["model"])
         except Exception as exc:  # noqa: BLE001 - anything a student stored
             item["error"] = f"{name}[{i}]: {_describe(exc)}"
@@ -162,9 +160,13 @@ def _removal(namespace: dict) -> dict:
 
 
 def _finetune(namespace: dict) -> dict:
-    """Part 3's fine-tuned models and the accuracies the student stored."""
-    return {"part": "finetune", "results": _entries("finetune_results", namespace.get("finetune_results"),
-                                                    ("target", "before", "after"), 4)}
+    """Part 3's fine-tuned models, their kinds and the accuracies the student stored."""
+    results = namespace.get("finetune_results")
+    saved = _entries("finetune_results", results, ("target", "before", "after"), 4)
+    for item, entry in zip(saved, results if isinstance(results, (list, tuple)) else []):
+        kind = entry.get("kind") if isinstance(entry, dict) else None
+        item["kind"] = kind if kind in ("structured", "unstructured") else None
+    return {"part": "finetune", "results": saved}
 
 
 #: Exports of the sections that are not a pruning kind: name -> ``f(namespace) -> record``.

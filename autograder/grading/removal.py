@@ -116,6 +116,7 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
     entries = {i.get("kind"): i for i in (items if isinstance(items, list) else []) if isinstance(i, dict)}
     starts = {"structured": (_by_target(removal), True), "unstructured": (_by_target(unstructured), False)}
     problems = []
+    unpruned = ref.accuracy_of(ref.model, model_digest(ref.model))  # once per submission, cached after the first
     for kind, target in FINETUNE_TARGETS.items():
         item = entries.get(kind)
         if item is None or item.get("error"):
@@ -136,7 +137,7 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
         after = ref.accuracy_of(tuned, model_digest(tuned))
         problems += _claims(kind, item, {"before": before, "after": after},
                             {"before": cfg.claim_tol, "after": cfg.claim_tol})
-        need = gain_required(ref.accuracy_of(ref.model, model_digest(ref.model)), before, start)
+        need = gain_required(unpruned, before, start)
         if need and after < before + need:
             problems.append(f"{kind}: fine-tuning took the accuracy from {before:.4f} to {after:.4f} on the grader's "
                             f"data; at least {before + need:.4f} is expected (train a copy on the training split for "

@@ -108,6 +108,16 @@ def write_markdown(r: dict, path: Path) -> None:
                   f"{_met(g3['fixed_overhead_s_per_submission_two_answer_cells']['median_s'], 2, False)} |",
                   f"| grading with part 3: identical scores in all runs | {g3['scores_identical']} | True | "
                   f"{'met' if g3['scores_identical'] else '**missed**'} |"]
+    cs = r.get("grading_code_shape")
+    if cs:
+        for key, label in (("jobs1_s", "`--jobs 1`"), ("jobs2_s", "`--jobs 2`"),
+                           ("speedup_jobs2_vs_plain", "speed-up of `--jobs 2` over plain"),
+                           ("fixed_overhead_s", "fixed overhead")):
+            before = ", ".join(f"{x[key]:.2f}" for x in cs["before_b929117"])
+            after = ", ".join(f"{x[key]:.2f}" for x in cs["after_8386937"])
+            lines += [f"| grading before / after the code shape (issue 13; {cs['submissions']} submissions, rounds "
+                      f"alternated, same notebook and model), {label}, per round: before, after | "
+                      f"{before} -> {after} | unchanged within noise | - |"]
     n = r.get("notebook")
     if n:
         lines += [f"| student notebook end to end, CPU, generated data | {n['generated_s']} s | < 120 s | "

@@ -89,3 +89,55 @@ def test_the_scaling_estimate_names_its_bound():
                     {"workers": 30, "speedup": 30.0, "limited_by": "workers"},
                     {"workers": 100, "speedup": 30.0, "limited_by": "grader"}]
     assert scaling(6.0, 0.5, 0.01, (100,)) == [{"workers": 100, "speedup": 12.0, "limited_by": "scheduler"}]
+
+
+def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path):
+    """The grader's side of a lost cluster: the submission in flight gets no row and no journal line,
+    the finished ones are journaled, and the run stops with what to do."""
+    from concurrent.futures import CancelledError, Future
+
+    from autograder.cluster import ClusterLost
+    from autograder.cluster.client import DaskCluster
+    from autograder.grading.batch import _run_all
+    from autograder.grading.gradebook import read_points
+    from autograder.grading.jobs import Jobs, Run, zero_checks
+    from autograder.grading.journal import Journal
+    from autograder.grading.report import StudentGrade
+    from autograder.grading.submission import Submission
+
+    class LostClient:  # what a Dask client's future does once the scheduler is gone
+        scheduler = SimpleNamespace(address="tcp://10.0.0.1:8786")
+
+        def submit(self, *args, **kwargs):
+            future = Future()
+            future.set_exception(CancelledError("grade-s2 cancelled for reason: scheduler-connection-lost."))
+            return future
+
+    cluster = DaskCluster(LostClient())
+    points = read_points()
+
+    def scorer(sub, nb_bytes, jobs):
+        if sub.student_id == "s2":
+            return cluster.score(sub, nb_bytes, jobs)
+        return StudentGrade(sub.student_id, "ok", zero_checks(points, "nothing done"))
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"x")
+    cfg = GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out")
+    (tmp_path / "out" / "executed").mkdir(parents=True)
+    subs = []
+    for sid in ("s1", "s2", "s3"):
+        (tmp_path / f"{sid}.ipynb").write_text("{}")
+        subs.append(Submission(sid, tmp_path / f"{sid}.ipynb"))
+    course = Future()
+    course.set_exception(RuntimeError("no gradebook in this test"))
+    journal = Journal(tmp_path / "out" / "journal.jsonl")
+    run = Run(Jobs(cfg, None, None, None, points, None, tmp_path / "out" / "executed"), course, journal, "k")
+    grades = []
+    with pytest.raises(ClusterLost) as err:
+        _run_all(subs, run, grades, 31.0, False, scorer, 2)
+    journal.close()
+    assert str(err.value) == ("lost the Dask scheduler at tcp://10.0.0.1:8786 (CancelledError); every submission "
+                              "graded before is journaled: rerun the same command to grade the rest")
+    assert sorted(g.student_id for g in grades) == ["s1", "s3"]
+    assert sorted(Journal(tmp_path / "out" / "journal.jsonl")._entries) == ["s1", "s3"]

@@ -6,7 +6,7 @@ process (prepares once per run, then grades in its own sandboxed slots). The jou
 feedback and ``grades.csv`` stay with the grader (:mod:`autograder.grading.batch`).
 """
 
-__all__ = ["ClusterError", "WorkerLost"]
+__all__ = ["ClusterError", "ClusterLost", "WorkerLost"]
 
 
 class ClusterError(RuntimeError):
@@ -15,3 +15,9 @@ class ClusterError(RuntimeError):
 
 class WorkerLost(RuntimeError):
     """Every worker that ran a submission's task died before it finished (not journaled: a rerun tries again)."""
+
+
+class ClusterLost(ClusterError):
+    """The grader lost its scheduler mid-run: the run stops (``fatal``); what finished is journaled."""
+
+    fatal = True

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from concurrent.futures import CancelledError
 from dataclasses import fields
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from ..grading.jobs import Jobs
 from ..grading.report import StudentGrade
 from ..grading.scoring import CheckResult
 from ..grading.submission import Submission
-from . import ClusterError, WorkerLost
+from . import ClusterError, ClusterLost, WorkerLost
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
 __all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES"]
@@ -54,6 +55,7 @@ class DaskCluster:
 
     def __init__(self, client, local_cluster=None):
         self.client, self.local_cluster = client, local_cluster
+        self.address = client.scheduler.address if client.scheduler is not None else "?"
 
     @classmethod
     def connect(cls, address: str, progress: bool = True) -> DaskCluster:
@@ -123,6 +125,9 @@ class DaskCluster:
                                     key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")
         try:
             record = future.result()
+        except (CancelledError, OSError) as exc:  # the grader cancels nothing: the scheduler is gone
+            raise ClusterLost(f"lost the Dask scheduler at {self.address} ({type(exc).__name__}); every submission "
+                              "graded before is journaled: rerun the same command to grade the rest") from None
         except KilledWorker:  # not journaled (the grader's handler makes the row): a rerun tries again
             raise WorkerLost(f"the grading worker died while running this notebook, and again on another "
                              f"worker ({ALLOWED_FAILURES + 1} tries); rerun the command to try again") from None

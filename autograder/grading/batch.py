@@ -170,13 +170,19 @@ def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_s
         futures = {pool.submit(grade_one, s, run, scorer): s for s in subs}
         bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
                    disable=not progress)
+        fatal = None
         for fut in bar:
             sub = futures[fut]
             try:
                 result = fut.result()
             except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
+                if getattr(exc, "fatal", False):  # the backend itself is gone (a lost cluster): stop, no rows
+                    fatal = fatal or exc
+                    continue
                 result = StudentGrade(sub.student_id, f"error: grader failed: {type(exc).__name__}: {exc}",
                                       zero_checks(points, "the grader failed on this submission"))
                 write_feedback(cfg.out / "feedback", result, max_score)
             grades.append(result)
             bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
+    if fatal is not None:
+        raise fatal

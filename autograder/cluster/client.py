@@ -35,6 +35,8 @@ ALLOWED_FAILURES = 1
 #: GradeConfig fields a worker's own configuration takes from the grader's.
 WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
                         if f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade", "cluster"})
+#: Submissions sent to the scheduler at least at a time (each waits in a thread of the grader).
+IN_FLIGHT = 64
 #: Seconds to wait for a scheduler, and for at least one worker.
 CONNECT_TIMEOUT = 30
 
@@ -96,9 +98,10 @@ class DaskCluster:
     def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
         """Send every worker (present and future) this run's plugin and wait until they are ready.
 
-        Returns how many submissions to keep in flight: the cluster's threads, twice, so that no
-        worker waits for the grader. Raises :class:`ClusterError` when no worker joins in
-        :data:`CONNECT_TIMEOUT` seconds or a worker cannot prepare (the message says which and why).
+        Returns how many submissions to keep in flight: at least :data:`IN_FLIGHT`, and twice the
+        cluster's threads, so that no worker waits for the grader and workers that join later get
+        work. Raises :class:`ClusterError` when no worker joins in :data:`CONNECT_TIMEOUT` seconds or
+        a worker cannot prepare (the message says which and why).
         """
         files = {"model.pt": Path(cfg.model).read_bytes(), "data.npz": Path(data_file).read_bytes()}
         settings = {name: getattr(cfg, name) for name in WORKER_SETTINGS}
@@ -115,7 +118,7 @@ class DaskCluster:
             self.client.register_plugin(plugin, name=PLUGIN_NAME)
         except Exception as exc:
             raise ClusterError(f"a worker could not prepare for grading: {type(exc).__name__}: {exc}") from None
-        return 2 * max(1, sum(self.client.nthreads().values()))
+        return max(IN_FLIGHT, 2 * sum(self.client.nthreads().values()))
 
     def score(self, sub: Submission, nb_bytes: bytes, jobs: Jobs) -> StudentGrade:
         """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""

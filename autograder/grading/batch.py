@@ -101,7 +101,6 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
 
     begin = time.perf_counter()
     model = load_model(cfg.model)
-    arch, config = model_config(model)
     data = grading_subset(cfg.data_root, cfg.per_class)
     data_file = work / "grading-data.npz"
     np.savez(data_file, **data)
@@ -121,14 +120,7 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
     with ThreadPoolExecutor(max_workers=2) as setup:
         course = setup.submit(timed, "course", Course, cfg.out / "course")
-        if cluster is None:
-            ref = setup.submit(timed, "reference", build_reference, model, arch, config,
-                               [data["X_test"], data["y_test"]], cfg.device)
-            scorer, in_flight = None, cfg.jobs
-        else:  # each worker builds its own reference
-            ref = Future()
-            ref.set_result(None)
-            scorer, in_flight = cluster.score, timed("workers", cluster.prepare, cfg, data_file)
+        ref, scorer, in_flight = _scoring(cfg, cluster, setup, timed, model, data, data_file)
         run = Run(Jobs(cfg, ref, source, data_file, points, slots, executed_dir, rlimit_as), course, journal, run_key)
         try:
             _run_all(subs, run, grades, max_score, progress, scorer, in_flight)
@@ -139,6 +131,20 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
                                                     "reused": run.reused, "slot_restarts": restarts,
                                                     "cluster": cfg.cluster}, start, progress)
     return grades
+
+
+def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecutor, timed, model, data: dict,
+             data_file: Path) -> tuple[Future, Scorer | None, int]:
+    """The reference (a future), the scorer and how many jobs run at once: in this process's slots,
+    or on the ``cluster``'s workers (each measures its own reference; prepared here)."""
+    if cluster is None:
+        arch, config = model_config(model)
+        ref = setup.submit(timed, "reference", build_reference, model, arch, config,
+                           [data["X_test"], data["y_test"]], cfg.device)
+        return ref, None, cfg.jobs
+    ref = Future()
+    ref.set_result(None)
+    return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)
 
 
 def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, course, timed, run_info: dict,

@@ -47,6 +47,12 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
                        help="run student kernels without the bubblewrap sandbox (every row is noted 'not sandboxed')")
     grade.add_argument("--regrade", action="store_true",
                        help="grade everything again instead of reusing unchanged submissions' grades from the journal")
+    grade.add_argument("--threads", type=int, default=d["threads"],
+                       help="CPU threads per notebook (default: the machine's cores divided by --jobs; on a cluster "
+                            "worker, its cores divided by its Dask threads)")
+    grade.add_argument("--cluster", default=d["cluster"],
+                       help="grade on Dask workers: a scheduler address (tcp://host:8786) or local:N for N worker "
+                            "processes here (then --jobs is N); default: local --jobs slots")
     return grade
 
 
@@ -97,6 +103,7 @@ def _release(args, parser) -> int:
 
 
 def _grade(args, parser) -> int:
+    from .cluster import ClusterError
     from .config import GradeConfig
     from .runner.limits import parse_size
     from .runner.sandbox import SandboxError
@@ -106,12 +113,16 @@ def _grade(args, parser) -> int:
                           per_class=args.per_class, device=args.device, full_notebook=args.full_notebook,
                           warm_kernels=not args.spawn_kernels, sandbox=not args.no_sandbox, regrade=args.regrade,
                           memory_limit=parse_size(args.memory_limit) if args.memory_limit else None,
-                          pids_limit=args.pids_limit)
+                          pids_limit=args.pids_limit, threads=args.threads,
+                          cluster=args.cluster)
     except (ValueError, FileNotFoundError) as exc:
         parser.error(str(exc))
     from .grading.grade import grade
     try:
         grade(cfg)
+    except ClusterError as exc:
+        print(f"error: cannot grade on the cluster: {exc}", file=sys.stderr)
+        return 2
     except SandboxError as exc:
         print(f"error: cannot sandbox student code here: {exc}\n"
               "Fix that, or grade without the sandbox with --no-sandbox (student code then runs with "

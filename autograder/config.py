@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["GradeConfig", "DemoConfig", "ReleaseConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT", "NOTEBOOK",
-           "DISPLAY_CELLS"]
+           "DISPLAY_CELLS", "local_workers"]
 
 #: The repository holding ``helpers/``, ``autograder/`` and ``assignment/``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -60,6 +60,12 @@ class GradeConfig:
         pids_limit: processes and threads one job slot may have at once.
         regrade: grade every submission again instead of reusing the journal's grades of
             submissions whose notebook, model, data and settings are unchanged.
+        threads: CPU threads each notebook's kernel (and the grader's own measurements) may use
+            (``None``: the machine's cores divided by ``jobs``; on a cluster worker, its cores divided
+            by its Dask threads).
+        cluster: grade on Dask workers instead of local job slots (:mod:`autograder.cluster`): a
+            scheduler's address (``tcp://host:8786``), or ``local:N`` for a cluster of N worker
+            processes on this machine (then ``jobs`` is N). ``None``: local ``--jobs`` slots.
     """
 
     submissions: Path
@@ -80,6 +86,8 @@ class GradeConfig:
     memory_limit: int | None = None
     pids_limit: int = 512
     regrade: bool = False
+    threads: int | None = None
+    cluster: str | None = None
 
     def __post_init__(self) -> None:
         # Absolute: notebooks run in their own working folders.
@@ -88,8 +96,15 @@ class GradeConfig:
         self.out = Path(self.out).expanduser().resolve()
         if self.data_root != "synthetic" and Path(self.data_root).expanduser().exists():
             self.data_root = str(Path(self.data_root).expanduser().resolve())
+        if self.cluster is not None:
+            self.cluster = self.cluster.strip()
+            local = local_workers(self.cluster)
+            if local is not None:
+                self.jobs = local
         if self.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.timeout <= 0:
             raise ValueError(f"--timeout must be positive seconds, got {self.timeout}")
         if self.per_class < 1:
@@ -120,7 +135,23 @@ class GradeConfig:
     @property
     def threads_per_job(self) -> int:
         """CPU threads each job's kernel (and the grader's own evaluation) may use."""
-        return max(1, (os.cpu_count() or 1) // self.jobs)
+        return self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
+
+
+def local_workers(cluster: str) -> int | None:
+    """N of ``local:N`` (``ValueError`` if N is not a positive whole number); ``None`` for a scheduler address.
+
+    >>> local_workers("local:2"), local_workers("tcp://10.0.0.1:8786")
+    (2, None)
+    """
+    if not cluster.startswith("local:"):
+        if "://" not in cluster and ":" not in cluster:
+            raise ValueError(f"--cluster must be a scheduler address like tcp://host:8786 or local:N, got {cluster!r}")
+        return None
+    n = cluster[len("local:"):]
+    if not n.isdigit() or int(n) < 1:
+        raise ValueError(f"--cluster local:N needs N workers, a whole number of at least 1; got {cluster!r}")
+    return int(n)
 
 
 @dataclass

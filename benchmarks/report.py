@@ -118,6 +118,29 @@ def write_markdown(r: dict, path: Path) -> None:
             lines += [f"| grading before / after the code shape (issue 13; {cs['submissions']} submissions, rounds "
                       f"alternated, same notebook and model), {label}, per round: before, after | "
                       f"{before} -> {after} | unchanged within noise | - |"]
+    cl = r.get("cluster")
+    if cl:
+        span = lambda t: f"{t['median_s']} ({t['min_s']}-{t['max_s']})"  # noqa: E731
+        per, ratio = cl["seconds_per_submission"], cl["throughput_2_workers_over_1"]
+        lines += [f"| cluster: {cl['submissions']} submissions ({cl['rounds']} rounds, 1 CPU thread per notebook), "
+                  "s/submission: `--jobs 1` / `--cluster local:1` / `--jobs 2` / `--cluster local:2` | "
+                  + " / ".join(span(per[k]) for k in ("jobs1", "local1", "jobs2", "local2")) + " | - | - |",
+                  f"| cluster: throughput of 2 workers / 1 worker (1 thread each, per round) | {span(ratio)}x | "
+                  f">= {cl['target_ratio']}x | {_met(ratio['median_s'], cl['target_ratio'])} |"]
+        for k, t in cl["cluster_added_s_per_submission"].items():
+            lines += [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k} (whole "
+                      f"run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "
+                      f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
+        lines += [f"| cluster: scheduler cost per task (no-op tasks) / grader's own work per submission (gradebook, "
+                  f"feedback) | {cl['scheduler_s_per_task'] * 1e3:.2f} ms / {cl['grader_s_per_submission']:.3f} s "
+                  "| - | - |"]
+        if cl["scaling"]:
+            lines += ["| cluster: expected speed-up over one worker at " + ", ".join(
+                f"{s['workers']}" for s in cl["scaling"]) + " workers (bound: " + ", ".join(
+                s["limited_by"] for s in cl["scaling"]) + ") | " + ", ".join(
+                f"{s['speedup']}x" for s in cl["scaling"]) + " | - | - |"]
+        lines += [f"| cluster: identical scores in all runs | {cl['scores_identical']} | True | "
+                  f"{'met' if cl['scores_identical'] else '**missed**'} |"]
     n = r.get("notebook")
     if n:
         lines += [f"| student notebook end to end, CPU, generated data | {n['generated_s']} s | < 120 s | "

@@ -5,7 +5,7 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3] [--images 90000]
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster] [--images 90000]
                              [--rounds 3] [--eval-rounds 7]
 """
 
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.cluster import bench_cluster
 from benchmarks.part3 import bench_part3
 
 REPO = Path(__file__).resolve().parents[1]
@@ -268,15 +269,15 @@ BENCH_STUDENTS = {"s1": "reference", "s2": "correct_manual_topk", "s3": "correct
                   "s7": "reference", "s8": "correct_manual_topk"}
 
 
-def _class(dest: Path):
+def _class(dest: Path, suffix: str = ""):
     import nbformat
 
     from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
     samples = {s.name: s for s in load_samples()}
     release = nbformat.read(RELEASE_NOTEBOOK, as_version=4)
     for sid, name in BENCH_STUDENTS.items():
-        (dest / sid / "pruning").mkdir(parents=True, exist_ok=True)
-        nbformat.write(build_notebook(samples[name], release), dest / sid / "pruning" / "pruning.ipynb")
+        (dest / f"{sid}{suffix}" / "pruning").mkdir(parents=True, exist_ok=True)
+        nbformat.write(build_notebook(samples[name], release), dest / f"{sid}{suffix}" / "pruning" / "pruning.ipynb")
 
 
 def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) -> tuple[float, dict]:
@@ -553,7 +554,7 @@ def reference_checkpoint(work: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator,part3",
+    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator,part3,cluster",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -565,7 +566,8 @@ def main(argv=None) -> int:
     results["machine"] = machine()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        model = reference_checkpoint(work) if set(wanted) & {"grading", "notebook", "memory", "part3"} else None
+        needs_model = {"grading", "notebook", "memory", "part3", "cluster"}
+        model = reference_checkpoint(work) if set(wanted) & needs_model else None
         steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
                  "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
                  "data": lambda: bench_data(args.images, work),
@@ -573,7 +575,8 @@ def main(argv=None) -> int:
                  "notebook": lambda: bench_notebook(work, model),
                  "memory": lambda: bench_memory(work, model),
                  "allocator": bench_allocator,
-                 "part3": lambda: bench_part3(work, model, SHARED_SAMPLE)}
+                 "part3": lambda: bench_part3(work, model, SHARED_SAMPLE),
+                 "cluster": lambda: bench_cluster(work, model, args.rounds)}
         for name in wanted:
             print(f"== {name}", flush=True)
             results[name] = steps[name]()

@@ -140,3 +140,74 @@ def test_full_notebook_mode_runs_visible_checks_with_same_score(tmp_path, traine
     printed = "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
     assert "OK: every target reached exactly" in printed, "visible checks ran"
     assert any("image/png" in o.get("data", {}) for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+# --- grading on a Dask cluster (--cluster) ---------------------------------------------------------
+
+def test_a_local_cluster_grades_the_class_like_local_jobs(graded_class, tmp_path, trained_model_path):
+    pytest.importorskip("distributed")
+    _, rows, out, _ = graded_class
+    proc, on_cluster = run_grade(out.parent / "submitted", tmp_path / "out", trained_model_path, jobs=1,
+                                 extra=("--cluster", "local:2"))
+    assert on_cluster == rows
+    timings = json.loads((tmp_path / "out" / "timings.json").read_text())
+    assert timings["run"]["cluster"] == "local:2" and timings["run"]["jobs"] == 2
+    assert len({s.get("worker") for s in timings["students"].values() if "kernel" in s}) == 2, "both workers graded"
+
+
+NETWORK_SAMPLES = ("reference", "mistake_random_selection", "untouched_release", "mistake_finetune_masks_dropped",
+                   "correct_manual_topk", "mistake_wrong_dim")
+
+
+def _wait_for(predicate, seconds: float, what: str, procs=()):
+    import time
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        dead = [p.args for p in procs if p.poll() is not None]
+        assert not dead, f"exited while waiting for {what}: {dead}"
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_cluster_across_a_network_loses_no_grade_when_a_worker_is_killed(graded_class, tmp_path,
+                                                                          trained_model_path):
+    """Scheduler, two workers and the grader each in their own network namespace; one worker is
+    killed (SIGKILL) after the first grade is journaled: every grade is there and equals the local run."""
+    pytest.importorskip("distributed")
+    from .netns import Network, unavailable
+    why = unavailable()
+    if why:
+        pytest.skip(why)
+    _, rows, _, _ = graded_class
+    write_class(tmp_path / "submitted", [s for s in load_samples() if s.name in NETWORK_SAMPLES])
+    out = tmp_path / "out"
+    env = dict(os.environ, PYTHONPATH=str(REPO), PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "w1", "w2", "grader")}  # noqa: SIM115
+    with Network(4) as net:
+        address = f"tcp://{net.ip(0)}:8786"
+        scheduler = net.popen(0, [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", net.ip(0),
+                                  "--port", "8786", "--no-dashboard"], env=env, stdout=logs["scheduler"],
+                              stderr=subprocess.STDOUT)
+        workers = [net.popen(i, [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                 "--no-nanny", "--no-dashboard", "--host", net.ip(i)], env=env, cwd=tmp_path,
+                             stdout=logs[f"w{i}"], stderr=subprocess.STDOUT) for i in (1, 2)]
+        grader = net.popen(3, [sys.executable, "-m", "autograder", "grade", str(tmp_path / "submitted"),
+                               "--data-root", "synthetic", "--model", str(trained_model_path), "--out", str(out),
+                               "--timeout", "300", "--cell-timeout", "40", "--per-class", "50",
+                               "--cluster", address], cwd=REPO, env=env, stdout=logs["grader"],
+                           stderr=subprocess.STDOUT)
+        journal = out / "journal.jsonl"
+        _wait_for(lambda: journal.is_file() and journal.read_text().count("\n") >= 1, 900, "the first grade",
+                  [scheduler, *workers, grader])
+        workers[0].kill()
+        graded_before_kill = journal.read_text().count("\n")
+        assert grader.wait(timeout=900) == 0, (tmp_path / "grader.log").read_text()[-3000:]
+    for fh in logs.values():
+        fh.close()
+    with open(out / "grades.csv") as fh:
+        on_network = {r["student_id"]: r for r in csv.DictReader(fh)}
+    assert on_network == {name: rows[name] for name in NETWORK_SAMPLES}
+    assert graded_before_kill < len(NETWORK_SAMPLES), "the worker was killed while work was left"
+    timings = json.loads((out / "timings.json").read_text())
+    graded_by = [s["worker"] for s in timings["students"].values()]
+    assert all(w.startswith((f"tcp://{net.ip(1)}:", f"tcp://{net.ip(2)}:")) for w in graded_by), graded_by

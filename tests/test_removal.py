@@ -678,6 +678,16 @@ def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
     assert got[2].startswith("unstructured: 'after' says None")
 
 
+def test_a_malformed_entry_does_not_hide_a_wrong_model_after_it():
+    from helpers.checks import check_results
+    m = base()
+    results = [{"target": 0.1, "model": copy_model(m)},
+               {"target": 0.2, "model": copy_model(m), "sparsity": 0.0, "accuracy": 0.1}]
+    lines = check_results(results, m, "unstructured", targets=(0.1, 0.2)).splitlines()
+    assert lines == ["unstructured_results[0] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']",
+                     "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]
+
+
 def test_a_wrong_target_does_not_hide_a_wrong_model_after_it():
     from helpers.checks import check_results
     m = base()

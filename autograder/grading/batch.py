@@ -13,8 +13,9 @@ import json
 import shutil
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
+from typing import Protocol
 
 import nbformat
 import numpy as np
@@ -27,14 +28,27 @@ from helpers.models import model_config
 from ..config import SOURCE_NOTEBOOK, GradeConfig
 from ..runner.slots import SlotPool
 from .gradebook import Course, read_points
-from .jobs import EXPORT_CODE, Run, grade_one, zero_checks
+from .jobs import EXPORT_CODE, Jobs, Run, Scorer, grade_one, zero_checks
 from .journal import Journal, file_sha256
 from .parts import graded_checks
 from .report import StudentGrade, summary_table, write_csv, write_feedback, write_timings
 from .scoring import build_reference, grading_subset
 from .submission import Submission, find_submissions
 
-__all__ = ["grade_all"]
+__all__ = ["grade_all", "address_space_cap", "Cluster"]
+
+
+class Cluster(Protocol):
+    """Where submissions run when grading on a cluster (:class:`autograder.cluster.client.DaskCluster`)."""
+
+    def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
+        """Get every worker ready for this run (its data, model and settings); how many jobs to keep in flight."""
+
+    def score(self, sub: Submission, nb_bytes: bytes, jobs: Jobs) -> StudentGrade:
+        """Run and score one submission on a worker (a :data:`~autograder.grading.jobs.Scorer`)."""
+
+    def restarts(self) -> int:
+        """Kernel servers restarted so far on the workers (a notebook killed one, say)."""
 
 
 def _executed_dir(cfg: GradeConfig) -> Path:
@@ -46,7 +60,7 @@ def _executed_dir(cfg: GradeConfig) -> Path:
     return folder
 
 
-def _address_space_limit(cfg: GradeConfig) -> int:
+def address_space_cap(cfg: GradeConfig) -> int:
     """Without cgroups, on CPU only: the kernel's address space may grow by the memory limit."""
     with open("/proc/self/status") as fh:
         vm = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:")), 0)
@@ -65,16 +79,17 @@ def _run_key(cfg: GradeConfig, data: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool, progress: bool,
-              address_space_limit: bool = False) -> list[StudentGrade]:
-    """Grade every submission with the job slots ``slots`` (``work``: a private folder for shared files).
+def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None, progress: bool,
+              address_space_limit: bool = False, cluster: Cluster | None = None) -> list[StudentGrade]:
+    """Grade every submission with the job slots ``slots`` (``work``: a private folder for shared files),
+    or, given a ``cluster``, on its workers (then ``slots`` is ``None``: the workers have their own).
 
     ``address_space_limit``: no cgroup limits memory, so on the CPU cap each kernel's address space.
     """
     setup_seconds: dict[str, float] = {}
     torch.set_num_threads(cfg.threads_per_job)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rlimit_as = _address_space_limit(cfg) if address_space_limit and device == "cpu" else None
+    rlimit_as = address_space_cap(cfg) if address_space_limit and device == "cpu" else None
     executed_dir = _executed_dir(cfg)
 
     def timed(name, fn, *args):
@@ -86,7 +101,6 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool, progr
 
     begin = time.perf_counter()
     model = load_model(cfg.model)
-    arch, config = model_config(model)
     data = grading_subset(cfg.data_root, cfg.per_class)
     data_file = work / "grading-data.npz"
     np.savez(data_file, **data)
@@ -105,19 +119,32 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool, progr
         write_feedback(cfg.out / "feedback", g, max_score)
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
     with ThreadPoolExecutor(max_workers=2) as setup:
-        ref = setup.submit(timed, "reference", build_reference, model, arch, config,
-                           [data["X_test"], data["y_test"]], cfg.device)
         course = setup.submit(timed, "course", Course, cfg.out / "course")
-        run = Run(cfg, ref, source, data_file, points, slots, executed_dir, course, journal, run_key, rlimit_as)
+        ref, scorer, in_flight = _scoring(cfg, cluster, setup, timed, model, data, data_file)
+        run = Run(Jobs(cfg, ref, source, data_file, points, slots, executed_dir, rlimit_as), course, journal, run_key)
         try:
-            _run_all(subs, run, grades, max_score, progress)
+            _run_all(subs, run, grades, max_score, progress, scorer, in_flight)
         finally:
             journal.close()
+    restarts = sum(s.restarts for s in slots.slots) if slots is not None else cluster.restarts()
     _finish(cfg, grades, max_score, course, timed, {**setup_seconds, "jobs": cfg.jobs, "sandbox": cfg.sandbox,
-                                                    "reused": run.reused,
-                                                    "slot_restarts": sum(s.restarts for s in slots.slots)},
-            start, progress)
+                                                    "reused": run.reused, "slot_restarts": restarts,
+                                                    "cluster": cfg.cluster}, start, progress)
     return grades
+
+
+def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecutor, timed, model, data: dict,
+             data_file: Path) -> tuple[Future, Scorer | None, int]:
+    """The reference (a future), the scorer and how many jobs run at once: in this process's slots,
+    or on the ``cluster``'s workers (each measures its own reference; prepared here)."""
+    if cluster is None:
+        arch, config = model_config(model)
+        ref = setup.submit(timed, "reference", build_reference, model, arch, config,
+                           [data["X_test"], data["y_test"]], cfg.device)
+        return ref, None, cfg.jobs
+    ref = Future()
+    ref.set_result(None)
+    return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)
 
 
 def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, course, timed, run_info: dict,
@@ -136,24 +163,32 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, cour
     write_timings(cfg.out / "timings.json", grades, {**run_info, "wall": round(time.perf_counter() - start, 3)})
     if progress:
         print(summary_table(grades, grade_ids, max_score))
-        print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s with --jobs {cfg.jobs}; "
+        where = f"on the Dask cluster {cfg.cluster}" if cfg.cluster else f"with --jobs {cfg.jobs}"
+        print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
               f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, {gradebook}")
 
 
 def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_score: float,
-             progress: bool) -> None:
+             progress: bool, scorer: Scorer | None, in_flight: int) -> None:
+    """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one` with ``scorer``)."""
     cfg, points = run.cfg, run.points
-    with ThreadPoolExecutor(max_workers=cfg.jobs) as pool:
-        futures = {pool.submit(grade_one, s, run): s for s in subs}
+    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+        futures = {pool.submit(grade_one, s, run, scorer): s for s in subs}
         bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
                    disable=not progress)
+        fatal = None
         for fut in bar:
             sub = futures[fut]
             try:
                 result = fut.result()
             except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
+                if getattr(exc, "fatal", False):  # the backend itself is gone (a lost cluster): stop, no rows
+                    fatal = fatal or exc
+                    continue
                 result = StudentGrade(sub.student_id, f"error: grader failed: {type(exc).__name__}: {exc}",
                                       zero_checks(points, "the grader failed on this submission"))
                 write_feedback(cfg.out / "feedback", result, max_score)
             grades.append(result)
             bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
+    if fatal is not None:
+        raise fatal

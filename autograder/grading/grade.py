@@ -33,7 +33,7 @@ from ..runner.limits import LimitsUnavailable, SlotLimits
 from ..runner.sandbox import Sandbox
 from ..runner.slots import SlotPool
 
-__all__ = ["grade", "PRELOAD"]
+__all__ = ["grade", "open_slots", "slot_root", "PRELOAD"]
 
 #: Modules each slot's warm kernel server imports before it forks: what every notebook imports.
 PRELOAD = ("torch", "torch.nn.utils.prune", "numpy", "matplotlib", "matplotlib.pyplot", "helpers", "helpers.checks",
@@ -52,22 +52,52 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
     """
     start = time.perf_counter()
     cfg.out.mkdir(parents=True, exist_ok=True)
-    sandbox = _sandbox(cfg) if cfg.sandbox else None
-    limits, why = _limits(cfg, sandbox)
-    if why:
-        print(f"warning: no memory or process limits ({why})", file=sys.stderr)
-    _remove_stale_slot_folders()
-    root = Path(tempfile.mkdtemp(prefix=f"{_SLOT_PREFIX}{os.getpid()}-"))  # short: socket paths <= 107 bytes
-    root.chmod(0o700)
+    if cfg.cluster is not None:
+        return _grade_on_cluster(cfg, start, progress)
+    root = slot_root()
     slots = None
     try:
-        slots = SlotPool(root, cfg.jobs, cfg.threads_per_job, sandbox, limits, cfg.warm_kernels, cfg.out, PRELOAD)
+        slots, capped = open_slots(cfg, root)
         from .batch import grade_all  # torch, nbformat, nbgrader: while the servers start
-        return grade_all(cfg, start, root, slots, progress, address_space_limit=sandbox is not None and bool(why))
+        return grade_all(cfg, start, root, slots, progress, address_space_limit=capped)
     finally:
         if slots is not None:
             slots.close()
         shutil.rmtree(root, ignore_errors=True)
+
+
+def _grade_on_cluster(cfg: GradeConfig, start: float, progress: bool) -> list:
+    from ..cluster.client import DaskCluster
+    from .batch import grade_all
+    work = Path(tempfile.mkdtemp(prefix="pgrade-client-"))
+    try:
+        with DaskCluster.connect(cfg.cluster, progress=progress) as cluster:
+            return grade_all(cfg, start, work, None, progress, cluster=cluster)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def slot_root() -> Path:
+    """A new private folder for a process's job slots (stale ones of killed graders are removed first)."""
+    _remove_stale_slot_folders()
+    root = Path(tempfile.mkdtemp(prefix=f"{_SLOT_PREFIX}{os.getpid()}-"))  # short: socket paths <= 107 bytes
+    root.chmod(0o700)
+    return root
+
+
+def open_slots(cfg: GradeConfig, root: Path) -> tuple[SlotPool, bool]:
+    """``cfg.jobs`` job slots under ``root``, sandboxed and limited as ``cfg`` says (their servers start now).
+
+    Returns the pool and whether kernels need an address-space cap instead (a sandbox without
+    cgroups). Raises
+    :class:`~autograder.runner.sandbox.SandboxError` when the sandbox cannot be built here.
+    """
+    sandbox = _sandbox(cfg) if cfg.sandbox else None
+    limits, why = _limits(cfg, sandbox)
+    if why:
+        print(f"warning: no memory or process limits ({why})", file=sys.stderr)
+    pool = SlotPool(root, cfg.jobs, cfg.threads_per_job, sandbox, limits, cfg.warm_kernels, cfg.out, PRELOAD)
+    return pool, sandbox is not None and bool(why)
 
 
 def _sandbox(cfg: GradeConfig) -> Sandbox:

@@ -1,10 +1,12 @@
-"""Runs in the grader's process: one submission's job, from its notebook to its recorded grade.
+"""Runs in the grader's process (or a cluster worker's): one submission's job, from its notebook to its grade.
 
-:func:`grade_one` reuses the journal's grade of an unchanged submission, or prepares a copy of
-the notebook (:mod:`autograder.grading.submission`), runs it in a job slot
-(:mod:`autograder.runner`) with its own copies of the grading data, the model and the export
-code, scores what it saved (:mod:`autograder.grading.scoring`), names any limit it hit, and then
-records it in the gradebook, writes its feedback and appends it to the journal.
+:func:`grade_one` reuses the journal's grade of an unchanged submission, or has it graded by
+:func:`run_and_score` (here, or on a cluster worker: :mod:`autograder.cluster`), and then
+records it in the gradebook, writes its feedback and appends it to the journal
+(:func:`finish_grade`). :func:`run_and_score` prepares a copy of the notebook
+(:mod:`autograder.grading.submission`), runs it in a job slot (:mod:`autograder.runner`) with its
+own copies of the grading data, the model and the export code, scores what it saved
+(:mod:`autograder.grading.scoring`) and names any limit it hit.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import hashlib
 import shutil
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +38,8 @@ from .report import StudentGrade, write_feedback
 from .scoring import CheckResult, score_submission
 from .submission import Submission, SubmissionError, prepare_notebook, read_notebook
 
-__all__ = ["Run", "grade_one", "zero_checks", "job_environment", "NOT_SANDBOXED", "EXPORT_CODE"]
+__all__ = ["Jobs", "Run", "Scorer", "grade_one", "run_and_score", "finish_grade", "zero_checks",
+           "job_environment", "NOT_SANDBOXED", "EXPORT_CODE"]
 
 #: The note every row gets when grading ran with ``--no-sandbox``.
 NOT_SANDBOXED = "not sandboxed"
@@ -57,8 +61,8 @@ def zero_checks(points: dict[str, float], message: str) -> list[CheckResult]:
 
 
 @dataclass
-class Run:
-    """What every job of one grading run shares."""
+class Jobs:
+    """What running and scoring a notebook needs: the same in the grader and on a cluster worker."""
 
     cfg: GradeConfig
     ref: Future
@@ -67,34 +71,61 @@ class Run:
     points: dict[str, float]
     slots: SlotPool
     executed_dir: Path
+    rlimit_as: int | None = None
+
+
+#: ``(submission, its notebook's bytes, jobs) -> StudentGrade``: grades a submission that must run.
+Scorer = Callable[[Submission, bytes, Jobs], StudentGrade]
+
+
+@dataclass
+class Run:
+    """What every job of one grading run shares: :class:`Jobs`, the gradebook and the journal."""
+
+    jobs: Jobs
     course: Future
     journal: Journal
     run_key: str
-    rlimit_as: int | None = None
     reused: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
+    @property
+    def cfg(self) -> GradeConfig:
+        return self.jobs.cfg
 
-def grade_one(sub: Submission, run: Run) -> StudentGrade:
-    """Grade one submission (or reuse its journal entry), record it and write its feedback (worker thread)."""
+    @property
+    def points(self) -> dict[str, float]:
+        return self.jobs.points
+
+
+def grade_one(sub: Submission, run: Run, scorer: Scorer | None = None) -> StudentGrade:
+    """Grade one submission (or reuse its journal entry), record it and write its feedback (worker thread).
+
+    ``scorer`` runs and scores the notebook (default :func:`run_and_score`, in this process's slots).
+    """
     try:
         nb_bytes = sub.path.read_bytes()
     except OSError as exc:
-        key, reused, grade = None, False, StudentGrade(sub.student_id, f"error: cannot read the notebook: {exc}",
-                                                     zero_checks(run.points, "the notebook could not be read"))
+        grade = StudentGrade(sub.student_id, f"error: cannot read the notebook: {exc}",
+                             zero_checks(run.points, "the notebook could not be read"))
+        return finish_grade(grade, None, False, run)
+    key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)
+    grade = run.journal.reuse(sub.student_id, key, run.jobs.executed_dir)
+    reused = grade is not None
+    if reused:
+        with run.lock:  # jobs run in threads
+            run.reused += 1
     else:
-        key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)
-        grade = run.journal.reuse(sub.student_id, key, run.executed_dir)
-        reused = grade is not None
-        if reused:
-            with run.lock:  # jobs run in threads
-                run.reused += 1
-        if grade is None:
-            grade = _run_and_score(sub, nb_bytes, run)
-    recorded = reused and run.course.exception() is None and run.course.result().has(sub.student_id)
+        grade = (scorer or run_and_score)(sub, nb_bytes, run.jobs)
+    return finish_grade(grade, key, reused, run)
+
+
+def finish_grade(grade: StudentGrade, key: str | None, reused: bool, run: Run) -> StudentGrade:
+    """Record ``grade`` in the gradebook (unless it is there), write its feedback, journal it (with a ``key``)."""
+    recorded = reused and run.course.exception() is None and run.course.result().has(grade.student_id)
     if grade.executed is not None and not recorded and run.course.exception() is None:  # waits for the course
         start = time.perf_counter()
-        problem = run.course.result().record(sub.student_id, grade.executed)
+        problem = run.course.result().record(grade.student_id, grade.executed)
         grade.timings["record"] = round(time.perf_counter() - start, 3)
         if problem and problem not in grade.notes:
             grade.notes.append(problem)
@@ -118,7 +149,9 @@ def _limit_status(status: str, before: dict, after: dict, cfg: GradeConfig) -> t
     return status, notes
 
 
-def _run_and_score(sub: Submission, nb_bytes: bytes, run: Run) -> StudentGrade:
+def run_and_score(sub: Submission, nb_bytes: bytes, run: Jobs) -> StudentGrade:
+    """Prepare, run and score one notebook in a free slot of ``run`` (the executed notebook is kept in
+    ``run.executed_dir``)."""
     cfg, points = run.cfg, run.points
     start = time.perf_counter()
     try:
@@ -140,7 +173,7 @@ def _run_and_score(sub: Submission, nb_bytes: bytes, run: Run) -> StudentGrade:
     return grade
 
 
-def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Run, start: float) -> StudentGrade:
+def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Jobs, start: float) -> StudentGrade:
     cfg, points = run.cfg, run.points
     job = slot.fresh_job()
     nbformat.write(nb, job / "pruning.ipynb")
@@ -161,7 +194,7 @@ def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Run, st
                         timings=timings)
 
 
-def _execute(slot: Slot, job: Path, run: Run) -> tuple[dict, list[str]]:
+def _execute(slot: Slot, job: Path, run: Jobs) -> tuple[dict, list[str]]:
     """Run the job's notebook in the slot; the run's result and notes on limits that were hit."""
     cfg = run.cfg
     before = slot.limits.events() if slot.limits else {}

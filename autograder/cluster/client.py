@@ -1,0 +1,155 @@
+"""Runs in the grader's process: grading on a Dask cluster (``python -m autograder grade --cluster ...``).
+
+:class:`DaskCluster` connects to a scheduler (``tcp://host:8786``) or starts a ``LocalCluster``
+(``local:N``), sends every worker the run's :class:`~autograder.cluster.worker.GradingPlugin`
+(grading data, model, settings, code digest), and grades each submission as one task
+(:func:`~autograder.cluster.worker.grade_task`). Everything else stays in the grader: reusing
+the journal, the gradebook, feedback and ``grades.csv`` (:mod:`autograder.grading.batch`), so a
+result is durable as soon as its task returns, whatever happens to the cluster afterwards.
+
+A worker that dies while running a task (``kill -9``, a lost machine) has that task run again
+on another worker once; if that worker dies too, the submission is reported as an error and
+the rest of the class is graded (the scheduler's ``allowed-failures`` is set to 1).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from concurrent.futures import CancelledError
+from dataclasses import fields
+from pathlib import Path
+
+from ..config import GradeConfig, local_workers
+from ..grading.jobs import Jobs
+from ..grading.report import StudentGrade
+from ..grading.scoring import CheckResult
+from ..grading.submission import Submission
+from . import ClusterError, ClusterLost, WorkerLost
+from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
+
+__all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES"]
+
+#: How many times a task may lose its worker and run again elsewhere before it is an error.
+ALLOWED_FAILURES = 1
+#: GradeConfig fields a worker's own configuration takes from the grader's.
+WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
+                        if f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade", "cluster"})
+#: Submissions sent to the scheduler at least at a time (each waits in a thread of the grader).
+IN_FLIGHT = 64
+#: Seconds to wait for a scheduler, and for at least one worker.
+CONNECT_TIMEOUT = 30
+
+
+def _set_allowed_failures(dask_scheduler=None, n: int = ALLOWED_FAILURES) -> int:
+    dask_scheduler.allowed_failures = n
+    return n
+
+
+class DaskCluster:
+    """A connection to the grading cluster (a context manager: closes what it started).
+
+    Example::
+
+        with DaskCluster.connect("local:2") as cluster:
+            grade_all(cfg, start, work, None, progress, cluster=cluster)
+    """
+
+    def __init__(self, client, local_cluster=None):
+        self.client, self.local_cluster = client, local_cluster
+        self.address = client.scheduler.address if client.scheduler is not None else "?"
+
+    @classmethod
+    def connect(cls, address: str, progress: bool = True) -> DaskCluster:
+        """Connect to the scheduler at ``address``, or start ``local:N`` worker processes here."""
+        import dask
+        from distributed import Client, LocalCluster
+
+        n = local_workers(address)
+        if n is not None:
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
+                                  "distributed.scheduler.worker-saturation": 1.0}):
+                cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
+                                       memory_limit=0, silence_logs=40)  # the job slots' cgroups limit memory
+            return cls(Client(cluster), cluster)
+        try:
+            client = Client(address, timeout=CONNECT_TIMEOUT)
+        except OSError as exc:
+            raise ClusterError(f"no Dask scheduler answers at {address} ({exc}); start one with "
+                               f"'dask scheduler' and workers with 'dask worker {address}'") from None
+        client.run_on_scheduler(_set_allowed_failures)
+        return cls(client)
+
+    def __enter__(self) -> DaskCluster:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        try:
+            self.client.unregister_worker_plugin(PLUGIN_NAME)
+        except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to unregister
+            pass
+        self.client.close()
+        if self.local_cluster is not None:
+            self.local_cluster.close()
+
+    def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
+        """Send every worker (present and future) this run's plugin and wait until they are ready.
+
+        Returns how many submissions to keep in flight: at least :data:`IN_FLIGHT`, and twice the
+        cluster's threads, so that no worker waits for the grader and workers that join later get
+        work. Raises :class:`ClusterError` when no worker joins in :data:`CONNECT_TIMEOUT` seconds or
+        a worker cannot prepare (the message says which and why).
+        """
+        files = {"model.pt": Path(cfg.model).read_bytes(), "data.npz": Path(data_file).read_bytes()}
+        settings = {name: getattr(cfg, name) for name in WORKER_SETTINGS}
+        if self.local_cluster is not None:  # N workers share this machine's cores
+            settings["threads"] = cfg.threads_per_job
+        plugin = GradingPlugin(settings, files, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
+                               code_digest())
+        try:
+            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+        except TimeoutError:
+            raise ClusterError(f"no worker joined the scheduler in {CONNECT_TIMEOUT} s; start one with "
+                               f"'dask worker {self.client.scheduler.address}'") from None
+        try:
+            self.client.register_plugin(plugin, name=PLUGIN_NAME)
+        except Exception as exc:
+            raise ClusterError(f"a worker could not prepare for grading: {type(exc).__name__}: {exc}") from None
+        return max(IN_FLIGHT, 2 * sum(self.client.nthreads().values()))
+
+    def score(self, sub: Submission, nb_bytes: bytes, jobs: Jobs) -> StudentGrade:
+        """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""
+        from distributed import KilledWorker
+
+        future = self.client.submit(grade_task, sub.student_id, nb_bytes, list(sub.notes), pure=False,
+                                    key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")
+        try:
+            record = future.result()
+        except (CancelledError, OSError) as exc:  # the grader cancels nothing: the scheduler is gone
+            raise ClusterLost(f"lost the Dask scheduler at {self.address} ({type(exc).__name__}); every submission "
+                              "graded before is journaled: rerun the same command to grade the rest") from None
+        except KilledWorker:  # not journaled (the grader's handler makes the row): a rerun tries again
+            raise WorkerLost(f"the grading worker died while running this notebook, and again on another "
+                             f"worker ({ALLOWED_FAILURES + 1} tries); rerun the command to try again") from None
+        executed = None
+        if record["executed"] is not None:
+            executed = jobs.executed_dir / f"{sub.student_id}.ipynb"
+            executed.write_bytes(record["executed"])
+        return StudentGrade(sub.student_id, record["status"], [CheckResult(**c) for c in record["checks"]],
+                            record["notes"], executed=executed, timings=record["timings"])
+
+    def restarts(self) -> int:
+        """Kernel servers restarted on the workers during this run."""
+        try:
+            counts = self.client.run(_restarts)
+        except Exception:  # noqa: BLE001 - only a statistic
+            return 0
+        return sum(counts.values())
+
+
+def _restarts(dask_worker=None) -> int:
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    return plugin.restarts() if plugin is not None else 0

@@ -1,0 +1,157 @@
+"""Runs in a Dask worker process: its preparation for a grading run, and the task that grades one notebook.
+
+:class:`GradingPlugin` is sent by the grader (:mod:`autograder.cluster.client`) to every worker of
+the cluster, also to workers that join later or are restarted. On each worker it checks that the
+worker's copy of the course code is the grader's, writes the grading data and model it carries
+(checked by SHA-256) into a private folder, measures the reference solution on that data, and
+starts as many sandboxed warm kernel slots as the worker has threads, with the run's time,
+memory and process limits (:func:`autograder.grading.grade.open_slots`). :func:`grade_task`
+then grades one submission in one of those slots, exactly as local grading does
+(:func:`autograder.grading.jobs.run_and_score`): the notebook runs in the sandbox, the hidden
+checks and scores run here, in the worker's own trusted code, never in a kernel.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import shutil
+import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict
+from pathlib import Path
+
+from distributed import WorkerPlugin, get_worker
+
+from ..config import REPO_ROOT, GradeConfig
+
+__all__ = ["GradingPlugin", "grade_task", "code_digest", "PLUGIN_NAME"]
+
+#: The plugin's name on every worker (one grading run at a time per cluster).
+PLUGIN_NAME = "pruning-grader"
+
+
+def code_digest() -> str:
+    """SHA-256 of the course code a grade depends on: every ``.py`` file of ``helpers/`` and
+    ``autograder/`` and the source notebook, by path and content."""
+    digest = hashlib.sha256()
+    files = sorted([*REPO_ROOT.glob("helpers/**/*.py"), *REPO_ROOT.glob("autograder/**/*.py"),
+                    *REPO_ROOT.glob("assignment/source/**/*.ipynb")])
+    for path in files:
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    return digest.hexdigest()
+
+
+class WorkerMismatch(RuntimeError):
+    """The worker cannot grade for this run (other course code, or data that arrived damaged)."""
+
+
+class GradingPlugin(WorkerPlugin):
+    """Prepares a worker for one grading run (see the module's text).
+
+    ``settings``: :class:`~autograder.config.GradeConfig` fields of the run (tolerances, limits,
+    timeouts, sandbox). ``files``: ``{"model.pt": bytes, "data.npz": bytes}``, checked against
+    ``sha256`` (the same names). ``code``: the grader's :func:`code_digest`. The worker runs as many
+    notebooks at once as it has Dask threads (``jobs``), each with ``settings["threads"]`` CPU threads
+    (``None``: the worker's CPUs divided by its Dask threads).
+    """
+
+    name = PLUGIN_NAME
+
+    def __init__(self, settings: dict, files: dict[str, bytes], sha256: dict[str, str], code: str):
+        self.settings, self.files, self.sha256, self.code = settings, files, sha256, code
+        self.jobs = None
+        self._folder: Path | None = None
+        self._slots = self._owner = None
+
+    async def setup(self, worker) -> None:
+        if code_digest() != self.code:
+            raise WorkerMismatch(f"worker {worker.address} has other course code than the grader "
+                                 f"(helpers/, autograder/ or the source notebook differ); update its checkout")
+        self._folder = Path(tempfile.mkdtemp(prefix=f"pgrade-{os.getpid()}-worker-"))  # removed when stale
+        # Off the event loop (the worker keeps answering the scheduler), in a thread that lives until
+        # teardown: the slot servers' sandboxes die with the thread that started them (--die-with-parent).
+        self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-slots")
+        try:
+            self.jobs = await asyncio.get_running_loop().run_in_executor(self._owner, self._prepare,
+                                                                         worker.state.nthreads)
+        except BaseException:
+            self.teardown(worker)
+            raise
+
+    def _prepare(self, nthreads: int):
+        import nbformat
+        import numpy as np
+        import torch
+
+        from helpers import load_model
+        from helpers.models import model_config
+
+        from ..config import SOURCE_NOTEBOOK
+        from ..grading.batch import address_space_cap
+        from ..grading.grade import open_slots, slot_root
+        from ..grading.gradebook import read_points
+        from ..grading.jobs import Jobs
+        from ..grading.scoring import build_reference
+
+        folder = self._folder
+        for name, data in self.files.items():
+            if hashlib.sha256(data).hexdigest() != self.sha256[name]:
+                raise WorkerMismatch(f"{name} arrived damaged (SHA-256 differs from the grader's)")
+            (folder / name).write_bytes(data)
+        cfg = GradeConfig(submissions=folder, data_root=str(folder / "data.npz"), model=folder / "model.pt",
+                          out=folder / "out", jobs=nthreads, **self.settings)
+        cfg.out.mkdir()
+        torch.set_num_threads(cfg.threads_per_job)
+        root = slot_root()
+        self._slots, capped = open_slots(cfg, root)
+        self._slot_root = root
+        model = load_model(cfg.model)
+        arch, config = model_config(model)
+        with np.load(folder / "data.npz") as data:
+            test_data = [data["X_test"], data["y_test"]]
+        ref: Future = Future()
+        ref.set_result(build_reference(model, arch, config, test_data, cfg.device))
+        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        rlimit_as = address_space_cap(cfg) if capped and device == "cpu" else None
+        executed = folder / "executed"
+        executed.mkdir()
+        source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+        return Jobs(cfg, ref, source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
+
+    def teardown(self, worker) -> None:
+        if self._slots is not None:
+            self._slots.close()
+            shutil.rmtree(self._slot_root, ignore_errors=True)
+        if self._folder is not None:
+            shutil.rmtree(self._folder, ignore_errors=True)
+        if self._owner is not None:
+            self._owner.shutdown(wait=False)
+        self._slots = self._folder = self.jobs = self._owner = None
+
+    def restarts(self) -> int:
+        return sum(s.restarts for s in self._slots.slots) if self._slots is not None else 0
+
+
+def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
+    """Grade one notebook on this worker; plain data for the grader (the executed notebook as bytes).
+
+    Keys: ``status``, ``checks`` (:class:`~autograder.grading.scoring.CheckResult` fields), ``notes``,
+    ``timings`` (with ``worker``: this worker's address), ``executed`` (bytes or ``None``).
+    """
+    from ..grading.jobs import run_and_score
+    from ..grading.submission import Submission
+
+    worker = get_worker()
+    plugin = worker.plugins.get(PLUGIN_NAME)
+    if plugin is None or plugin.jobs is None:
+        raise WorkerMismatch(f"worker {worker.address} is not prepared for grading")
+    grade = run_and_score(Submission(student_id, Path(f"{student_id}.ipynb"), list(notes)), nb_bytes, plugin.jobs)
+    executed = None
+    if grade.executed is not None:
+        executed = grade.executed.read_bytes()
+        grade.executed.unlink()
+    return {"status": grade.status, "checks": [asdict(c) for c in grade.checks], "notes": grade.notes,
+            "timings": {**grade.timings, "worker": worker.address}, "executed": executed}

@@ -1,0 +1,143 @@
+"""Fast tests of grading on a Dask cluster: the address, a worker's refusals, the scaling estimate.
+
+Grading a class on a cluster end to end (``local:2``, and across network namespaces with a
+worker killed) is in ``tests/test_grading_app.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from types import SimpleNamespace
+
+import pytest
+
+from autograder.config import GradeConfig, local_workers
+
+distributed = pytest.importorskip("distributed")
+
+
+def test_cluster_addresses_are_parsed_and_local_sets_the_jobs(tmp_path):
+    assert local_workers("local:3") == 3
+    assert local_workers("tcp://10.0.0.1:8786") is None and local_workers("scheduler:8786") is None
+    for bad, why in (("local:0", "--cluster local:N needs N workers, a whole number of at least 1; got 'local:0'"),
+                     ("local:two", "--cluster local:N needs N workers, a whole number of at least 1; got 'local:two'"),
+                     ("scheduler", "--cluster must be a scheduler address like tcp://host:8786 or local:N, "
+                                   "got 'scheduler'")):
+        with pytest.raises(ValueError) as err:
+            local_workers(bad)
+        assert str(err.value) == why
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"x")
+    cfg = GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out", jobs=1,
+                      cluster=" local:2 ")
+    assert (cfg.cluster, cfg.jobs) == ("local:2", 2)
+    with pytest.raises(ValueError, match="^--threads must be at least 1, got 0$"):
+        GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out", threads=0)
+    assert GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "o",
+                       threads=3).threads_per_job == 3
+
+
+def _plugin(code=None, files=None, sha=None):
+    from autograder.cluster.worker import GradingPlugin, code_digest
+    files = files or {"model.pt": b"model", "data.npz": b"data"}
+    sha = sha or {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
+    return GradingPlugin({}, files, sha, code or code_digest())
+
+
+def test_a_worker_with_other_course_code_refuses_and_says_so():
+    from autograder.cluster.worker import WorkerMismatch
+    plugin = _plugin(code="0" * 64)
+    worker = SimpleNamespace(address="tcp://10.0.0.2:4000", state=SimpleNamespace(nthreads=1))
+    with pytest.raises(WorkerMismatch) as err:
+        asyncio.run(plugin.setup(worker))
+    assert str(err.value) == ("worker tcp://10.0.0.2:4000 has other course code than the grader (helpers/, "
+                              "autograder/ or the source notebook differ); update its checkout")
+    assert plugin.jobs is None
+
+
+def test_a_worker_refuses_data_that_arrived_damaged_and_leaves_nothing_behind():
+    from autograder.cluster.worker import WorkerMismatch
+    plugin = _plugin(sha={"model.pt": hashlib.sha256(b"model").hexdigest(), "data.npz": "f" * 64})
+    worker = SimpleNamespace(address="tcp://10.0.0.2:4000", state=SimpleNamespace(nthreads=1))
+    with pytest.raises(WorkerMismatch, match=r"^data\.npz arrived damaged \(SHA-256 differs from the grader's\)$"):
+        asyncio.run(plugin.setup(worker))
+    assert plugin.jobs is None and plugin._folder is None
+
+
+def test_the_code_digest_covers_the_grading_code(tmp_path, monkeypatch):
+    from autograder.cluster import worker
+    for rel in ("helpers/a.py", "autograder/grading/b.py", "assignment/source/pruning/pruning.ipynb"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("x = 1\n")
+    monkeypatch.setattr(worker, "REPO_ROOT", tmp_path)
+    first = worker.code_digest()
+    assert worker.code_digest() == first
+    (tmp_path / "autograder/grading/b.py").write_text("x = 2\n")
+    assert worker.code_digest() != first
+    (tmp_path / "autograder/grading/b.py").write_text("x = 1\n")
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests/t.py").write_text("anything\n")  # not grading code
+    assert worker.code_digest() == first
+
+
+def test_the_scaling_estimate_names_its_bound():
+    from benchmarks.cluster import scaling
+    rows = scaling(task_s=6.0, scheduler_s=0.002, grader_s=0.2, workers=(1, 10, 30, 100))
+    assert rows == [{"workers": 1, "speedup": 1, "limited_by": "workers"},
+                    {"workers": 10, "speedup": 10, "limited_by": "workers"},
+                    {"workers": 30, "speedup": 30.0, "limited_by": "workers"},
+                    {"workers": 100, "speedup": 30.0, "limited_by": "grader"}]
+    assert scaling(6.0, 0.5, 0.01, (100,)) == [{"workers": 100, "speedup": 12.0, "limited_by": "scheduler"}]
+
+
+def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path):
+    """The grader's side of a lost cluster: the submission in flight gets no row and no journal line,
+    the finished ones are journaled, and the run stops with what to do."""
+    from concurrent.futures import CancelledError, Future
+
+    from autograder.cluster import ClusterLost
+    from autograder.cluster.client import DaskCluster
+    from autograder.grading.batch import _run_all
+    from autograder.grading.gradebook import read_points
+    from autograder.grading.jobs import Jobs, Run, zero_checks
+    from autograder.grading.journal import Journal
+    from autograder.grading.report import StudentGrade
+    from autograder.grading.submission import Submission
+
+    class LostClient:  # what a Dask client's future does once the scheduler is gone
+        scheduler = SimpleNamespace(address="tcp://10.0.0.1:8786")
+
+        def submit(self, *args, **kwargs):
+            future = Future()
+            future.set_exception(CancelledError("grade-s2 cancelled for reason: scheduler-connection-lost."))
+            return future
+
+    cluster = DaskCluster(LostClient())
+    points = read_points()
+
+    def scorer(sub, nb_bytes, jobs):
+        if sub.student_id == "s2":
+            return cluster.score(sub, nb_bytes, jobs)
+        return StudentGrade(sub.student_id, "ok", zero_checks(points, "nothing done"))
+
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"x")
+    cfg = GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out")
+    (tmp_path / "out" / "executed").mkdir(parents=True)
+    subs = []
+    for sid in ("s1", "s2", "s3"):
+        (tmp_path / f"{sid}.ipynb").write_text("{}")
+        subs.append(Submission(sid, tmp_path / f"{sid}.ipynb"))
+    course = Future()
+    course.set_exception(RuntimeError("no gradebook in this test"))
+    journal = Journal(tmp_path / "out" / "journal.jsonl")
+    run = Run(Jobs(cfg, None, None, None, points, None, tmp_path / "out" / "executed"), course, journal, "k")
+    grades = []
+    with pytest.raises(ClusterLost) as err:
+        _run_all(subs, run, grades, 31.0, False, scorer, 2)
+    journal.close()
+    assert str(err.value) == ("lost the Dask scheduler at tcp://10.0.0.1:8786 (CancelledError); every submission "
+                              "graded before is journaled: rerun the same command to grade the rest")
+    assert sorted(g.student_id for g in grades) == ["s1", "s3"]
+    assert sorted(Journal(tmp_path / "out" / "journal.jsonl")._entries) == ["s1", "s3"]

@@ -132,7 +132,9 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path)
     course = Future()
     course.set_exception(RuntimeError("no gradebook in this test"))
     journal = Journal(tmp_path / "out" / "journal.jsonl")
-    run = Run(Jobs(cfg, None, None, None, points, None, tmp_path / "out" / "executed"), course, journal, "k")
+    ref = Future()
+    ref.set_result(SimpleNamespace(measurements=lambda: None))  # what the tasks carry: not used here
+    run = Run(Jobs(cfg, ref, None, None, points, None, tmp_path / "out" / "executed"), course, journal, "k")
     grades = []
     with pytest.raises(ClusterLost) as err:
         _run_all(subs, run, grades, 31.0, False, scorer, 2)

@@ -624,6 +624,33 @@ def test_build_reference_measures_quietly_and_knows_its_models(base, capsys):
     assert capsys.readouterr().out == ""
 
 
+def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_of_device(base, monkeypatch):
+    from autograder.grading import reference
+    data = [np.random.default_rng(1).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 10]
+    measured = scoring.build_reference(base, "SmallCNN", SMALL, data, device="cpu").measurements()
+    assert measured.device == "cpu" == scoring.measuring_device(None)
+    # Figures no measurement here could give: adopted as they are, measured nowhere.
+    forged = scoring.Measurements("cpu", {p: {t: 0.123 for t in a} for p, a in measured.accuracy.items()},
+                                  measured.digests)
+    calls = []
+    monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or 0.5)
+    adopted = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged)
+    model, _ = scoring._model_from_state(plain_state_dict(reference.prune_structured(base, 0.5)), adopted)
+    assert adopted.matches("structured", 0.5, model_digest(model))
+    assert adopted.accuracy_of(model, model_digest(model)) == 0.123 == adopted.accuracy["structured"][0.5]
+    assert calls == []
+    # Measured on a GPU: a CPU worker measures its own (every target of every part, once).
+    gpu = replace(forged, device="cuda:NVIDIA H100 80GB HBM3")
+    own = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu)
+    assert len(calls) == sum(len(a) for a in measured.accuracy.values())
+    assert all(acc == 0.5 for a in own.accuracy.values() for acc in a.values())
+    assert own.digests == measured.digests
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
+    assert scoring.measuring_device(None) == "cuda:NVIDIA H100 80GB HBM3" == scoring.measuring_device("cuda")
+    assert scoring.measuring_device("cpu") == "cpu"
+
+
 def test_a_failed_measurement_raises_and_is_measured_again(base, ref):
     class Broken(nn.Module):
         def forward(self, x):

@@ -58,6 +58,7 @@ class DaskCluster:
     def __init__(self, client, local_cluster=None):
         self.client, self.local_cluster = client, local_cluster
         self.address = client.scheduler.address if client.scheduler is not None else "?"
+        self._registered = False
 
     @classmethod
     def connect(cls, address: str, progress: bool = True) -> DaskCluster:
@@ -87,10 +88,11 @@ class DaskCluster:
         self.close()
 
     def close(self) -> None:
-        try:
-            self.client.unregister_worker_plugin(PLUGIN_NAME)
-        except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to unregister
-            pass
+        if self._registered:
+            try:
+                self.client.unregister_worker_plugin(PLUGIN_NAME)
+            except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to unregister
+                pass
         self.client.close()
         if self.local_cluster is not None:
             self.local_cluster.close()
@@ -115,6 +117,7 @@ class DaskCluster:
             raise ClusterError(f"no worker joined the scheduler in {CONNECT_TIMEOUT} s; start one with "
                                f"'dask worker {self.client.scheduler.address}'") from None
         try:
+            self._registered = True  # also if only some workers took it
             self.client.register_plugin(plugin, name=PLUGIN_NAME)
         except Exception as exc:
             raise ClusterError(f"a worker could not prepare for grading: {type(exc).__name__}: {exc}") from None
@@ -124,7 +127,8 @@ class DaskCluster:
         """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""
         from distributed import KilledWorker
 
-        future = self.client.submit(grade_task, sub.student_id, nb_bytes, list(sub.notes), pure=False,
+        measured = jobs.ref.result().measurements()
+        future = self.client.submit(grade_task, sub.student_id, nb_bytes, list(sub.notes), measured, pure=False,
                                     key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")
         try:
             record = future.result()

@@ -3,12 +3,15 @@
 :class:`GradingPlugin` is sent by the grader (:mod:`autograder.cluster.client`) to every worker of
 the cluster, also to workers that join later or are restarted. On each worker it checks that the
 worker's copy of the course code is the grader's, writes the grading data and model it carries
-(checked by SHA-256) into a private folder, measures the reference solution on that data, and
-starts as many sandboxed warm kernel slots as the worker has threads, with the run's time,
-memory and process limits (:func:`autograder.grading.grade.open_slots`). :func:`grade_task`
-then grades one submission in one of those slots, exactly as local grading does
+(checked by SHA-256) into a private folder, and starts as many sandboxed warm kernel slots as
+the worker has threads, with the run's time, memory and process limits
+(:func:`autograder.grading.grade.open_slots`). :func:`grade_task` then grades one submission in
+one of those slots, exactly as local grading does
 (:func:`autograder.grading.jobs.run_and_score`): the notebook runs in the sandbox, the hidden
-checks and scores run here, in the worker's own trusted code, never in a kernel.
+checks and scores run here, in the worker's own trusted code, never in a kernel. Every task carries
+the grader's measurements of the reference solution (:class:`~autograder.grading.scoring.Measurements`);
+the worker adopts them once, or measures the reference itself if it grades on another kind of
+device than the grader measured on (:func:`~autograder.grading.scoring.reference_from`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -65,11 +69,14 @@ class GradingPlugin(WorkerPlugin):
         self.jobs = None
         self._folder: Path | None = None
         self._slots = self._owner = None
+        self._reference_parts = None  # (model, arch, config, test_data, device) until the first task
+        self._lock = None  # made on the worker (a lock does not travel)
 
     async def setup(self, worker) -> None:
         if code_digest() != self.code:
             raise WorkerMismatch(f"worker {worker.address} has other course code than the grader "
                                  f"(helpers/, autograder/ or the source notebook differ); update its checkout")
+        self._lock = threading.Lock()
         self._folder = Path(tempfile.mkdtemp(prefix=f"pgrade-{os.getpid()}-worker-"))  # removed when stale
         # Off the event loop (the worker keeps answering the scheduler), in a thread that lives until
         # teardown: the slot servers' sandboxes die with the thread that started them (--die-with-parent).
@@ -94,7 +101,6 @@ class GradingPlugin(WorkerPlugin):
         from ..grading.grade import open_slots, slot_root
         from ..grading.gradebook import read_points
         from ..grading.jobs import Jobs
-        from ..grading.scoring import build_reference
 
         folder = self._folder
         for name, data in self.files.items():
@@ -112,14 +118,25 @@ class GradingPlugin(WorkerPlugin):
         arch, config = model_config(model)
         with np.load(folder / "data.npz") as data:
             test_data = [data["X_test"], data["y_test"]]
-        ref: Future = Future()
-        ref.set_result(build_reference(model, arch, config, test_data, cfg.device))
+        self._reference_parts = (model, arch, config, test_data, cfg.device)
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         rlimit_as = address_space_cap(cfg) if capped and device == "cpu" else None
         executed = folder / "executed"
         executed.mkdir()
         source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-        return Jobs(cfg, ref, source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
+        return Jobs(cfg, Future(), source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
+
+    def reference(self, measured):
+        """This worker's reference, from the grader's ``measured`` figures on the first call (thread-safe)."""
+        from ..grading.scoring import reference_from
+
+        with self._lock:
+            if not self.jobs.ref.done():
+                try:
+                    self.jobs.ref.set_result(reference_from(*self._reference_parts, measured))
+                except BaseException as exc:
+                    self.jobs.ref.set_exception(exc)
+        return self.jobs.ref.result()
 
     def teardown(self, worker) -> None:
         if self._slots is not None:
@@ -135,8 +152,10 @@ class GradingPlugin(WorkerPlugin):
         return sum(s.restarts for s in self._slots.slots) if self._slots is not None else 0
 
 
-def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
+def grade_task(student_id: str, nb_bytes: bytes, notes: list[str], measured) -> dict:
     """Grade one notebook on this worker; plain data for the grader (the executed notebook as bytes).
+
+    ``measured``: the grader's :class:`~autograder.grading.scoring.Measurements` of the reference.
 
     Keys: ``status``, ``checks`` (:class:`~autograder.grading.scoring.CheckResult` fields), ``notes``,
     ``timings`` (with ``worker``: this worker's address), ``executed`` (bytes or ``None``).
@@ -148,6 +167,7 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
     plugin = worker.plugins.get(PLUGIN_NAME)
     if plugin is None or plugin.jobs is None:
         raise WorkerMismatch(f"worker {worker.address} is not prepared for grading")
+    plugin.reference(measured)
     grade = run_and_score(Submission(student_id, Path(f"{student_id}.ipynb"), list(notes)), nb_bytes, plugin.jobs)
     executed = None
     if grade.executed is not None:

@@ -135,15 +135,14 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
 
 def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecutor, timed, model, data: dict,
              data_file: Path) -> tuple[Future, Scorer | None, int]:
-    """The reference (a future), the scorer and how many jobs run at once: in this process's slots,
-    or on the ``cluster``'s workers (each measures its own reference; prepared here)."""
+    """The reference (a future: measured here while the slots or the workers start), the scorer and how
+    many jobs run at once: in this process's slots, or on the ``cluster``'s workers (prepared here;
+    every task carries the reference's measurements)."""
+    arch, config = model_config(model)
+    ref = setup.submit(timed, "reference", build_reference, model, arch, config,
+                       [data["X_test"], data["y_test"]], cfg.device)
     if cluster is None:
-        arch, config = model_config(model)
-        ref = setup.submit(timed, "reference", build_reference, model, arch, config,
-                           [data["X_test"], data["y_test"]], cfg.device)
         return ref, None, cfg.jobs
-    ref = Future()
-    ref.set_result(None)
     return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)
 
 

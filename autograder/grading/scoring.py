@@ -27,8 +27,9 @@ from ..config import GradeConfig
 from .collect import UNSEEN_TARGETS
 from .parts import CHECK_KINDS, CHECKS, GRADED_PARTS, SECTION3, GradedPart, graded_checks
 
-__all__ = ["CHECKS", "CheckResult", "Reference", "build_reference", "model_digest", "score_submission",
-           "check_structure", "check_accuracy", "check_unseen"]
+__all__ = ["CHECKS", "CheckResult", "Reference", "Measurements", "build_reference", "reference_from",
+           "measuring_device", "model_digest", "score_submission", "check_structure", "check_accuracy",
+           "check_unseen"]
 
 _MAX_EXPORT_BYTES = 200_000_000
 
@@ -93,6 +94,10 @@ class Reference:
         with self._lock:
             self._known.setdefault(digest, done)
 
+    def measurements(self) -> Measurements:
+        """The reference sweeps' figures, to send to cluster workers (:func:`reference_from`)."""
+        return Measurements(measuring_device(self.device), self.accuracy, self.digests)
+
     def accuracy_of(self, model: nn.Module, digest: str) -> float:
         """Accuracy of ``model`` on the grading data, measured at most once per digest."""
         with self._lock:
@@ -108,6 +113,41 @@ class Reference:
                     del self._known[digest]
                 pending.set_exception(exc)
         return pending.result()
+
+
+@dataclass(frozen=True)
+class Measurements:
+    """The reference solution's figures, as :func:`build_reference` measured them.
+
+    ``device``: where they were measured (:func:`measuring_device`); ``accuracy[part][target]``:
+    accuracy in [0, 1]; ``digests[part][target]``: :func:`model_digest` of the reference model.
+    """
+
+    device: str
+    accuracy: dict[str, dict[float, float]]
+    digests: dict[str, dict[float, str]]
+
+
+def measuring_device(device: str | None) -> str:
+    """Which kind of device ``device`` measures on: ``"cpu"``, or ``"cuda:"`` and the GPU's name
+    (``None``: CUDA when available, as :func:`helpers.test_model` does)."""
+    kind = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return f"cuda:{torch.cuda.get_device_name(kind)}" if kind.type == "cuda" else kind.type
+
+
+def reference_from(model: nn.Module, arch: str, config: dict, test_data, device, measured: Measurements) -> Reference:
+    """The reference for grading on ``device`` with the figures ``measured`` elsewhere (by the grader, for
+    a cluster worker) when they were measured on the same kind of device; otherwise measured here
+    (:func:`build_reference`), since another kind of device may round differently."""
+    if measured.device != measuring_device(device):
+        return build_reference(model, arch, config, test_data, device)
+    ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device,
+                    accuracy={part: dict(acc) for part, acc in measured.accuracy.items()},
+                    digests={part: dict(d) for part, d in measured.digests.items()})
+    for part, digests in ref.digests.items():
+        for target, digest in digests.items():
+            ref.remember(digest, ref.accuracy[part][target])
+    return ref
 
 
 def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None) -> Reference:

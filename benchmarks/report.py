@@ -155,8 +155,11 @@ def write_markdown(r: dict, path: Path) -> None:
         for key, ratio in p3["speedup_per_mac_reduction"].items():
             lat = p3["latency_s"][key]
             target = ">= 0.9" if key.startswith("batch 256") else "-"
+            rng = p3.get("per_round_range", {}).get(key)
+            rounds = f"; single rounds {rng[0]}-{rng[1]}" if rng else ""
+            layout = f", {p3['layout']}" if p3.get("layout") else ""
             lines += [f"| part 3: CPU latency speed-up / MAC reduction, 50% removed, {key} (median of "
-                      f"{p3['rounds']} alternating rounds) | {ratio} ({p3['speedup'][key]}x faster: "
+                      f"{p3['rounds']} alternating rounds{layout}) | {ratio}{rounds} ({p3['speedup'][key]}x faster: "
                       f"{lat['pretrained'] * 1e3:.3f} ms -> {lat['removed'] * 1e3:.3f} ms) | {target} | "
                       f"{_met(ratio, 0.9) if target != '-' else '-'} |"]
         for where in ("generated", "real_sample"):

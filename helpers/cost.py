@@ -50,9 +50,16 @@ def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None =
                     min_run_time: float = 0.3) -> float:
     """Median CPU seconds of one forward pass over a batch of ``batch_size`` images.
 
+    The input is laid out as :func:`helpers.test_model` gives it to every model of this course:
+    ``(B, 3, 32, 32)`` float32 in channels-last memory (the ``(B, 32, 32, 3)`` pixels permuted,
+    see :func:`helpers.batches.to_model_input`), the layout the CPU convolutions run fastest on and
+    the one mobile runtimes use. A contiguous ``(B, 3, 32, 32)`` tensor would time a slower path
+    that grading never takes.
+
     Args:
-        model: any model taking ``(B, 3, 32, 32)`` float32; measured in eval mode on a CPU
-            copy of its inputs, under ``torch.inference_mode``.
+        model: any model taking ``(B, 3, 32, 32)`` float32; measured in eval mode (a CPU copy
+            if its parameters are on a GPU; ``model`` itself is not moved), under
+            ``torch.inference_mode``.
         batch_size: images per forward pass (1: one image at a time, as a phone would).
         threads: torch CPU threads during the measurement (default: torch's current setting);
             fix it when comparing models, so that they are measured alike.
@@ -77,7 +84,8 @@ def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None =
         model = copy_model(model).cpu()  # a CPU copy: the model itself stays where it is
     was_training = model.training
     model.eval()
-    x = torch.randn(batch_size, *INPUT_SHAPE)
+    channels, height, width = INPUT_SHAPE
+    x = torch.randn(batch_size, height, width, channels).permute(0, 3, 1, 2)  # as to_model_input lays it out
     try:
         with torch.inference_mode():
             for _ in range(3):  # warm-up: first calls allocate and pick kernels

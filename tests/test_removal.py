@@ -143,6 +143,14 @@ def test_latency_is_a_positive_time_and_inputs_are_checked():
     m = base()
     seconds = measure_latency(m, batch_size=2, threads=1, min_run_time=0.01)
     assert seconds > 0 and not m.training
+    seen = []
+
+    class Spy(nn.Module):  # what the timed model is given: test_model's layout
+        def forward(self, x):
+            seen.append((tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+            return x.sum()
+    measure_latency(Spy(), batch_size=3, threads=1, min_run_time=0.01)
+    assert set(seen) == {((3, 3, 32, 32), torch.float32, True)}
     for bad, message in (({"batch_size": 0}, "batch_size must be a positive int, got 0"),
                          ({"threads": 0}, "threads must be a positive int or None, got 0"),
                          ({"min_run_time": 0}, "min_run_time must be > 0 seconds, got 0")):

@@ -28,7 +28,7 @@ __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
 #: Sample submissions graded by the demo (see autograder/samples/).
 DEMO_SAMPLES = ("reference", "correct_manual_topk", "mistake_compounding_part1", "mistake_per_layer",
                 "mistake_wrong_dim", "mistake_fake_numbers", "mistake_removal_keeps_zeros",
-                "mistake_finetune_masks_dropped", "untouched_release")
+                "mistake_finetune_masks_dropped", "mistake_finetune_test_split", "untouched_release")
 
 
 def reference_model(out: Path, data_root: str = "synthetic", data: dict | None = None,

@@ -7,6 +7,8 @@ model of the same widths. Messages are asserted whole.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 import torch
@@ -704,3 +706,54 @@ def test_a_wrong_target_does_not_hide_a_wrong_model_after_it():
     lines = check_results(results, m, "unstructured", targets=(0.1, 0.2)).splitlines()
     assert lines == ["unstructured_results[0]['target'] is 0.15, expected 0.1",
                      "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]
+
+
+def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):
+    """The grader fine-tunes each starting model on its own training and test splits and compares the
+    directions the weights moved in: with the notebook's fine_tune call the student's split is the same
+    run. (Other seeds, learning rates and epochs are measured on a trained model and real-looking data by
+    the part-3 bench: on noise images with random labels, as here, no split has anything to teach.)"""
+    from autograder.grading import removal as hidden
+    from autograder.grading import split
+    from autograder.grading.scoring import Reference, model_digest
+    train, test = _data(256, seed=1), _data(256, seed=2)
+    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                    train_data=train)
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = unstructured_90()
+    start_u = hidden._model(plain_state_dict(u), ref, removed=False)[0]  # as the grader rebuilds it: no masks
+    for start, masked_start, kind in ((r, False, "structured"), (start_u, True, "unstructured")):
+        for data, name in ((train, "train"), (test, "test")):
+            mine = _with_masks_like(start) if masked_start else copy_model(start)
+            tuned = fine_tune(mine, data, progress=False)
+            sims = split.split_similarity(ref, start, model_digest(start), tuned, masked_start)
+            assert split.trained_on_test(sims) == (name == "test"), (kind, name, sims)
+            assert sims[name] > 0.99 and sims["train" if name == "test" else "test"] < 0.9, (kind, name, sims)
+    # made once per starting model and split (4 here), whatever the number of submissions asking
+    assert sum(isinstance(k, tuple) for k in ref._known) == 4
+    assert split.split_similarity(ref, r, model_digest(r), copy_model(r), False) is None  # nothing moved
+    moved = fine_tune(copy_model(r), train, progress=False)
+    assert split.split_similarity(replace(ref, train_data=None), r, "d", moved, False) is None
+    assert not split.trained_on_test(None)
+    assert split.trained_on_test({"train": 0.30, "test": 0.36})
+    assert not split.trained_on_test({"train": 0.0, "test": split.TEST_SPLIT_MARGIN})  # the margin itself: not yet
+    # the hidden check: 4 points lost with the reason, before any accuracy is measured
+    tuned_r = fine_tune(copy_model(r), test, progress=False)
+    finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(tuned_r), "before": 0.0,
+                             "after": 0.0, "error": None}]}
+    got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
+                                 {"results": []}, ref, cfg)
+    sims = split.split_similarity(ref, r, model_digest(r), tuned_r, False)
+    assert got[0] == (f"structured: the weights changed as fine-tuning on the test split changes them (cosine "
+                      f"similarity {sims['test']:.2f}, against {sims['train']:.2f} for the training split, measured by "
+                      "the grader): fine-tune on train_data; a model trained on the test split makes its test "
+                      "accuracy meaningless")
+    assert sims["test"] > 0.99 and len(got) == 2 and got[1].startswith("unstructured: ")
+
+
+def _with_masks_like(model):
+    out = copy_model(model)
+    for m in out.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            prune.custom_from_mask(m, "weight", m.weight.detach() != 0)
+    return out

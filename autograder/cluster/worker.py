@@ -69,7 +69,7 @@ class GradingPlugin(WorkerPlugin):
         self.jobs = None
         self._folder: Path | None = None
         self._slots = self._owner = None
-        self._reference_parts = None  # (model, arch, config, test_data, device) until the first task
+        self._reference_parts = None  # reference_from's arguments but the measurements, until the first task
         self._lock = None  # made on the worker (a lock does not travel)
 
     async def setup(self, worker) -> None:
@@ -117,8 +117,9 @@ class GradingPlugin(WorkerPlugin):
         model = load_model(cfg.model)
         arch, config = model_config(model)
         with np.load(folder / "data.npz") as data:
-            test_data = [data["X_test"], data["y_test"]]
-        self._reference_parts = (model, arch, config, test_data, cfg.device)
+            test_data, train_data = [data["X_test"], data["y_test"]], [data["X_train"], data["y_train"]]
+        self._reference_parts = {"model": model, "arch": arch, "config": config, "test_data": test_data,
+                                 "device": cfg.device, "train_data": train_data}
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         rlimit_as = address_space_cap(cfg) if capped and device == "cpu" else None
         executed = folder / "executed"
@@ -133,7 +134,7 @@ class GradingPlugin(WorkerPlugin):
         with self._lock:
             if not self.jobs.ref.done():
                 try:
-                    self.jobs.ref.set_result(reference_from(*self._reference_parts, measured))
+                    self.jobs.ref.set_result(reference_from(measured=measured, **self._reference_parts))
                 except BaseException as exc:
                     self.jobs.ref.set_exception(exc)
         return self.jobs.ref.result()

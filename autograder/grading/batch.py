@@ -140,7 +140,7 @@ def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecuto
     every task carries the reference's measurements)."""
     arch, config = model_config(model)
     ref = setup.submit(timed, "reference", build_reference, model, arch, config,
-                       [data["X_test"], data["y_test"]], cfg.device)
+                       [data["X_test"], data["y_test"]], cfg.device, [data["X_train"], data["y_train"]])
     if cluster is None:
         return ref, None, cfg.jobs
     return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)

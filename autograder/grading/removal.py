@@ -3,7 +3,9 @@
 Like parts 1 and 2, everything is recomputed from saved weights on the grader's own data: the
 removed models are rebuilt from their tensors (:func:`helpers.removal.small_cnn_from_state`),
 compared with the student's *own* structured models of part 2 (so a mistake there is not
-charged twice), and the fine-tuned models with the student's own starting models, measured here.
+charged twice), and the fine-tuned models with the student's own starting models, measured here
+(and fine-tuned here on each split, to tell which one the student trained on:
+:mod:`autograder.grading.split`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from helpers.removal_checks import FINETUNE_TARGETS, MACS_TOL, gain_required, in
 
 from ..config import GradeConfig
 from .collect import UNSEEN_TARGETS
+from .split import split_similarity, trained_on_test
 
 __all__ = ["score_section3", "check_removed", "check_remove_function", "check_finetuned"]
 _COMPARE_IMAGES = 256
@@ -133,7 +136,15 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
         if problem:
             problems.append(f"{kind}: {problem}")
             continue
-        before = ref.accuracy_of(start, model_digest(start))
+        start_digest = model_digest(start)
+        sims = split_similarity(ref, start, start_digest, tuned, masked=not removed)
+        if trained_on_test(sims):
+            problems.append(f"{kind}: the weights changed as fine-tuning on the test split changes them (cosine "
+                            f"similarity {sims['test']:.2f}, against {sims['train']:.2f} for the training split, "
+                            "measured by the grader): fine-tune on train_data; a model trained on the test split "
+                            "makes its test accuracy meaningless")
+            continue
+        before = ref.accuracy_of(start, start_digest)
         after = ref.accuracy_of(tuned, model_digest(tuned))
         problems += _claims(kind, item, {"before": before, "after": after},
                             {"before": cfg.claim_tol, "after": cfg.claim_tol})

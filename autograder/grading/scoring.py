@@ -80,7 +80,8 @@ class Reference:
     device: str | None
     accuracy: dict[str, dict[float, float]]
     digests: dict[str, dict[float, str]] = field(default_factory=dict)
-    _known: dict[str, Future] = field(default_factory=dict, repr=False)
+    train_data: list | None = None  # the grader's training split, for replaying fine-tuning (None: not checked)
+    _known: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def matches(self, part: str, target: float, digest: str) -> bool:
@@ -100,17 +101,22 @@ class Reference:
 
     def accuracy_of(self, model: nn.Module, digest: str) -> float:
         """Accuracy of ``model`` on the grading data, measured at most once per digest."""
+        return self.once(digest, lambda: test_model(model, self.test_data, device=self.device, verbose=False))
+
+    def once(self, key, compute):
+        """``compute()``, called at most once per ``key`` in this run, also from several threads at once
+        (they wait for the first); a call that raised is made again by the next caller."""
         with self._lock:
-            pending = self._known.get(digest)
+            pending = self._known.get(key)
             mine = pending is None
             if mine:
-                pending = self._known[digest] = Future()
+                pending = self._known[key] = Future()
         if mine:
             try:
-                pending.set_result(test_model(model, self.test_data, device=self.device, verbose=False))
+                pending.set_result(compute())
             except BaseException as exc:
                 with self._lock:
-                    del self._known[digest]
+                    del self._known[key]
                 pending.set_exception(exc)
         return pending.result()
 
@@ -135,13 +141,14 @@ def measuring_device(device: str | None) -> str:
     return f"cuda:{torch.cuda.get_device_name(kind)}" if kind.type == "cuda" else kind.type
 
 
-def reference_from(model: nn.Module, arch: str, config: dict, test_data, device, measured: Measurements) -> Reference:
+def reference_from(model: nn.Module, arch: str, config: dict, test_data, device, measured: Measurements,
+                   train_data=None) -> Reference:
     """The reference for grading on ``device`` with the figures ``measured`` elsewhere (by the grader, for
     a cluster worker) when they were measured on the same kind of device; otherwise measured here
     (:func:`build_reference`), since another kind of device may round differently."""
     if measured.device != measuring_device(device):
-        return build_reference(model, arch, config, test_data, device)
-    ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device,
+        return build_reference(model, arch, config, test_data, device, train_data)
+    ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, train_data=train_data,
                     accuracy={part: dict(acc) for part, acc in measured.accuracy.items()},
                     digests={part: dict(d) for part, d in measured.digests.items()})
     for part, digests in ref.digests.items():
@@ -150,9 +157,14 @@ def reference_from(model: nn.Module, arch: str, config: dict, test_data, device,
     return ref
 
 
-def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None) -> Reference:
-    """Run the reference solution's sweeps on the grading data and keep their accuracies and digests."""
-    ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy={})
+def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None, train_data=None) -> Reference:
+    """Run the reference solution's sweeps on the grading data and keep their accuracies and digests.
+
+    ``test_data`` / ``train_data``: ``[images, labels]`` of the grading data's test and training
+    splits (the training split only replays fine-tuning: :mod:`autograder.grading.split`).
+    """
+    ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy={},
+                    train_data=train_data)
     for gp in GRADED_PARTS:
         part = gp.name
         ref.accuracy[part], ref.digests[part] = {}, {}

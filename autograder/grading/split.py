@@ -1,0 +1,87 @@
+"""Runs in the grader's process: which split a fine-tuned model was trained on.
+
+A model fine-tuned on the test split scores higher on the test split, which is the split the
+grader measures accuracy on, so its accuracy cannot give the mistake away. Its weights can. The
+grader fine-tunes the same starting model itself, once on its training split and once on its
+test split (:func:`helpers.finetune.fine_tune` with its defaults, one epoch, masks attached where
+the model is masked), and compares the direction in which each of those runs moved the weights
+with the direction in which the student's run moved them (cosine similarity of the flat weight
+changes). Runs over the same images move the weights alike even with another seed, learning
+rate, batch size or number of epochs; runs over different images of the same distribution much
+less (measured on the demo's model, 24 runs: the right split was the closer one in every run, by
+0.09 to 0.56; ``benchmarks/history.md``).
+
+The grader's two runs depend only on the starting model, so they are made once per grading run
+for each distinct starting model (:meth:`autograder.grading.scoring.Reference.once`): for a
+class that starts from the reference models, once.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn.utils import prune
+
+from helpers import copy_model
+from helpers.finetune import fine_tune
+from helpers.models import plain_state_dict
+
+__all__ = ["SPLITS", "TEST_SPLIT_MARGIN", "weight_change", "replayed_change", "split_similarity", "trained_on_test"]
+
+#: The splits the grader fine-tunes on, as ``Reference`` attributes ``<split>_data``.
+SPLITS = ("train", "test")
+#: How much closer (cosine similarity) the test split's run must be than the training split's before a
+#: model counts as fine-tuned on the test split. In the calibration runs the closer split won by at
+#: least 0.09 (``benchmarks/RESULTS.md``); a model that is about as close to both is given the benefit of
+#: the doubt.
+TEST_SPLIT_MARGIN = 0.05
+
+
+def weight_change(tuned: nn.Module, start: nn.Module) -> torch.Tensor:
+    """``tuned``'s floating-point weights minus ``start``'s, flattened in the order of their names
+    (float32, 1-D, on the CPU). Both models must have the same tensors (names and shapes)."""
+    a, b = plain_state_dict(tuned), plain_state_dict(start)
+    return torch.cat([(a[k].detach().float().cpu() - b[k].detach().float().cpu()).flatten()
+                      for k in sorted(a) if a[k].is_floating_point()])
+
+
+def _masked_like(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose Conv2d and Linear weights keep their zeros while training (masks attached)."""
+    model = copy_model(model)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            prune.custom_from_mask(m, "weight", m.weight.detach() != 0)
+    return model
+
+
+def replayed_change(start: nn.Module, data, device, masked: bool) -> torch.Tensor:
+    """How one epoch of :func:`~helpers.finetune.fine_tune` (its defaults) on ``data`` moves the weights of a
+    copy of ``start`` (``masked``: its zero weights stay zero, as the notebook's masked model's do)."""
+    model = _masked_like(start) if masked else copy_model(start)
+    fine_tune(model, data, device=device, progress=False)
+    return weight_change(model, start)
+
+
+def split_similarity(ref, start: nn.Module, start_digest: str, tuned: nn.Module,
+                     masked: bool) -> dict[str, float] | None:
+    """``{split: cosine similarity}`` of ``tuned``'s change from ``start`` with the grader's fine-tuning of
+    ``start`` on each of :data:`SPLITS`; ``None`` when the weights did not move or ``ref`` has no
+    training split."""
+    if ref.train_data is None:
+        return None
+    moved = weight_change(tuned, start)
+    if not bool(moved.any()):
+        return None
+    sims = {}
+    for split in SPLITS:
+        data = getattr(ref, f"{split}_data")
+        replay = ref.once(("fine-tune", start_digest, split, masked),
+                          lambda data=data: replayed_change(start, data, ref.device, masked))
+        sims[split] = float(nn.functional.cosine_similarity(moved, replay, dim=0))
+    return sims
+
+
+def trained_on_test(sims: dict[str, float] | None) -> bool:
+    """Did the weights move clearly more as fine-tuning on the test split moves them than as on the training
+    split (by more than :data:`TEST_SPLIT_MARGIN`)?"""
+    return sims is not None and sims["test"] - sims["train"] > TEST_SPLIT_MARGIN

@@ -7,7 +7,8 @@ merit is (latency speed-up) / (MAC reduction), from the median times, with the r
 ratios of the single rounds (the two models timed back to back) beside it.
 Recovery: the reference fine-tuning (one epoch of the training split, ``helpers.fine_tune``
 defaults) of the 50%-removed model and the 90% unstructured model, on the generated data with the
-demo's model and, when present, on the real sample with a model trained on it.
+demo's model and, when present, on the real sample with a model trained on it. On the same models,
+the grader's test-split check on fine-tuning runs of known split (:func:`_split_calibration`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,55 @@ def _recovery(model, data) -> dict:
     return out
 
 
+#: How students might fine-tune besides the notebook's call: fine_tune keyword arguments per variant.
+SPLIT_VARIANTS = {"notebook's call": {}, "seed 3": {"seed": 3}, "lr 1e-3": {"lr": 1e-3}, "batch 64": {"batch_size": 64},
+                  "2 epochs, seed 5": {"epochs": 2, "seed": 5}, "lr 1e-4, seed 7": {"lr": 1e-4, "seed": 7}}
+
+
+def _split_calibration(model, data: dict) -> dict:
+    """The grader's test-split check (:mod:`autograder.grading.split`) on fine-tuning runs of known split.
+
+    On the grading subset of ``data`` (100 images per class and split, the grader's default), each
+    part-3 starting model is fine-tuned on the training and on the test split with every
+    :data:`SPLIT_VARIANTS`; for each run, the cosine similarities with the grader's own runs on the
+    two splits. Reported: runs whose own split was the closer by more than the margin, and the
+    smallest such lead over all runs.
+    """
+    import numpy as np
+
+    from autograder.grading import reference, split
+    from autograder.grading.scoring import Reference, _model_from_state, model_digest
+    from helpers import copy_model
+    from helpers.finetune import fine_tune
+    from helpers.models import model_config, plain_state_dict
+    sub = {k: np.asarray(v)[_stratified(data["y_" + k[2:]], 100)] for k, v in data.items()}
+    arch, config = model_config(model)
+    ref = Reference(model=model, arch=arch, config=config, test_data=[sub["X_test"], sub["y_test"]], device="cpu",
+                    accuracy={}, train_data=[sub["X_train"], sub["y_train"]])
+    starts = {"structured": (reference.remove_filters(reference.prune_structured(model, 0.5)), False),
+              "unstructured": (reference.prune_unstructured(model, 0.9), True)}
+    runs = []
+    for kind, (start, masked) in starts.items():
+        plain = _model_from_state(plain_state_dict(start), ref)[0] if masked else start  # as the grader rebuilds it
+        for name in split.SPLITS:
+            for variant, kwargs in SPLIT_VARIANTS.items():
+                tuned = fine_tune(copy_model(start), [sub[f"X_{name}"], sub[f"y_{name}"]], progress=False, **kwargs)
+                sims = split.split_similarity(ref, plain, model_digest(plain), tuned, masked)
+                other = "train" if name == "test" else "test"
+                runs.append({"kind": kind, "split": name, "variant": variant, "cos_train": round(sims["train"], 3),
+                             "cos_test": round(sims["test"], 3), "lead": round(sims[name] - sims[other], 3),
+                             "flagged": split.trained_on_test(sims)})
+    right = [r for r in runs if r["flagged"] == (r["split"] == "test")]
+    return {"runs": runs, "right": len(right), "total": len(runs), "smallest_lead": min(r["lead"] for r in runs),
+            "margin": split.TEST_SPLIT_MARGIN}
+
+
+def _stratified(labels, per_class: int):
+    import numpy as np
+    labels = np.asarray(labels)
+    return np.sort(np.concatenate([np.flatnonzero(labels == c)[:per_class] for c in np.unique(labels)]))
+
+
 def bench_part3(work: Path, model_path: Path, real_sample: Path) -> dict:
     from autograder.grading import reference
     from helpers import get_CINIC10_data, load_model, save_model
@@ -69,9 +119,12 @@ def bench_part3(work: Path, model_path: Path, real_sample: Path) -> dict:
             out["speedup"][key] = round(speedup, 3)
             out["speedup_per_mac_reduction"][key] = round(speedup / out["mac_reduction"], 3)
             out["per_round_range"][key] = [round(paired[0], 3), round(paired[-1], 3)]
-    out["recovery_generated"] = _recovery(model, get_CINIC10_data("synthetic", progress=False))
+    generated = get_CINIC10_data("synthetic", progress=False)
+    out["recovery_generated"] = _recovery(model, generated)
+    out["split_generated"] = _split_calibration(model, generated)
     if real_sample.is_file():
         data = get_CINIC10_data(str(real_sample), cache_dir=work / "p3-cache", progress=False)
-        real = save_model(train_model(data, progress=False), work / "p3-real-model.pt")
-        out["recovery_real_sample"] = _recovery(load_model(real), data)
+        real = load_model(save_model(train_model(data, progress=False), work / "p3-real-model.pt"))
+        out["recovery_real_sample"] = _recovery(real, data)
+        out["split_real_sample"] = _split_calibration(real, data)
     return out

@@ -168,6 +168,14 @@ def write_markdown(r: dict, path: Path) -> None:
                 parts = "; ".join(f"{k}: {v['before']} -> {v['after']}" for k, v in rec.items() if k != "unpruned")
                 lines += [f"| part 3: test accuracy before -> after one epoch of fine-tuning, "
                           f"{where.replace('_', ' ')} data (unpruned {rec['unpruned']}) | {parts} | - | - |"]
+        for where in ("generated", "real_sample"):
+            sc = p3.get(f"split_{where}")
+            if sc:
+                ok = sc["right"] == sc["total"] and sc["smallest_lead"] > sc["margin"]
+                lines += [f"| part 3: fine-tuning runs whose split (training or test) the grader told right, "
+                          f"{where.replace('_', ' ')} data (6 ways of fine-tuning x 2 splits x 2 models) / smallest "
+                          f"lead of the right split | {sc['right']}/{sc['total']} / {sc['smallest_lead']} | "
+                          f"all, lead > {sc['margin']} | {'met' if ok else '**missed**'} |"]
     mem = r.get("memory")
     if mem:
         lines += [f"| peak memory grading one submission (largest process) | "

@@ -735,7 +735,8 @@ def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):
     moved = fine_tune(copy_model(r), train, progress=False)
     assert split.split_similarity(replace(ref, train_data=None), r, "d", moved, False) is None
     assert not split.trained_on_test(None)
-    assert split.trained_on_test({"train": 0.30, "test": 0.36})
+    assert split.trained_on_test({"train": 0.30, "test": 0.33})
+    assert not split.trained_on_test({"train": 0.30, "test": 0.31})
     assert not split.trained_on_test({"train": 0.0, "test": split.TEST_SPLIT_MARGIN})  # the margin itself: not yet
     # the hidden check: 4 points lost with the reason, before any accuracy is measured
     tuned_r = fine_tune(copy_model(r), test, progress=False)

@@ -4,7 +4,9 @@ The same class (the grading bench's submissions, ``copies`` times), data file an
 with ``--jobs 1``, ``--cluster local:1``, ``--jobs 2`` and ``--cluster local:2``, every run with one
 CPU thread per notebook (``--threads 1``), in ``rounds`` rounds whose order reverses every other
 round. Reported: the throughput of two workers over one (goal 1.8x), the wall time per submission
-that the cluster adds over ``--jobs`` with as many slots (goal under 0.5 s), the scheduler's own
+that the cluster adds over ``--jobs`` with as many slots (goal under 0.5 s), both for whole runs and
+split into a steady cost per submission and a fixed cost per run (:func:`steady_and_fixed`: start-up
+counts once per run, not per submission), the scheduler's own
 cost per task (no-op tasks on a two-worker ``LocalCluster``), and the grader's own work per
 submission (recording in the gradebook and writing feedback, done by the grader for every
 worker), from which the scaling to 10 and 100 workers is estimated.
@@ -50,6 +52,22 @@ def scaling(task_s: float, scheduler_s: float, grader_s: float, workers=(1, 2, 1
                             "scheduler" if bound_scheduler < bound_grader else "grader")} for n in workers]
 
 
+def steady_and_fixed(wall: float, finished: list[float], slots: int) -> tuple[float, float]:
+    """Split a run's ``wall`` seconds into a steady cost per submission and a fixed cost per run.
+
+    ``finished``: each submission's ``finished`` time (seconds since the first was sent, from
+    ``timings.json``); ``slots``: notebooks graded at once. The steady cost is the time between the
+    first wave's last grade and the last grade, per submission graded in it; the fixed cost is what
+    the run took beyond ``steady`` times the number of submissions (start-up, preparing the workers,
+    writing the outputs).
+    """
+    done = sorted(finished)
+    if len(done) <= slots:
+        raise ValueError(f"need more than {slots} submissions to see a steady rate, got {len(done)}")
+    steady = (done[-1] - done[slots - 1]) / (len(done) - slots)
+    return steady, wall - steady * len(done)
+
+
 def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict:
     import numpy as np
 
@@ -63,12 +81,15 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
     data_npz = work / "cluster-grading.npz"
     np.savez(data_npz, **grading_subset("synthetic", 100))
     walls = {k: [] for k in CONFIGS}
+    split = {k: [] for k in CONFIGS}  # (steady s per submission, fixed s per run) of every run
     grader_s, scores = [], {}
     for i in range(rounds):
         for name in (list(CONFIGS) if i % 2 == 0 else list(CONFIGS)[::-1]):
             seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{i}",
                                                    *CONFIGS[name], "--threads", "1")
             walls[name].append(seconds)
+            split[name].append(steady_and_fixed(seconds, [t["finished"] for t in timings["students"].values()],
+                                                int(name[-1])))
             if name.startswith("local"):
                 grader_s += [t.get("record", 0) + t.get("feedback", 0) for t in timings["students"].values()]
         print(f"cluster round {i + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in walls.items()),
@@ -76,6 +97,9 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
     ratio = [a / b for a, b in zip(walls["local1"], walls["local2"])]
     added = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in (1, 2)}
     per = {k: spread((statistics.median(v) / n, min(v) / n, max(v) / n)) for k, v in walls.items()}
+    steady_added = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in (1, 2)}
+    fixed_added = {k: [c[1] - j[1] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in (1, 2)}
+    steady_ratio = [a[0] / b[0] for a, b in zip(split["local1"], split["local2"])]
     sched = scheduler_overhead()
     task_s = statistics.median(walls["local1"]) / n
     grader = statistics.median(grader_s) if grader_s else 0.0
@@ -86,6 +110,14 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
         "cluster_added_s_per_submission": {f"{k} worker(s)": spread((statistics.median(v), min(v), max(v)))
                                            for k, v in added.items()},
         "target_added_s": 0.5,
+        "steady_s_per_submission": {k: [round(x[0], 3) for x in v] for k, v in split.items()},
+        "fixed_s_per_run": {k: [round(x[1], 1) for x in v] for k, v in split.items()},
+        "steady_added_s_per_submission": {f"{k} worker(s)": spread((statistics.median(v), min(v), max(v)))
+                                          for k, v in steady_added.items()},
+        "fixed_added_s_per_run": {f"{k} worker(s)": spread((statistics.median(v), min(v), max(v)))
+                                  for k, v in fixed_added.items()},
+        "steady_throughput_2_workers_over_1": spread((statistics.median(steady_ratio), min(steady_ratio),
+                                                      max(steady_ratio))),
         "scheduler_s_per_task": round(sched, 6),
         "grader_s_per_submission": round(grader, 4),
         "scaling": scaling(task_s, sched, grader) if grader else [],

@@ -91,6 +91,15 @@ def test_the_scaling_estimate_names_its_bound():
     assert scaling(6.0, 0.5, 0.01, (100,)) == [{"workers": 100, "speedup": 12.0, "limited_by": "scheduler"}]
 
 
+def test_a_run_splits_into_a_steady_cost_per_submission_and_a_fixed_cost():
+    from benchmarks.cluster import steady_and_fixed
+    # two slots: the first wave ends at 12 s; then 3 submissions in 28 s; 100 s in all
+    steady, fixed = steady_and_fixed(100.0, [30.0, 12.0, 10.0, 40.0, 20.0], slots=2)
+    assert (round(steady, 6), round(fixed, 6)) == (round(28 / 3, 6), round(100 - 5 * 28 / 3, 6))
+    with pytest.raises(ValueError, match="^need more than 2 submissions to see a steady rate, got 2$"):
+        steady_and_fixed(10.0, [1.0, 2.0], slots=2)
+
+
 def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path):
     """The grader's side of a lost cluster: the submission in flight gets no row and no journal line,
     the finished ones are journaled, and the run stops with what to do."""

@@ -112,8 +112,9 @@ def test_timings_say_where_the_time_went(graded_class):
     timings = json.loads((out / "timings.json").read_text())
     assert {"data", "reference", "course", "wall"} <= set(timings["run"])
     ref = timings["students"]["reference"]
-    assert {"prepare", "kernel", "score", "record", "feedback"} <= set(ref)
+    assert {"prepare", "kernel", "score", "record", "feedback", "finished"} <= set(ref)
     assert 0 < ref["cells"]["prune_unstructured"] < ref["kernel"]
+    assert 0 < ref["kernel"] < ref["finished"] <= timings["run"]["wall"]  # seconds since the first job was sent
     assert set(timings["students"]) == set(rows)
 
 

@@ -171,6 +171,7 @@ def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_s
              progress: bool, scorer: Scorer | None, in_flight: int) -> None:
     """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one` with ``scorer``)."""
     cfg, points = run.cfg, run.points
+    began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=in_flight) as pool:
         futures = {pool.submit(grade_one, s, run, scorer): s for s in subs}
         bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
@@ -187,6 +188,7 @@ def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_s
                 result = StudentGrade(sub.student_id, f"error: grader failed: {type(exc).__name__}: {exc}",
                                       zero_checks(points, "the grader failed on this submission"))
                 write_feedback(cfg.out / "feedback", result, max_score)
+            result.timings["finished"] = round(time.perf_counter() - began, 3)  # since the first job was sent
             grades.append(result)
             bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
     if fatal is not None:

@@ -634,14 +634,20 @@ def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_o
                                   measured.digests)
     calls = []
     monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or 0.5)
-    adopted = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged)
+    train = [data[0][::-1].copy(), data[1][::-1].copy()]
+    adopted = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged, train)
+    assert (adopted.model, adopted.arch, adopted.config, adopted.test_data, adopted.train_data, adopted.device) == (
+        base, "SmallCNN", SMALL, data, train, "cpu")
+    assert adopted.digests == measured.digests and adopted.measurements() == forged
     model, _ = scoring._model_from_state(plain_state_dict(reference.prune_structured(base, 0.5)), adopted)
     assert adopted.matches("structured", 0.5, model_digest(model))
     assert adopted.accuracy_of(model, model_digest(model)) == 0.123 == adopted.accuracy["structured"][0.5]
     assert calls == []
     # Measured on a GPU: a CPU worker measures its own (every target of every part, once).
     gpu = replace(forged, device="cuda:NVIDIA H100 80GB HBM3")
-    own = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu)
+    own = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu, train)
+    assert (own.model, own.arch, own.config, own.test_data, own.train_data, own.device) == (
+        base, "SmallCNN", SMALL, data, train, "cpu")
     assert len(calls) == sum(len(a) for a in measured.accuracy.values())
     assert all(acc == 0.5 for a in own.accuracy.values() for acc in a.values())
     assert own.digests == measured.digests

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from helpers import build_model, test_model
+from helpers.evaluate import default_device
 from helpers.models import plain_state_dict
 
 from ..config import GradeConfig
@@ -137,7 +138,7 @@ class Measurements:
 def measuring_device(device: str | None) -> str:
     """Which kind of device ``device`` measures on: ``"cpu"``, or ``"cuda:"`` and the GPU's name
     (``None``: CUDA when available, as :func:`helpers.test_model` does)."""
-    kind = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    kind = torch.device(device) if device else default_device()
     return f"cuda:{torch.cuda.get_device_name(kind)}" if kind.type == "cuda" else kind.type
 
 

@@ -6,7 +6,8 @@ CPU thread per notebook (``--threads 1``), in ``rounds`` rounds whose order reve
 round. Reported: the throughput of two workers over one (goal 1.8x), the wall time per submission
 that the cluster adds over ``--jobs`` with as many slots (goal under 0.5 s), both for whole runs and
 split into a steady cost per submission and a fixed cost per run (:func:`steady_and_fixed`: start-up
-counts once per run, not per submission), the scheduler's own
+counts once per run, not per submission), the time the hidden checks take per submission
+(``score``: on a cluster each worker measures what no process of the run has measured yet), the scheduler's own
 cost per task (no-op tasks on a two-worker ``LocalCluster``), and the grader's own work per
 submission (recording in the gradebook and writing feedback, done by the grader for every
 worker), from which the scaling to 10 and 100 workers is estimated.
@@ -83,11 +84,13 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
     walls = {k: [] for k in CONFIGS}
     split = {k: [] for k in CONFIGS}  # (steady s per submission, fixed s per run) of every run
     grader_s, scores = [], {}
+    scoring = {k: [] for k in CONFIGS}  # seconds of hidden checks per submission (measurements included), per run
     for i in range(rounds):
         for name in (list(CONFIGS) if i % 2 == 0 else list(CONFIGS)[::-1]):
             seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{i}",
                                                    *CONFIGS[name], "--threads", "1")
             walls[name].append(seconds)
+            scoring[name].append(sum(t.get("score", 0) for t in timings["students"].values()) / n)
             split[name].append(steady_and_fixed(seconds, [t["finished"] for t in timings["students"].values()],
                                                 int(name[-1])))
             if name.startswith("local"):
@@ -118,6 +121,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
                                   for k, v in fixed_added.items()},
         "steady_throughput_2_workers_over_1": spread((statistics.median(steady_ratio), min(steady_ratio),
                                                       max(steady_ratio))),
+        "score_s_per_submission": {k: [round(x, 3) for x in v] for k, v in scoring.items()},
         "scheduler_s_per_task": round(sched, 6),
         "grader_s_per_submission": round(grader, 4),
         "scaling": scaling(task_s, sched, grader) if grader else [],

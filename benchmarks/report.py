@@ -142,6 +142,12 @@ def write_markdown(r: dict, path: Path) -> None:
                           f"per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
                           f"{span(fixed)} s | < {cl['target_added_s']} s / - | "
                           f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
+        if cl.get("score_s_per_submission"):
+            sc = cl["score_s_per_submission"]
+            lines += ["| cluster: hidden checks' time per submission (measurements included), `--jobs 1` / `local:1` / "
+                      "`--jobs 2` / `local:2`, per round | " + " / ".join(
+                          ", ".join(f"{x:.2f}" for x in sc[k]) for k in ("jobs1", "local1", "jobs2", "local2"))
+                      + " s | - | - |"]
         lines += [f"| cluster: scheduler cost per task (no-op tasks) / grader's own work per submission (gradebook, "
                   f"feedback) | {cl['scheduler_s_per_task'] * 1e3:.2f} ms / {cl['grader_s_per_submission']:.3f} s "
                   "| - | - |"]

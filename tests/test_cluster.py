@@ -42,7 +42,7 @@ def _plugin(code=None, files=None, sha=None):
     from autograder.cluster.worker import GradingPlugin, code_digest
     files = files or {"model.pt": b"model", "data.npz": b"data"}
     sha = sha or {k: hashlib.sha256(v).hexdigest() for k, v in files.items()}
-    return GradingPlugin({}, files, sha, code or code_digest())
+    return GradingPlugin({}, files, sha, code or code_digest(), "pgrade-test")
 
 
 def test_a_worker_with_other_course_code_refuses_and_says_so():
@@ -152,3 +152,82 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path)
                               "graded before is journaled: rerun the same command to grade the rest")
     assert sorted(g.student_id for g in grades) == ["s1", "s3"]
     assert sorted(Journal(tmp_path / "out" / "journal.jsonl")._entries) == ["s1", "s3"]
+
+
+class _Recorder:
+    def __init__(self, values=None, fail=False):
+        self.values, self.fail, self.puts = dict(values or {}), fail, []
+
+    def get(self, key):
+        return None if self.fail else self.values.get(key)
+
+    def put(self, key, value):
+        self.puts.append(key)
+        self.values[key] = value
+
+
+def test_a_reference_takes_shared_values_and_shares_what_it_computes():
+    from autograder.grading.scoring import Reference
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or value
+
+    store = _Recorder({"known": 0.25})
+    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=store)
+    assert ref.once("known", compute(0.5)) == 0.25 and calls == [] and store.puts == []  # another process measured it
+    assert ref.once(("fine-tune", "d", "test", True), compute(0.75)) == 0.75 and calls == [0.75]
+    assert store.values[("fine-tune", "d", "test", True)] == 0.75  # shared for the others
+    assert ref.once(("fine-tune", "d", "test", True), compute(0.1)) == 0.75 and calls == [0.75]  # and kept here
+    silent = _Recorder({"known": 0.25}, fail=True)  # a store that cannot answer: measured here
+    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=silent)
+    assert ref.once("known", compute(0.5)) == 0.5 and calls == [0.75, 0.5]
+
+
+def _put(store_args, key, value):
+    from distributed import get_client, get_worker
+
+    from autograder.cluster.store import SchedulerStore
+    SchedulerStore(get_client, store_args).put(key, value)
+    return get_worker().address
+
+
+def _get(store_args, key):
+    from distributed import get_client, get_worker
+
+    from autograder.cluster.store import SchedulerStore
+    return get_worker().address, SchedulerStore(get_client, store_args).get(key)
+
+
+def test_the_scheduler_store_shares_values_between_worker_processes_until_the_run_is_dropped():
+    import torch
+    from distributed import Client, LocalCluster
+
+    from autograder.cluster.store import SchedulerStore, drop_run
+    replay = torch.linspace(-1, 1, 1000)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                      silence_logs=40) as cluster, Client(cluster) as client:
+        a, b = sorted(client.nthreads())
+        where = ["pgrade-t", "cpu"]
+        key = ("fine-tune", "abc", "train", False)
+        assert client.submit(_put, where, key, replay, workers=[a], pure=False).result() == a
+        assert client.submit(_put, where, "digest", 0.625, workers=[a], pure=False).result() == a
+        got_b, value = client.submit(_get, where, key, workers=[b], pure=False).result()
+        assert got_b == b and torch.equal(value, replay)  # put by one worker process, read by another
+        assert client.submit(_get, where, "digest", workers=[b], pure=False).result() == (b, 0.625)
+        assert client.submit(_get, ["pgrade-t", "cuda:H100"], "digest", workers=[b], pure=False).result() == (b, None)
+        grader = SchedulerStore(lambda: client, where)
+        assert grader.get("digest") == 0.625 and grader.get("other") is None
+        client.set_metadata([*where, "damaged"], b"not a torch file")
+        assert grader.get("damaged") is None
+        assert client.run_on_scheduler(drop_run, "pgrade-t") is True
+        assert grader.get("digest") is None and client.run_on_scheduler(drop_run, "pgrade-t") is False
+
+    def lost():
+        raise OSError("scheduler gone")
+
+    gone = SchedulerStore(lost, where)
+    assert gone.get("digest") is None
+    gone.put("digest", 0.5)  # ignored: the store only saves time
+    with pytest.raises(ValueError, match="namespace"):
+        SchedulerStore(lost, ["pgrade-t", ""])

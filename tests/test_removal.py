@@ -758,3 +758,55 @@ def _with_masks_like(model):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             prune.custom_from_mask(m, "weight", m.weight.detach() != 0)
     return out
+
+
+class DictStore:
+    """A shared store in one dict (as :class:`autograder.cluster.store.SchedulerStore` is in the scheduler),
+    recording which keys were asked for and not there."""
+
+    def __init__(self):
+        self.values, self.missed = {}, []
+
+    def get(self, key):
+        if key not in self.values:
+            self.missed.append(key)
+        return self.values.get(key)
+
+    def put(self, key, value):
+        self.values[key] = value
+
+
+def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_for_it(cfg):
+    """The grader's ``measure_reference_starts`` leaves in the shared store everything the part-3 checks
+    measure for a submission made with the reference solution, except its own fine-tuned models."""
+    from autograder.grading import reference as solution
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import build_reference, model_digest, reference_from
+    from helpers.parts import STRUCTURED
+    from helpers.removal_checks import FINETUNE_TARGETS
+    train, test = _data(128, seed=1), _data(128, seed=2)
+    store = DictStore()
+    grader = build_reference(base(), "SmallCNN", SMALL, test, "cpu", train, shared=store)
+    measured = hidden.measure_reference_starts(grader)
+    removable_targets = [t for t in STRUCTURED.targets if hidden.removable(solution.prune_structured(base(), t))]
+    assert measured == 1 + len(removable_targets) + 2 * (1 + 2)  # unpruned; removed; each start and its 2 replays
+    assert sum(isinstance(k, tuple) for k in store.values) == 4  # the replays went to the store
+    # the worker: the grader's sweeps adopted, the rest from the store
+    worker = reference_from(base(), "SmallCNN", SMALL, test, "cpu", grader.measurements(), train, shared=store)
+    structured = {t: solution.prune_structured(base(), t) for t in STRUCTURED.targets}
+    removed = {t: solution.remove_filters(structured[t]) for t in removable_targets}
+    u = solution.prune_unstructured(base(), FINETUNE_TARGETS["unstructured"])
+    tuned_r = fine_tune(copy_model(removed[FINETUNE_TARGETS["structured"]]), train, progress=False)
+    tuned_u = fine_tune(copy_model(u), train, progress=False)
+    records = {
+        "structured": ({"results": [{"target": t, "state": plain_state_dict(m)} for t, m in structured.items()]}, None),
+        "unstructured": ({"results": [{"target": FINETUNE_TARGETS["unstructured"], "state": plain_state_dict(u)}]},
+                         None),
+        "removal": ({"results": [{"target": t, "state": plain_state_dict(m)} for t, m in removed.items()]}, None),
+        "finetune": ({"results": [{"kind": "structured", "state": plain_state_dict(tuned_r)},
+                                  {"kind": "unstructured", "state": plain_state_dict(tuned_u)}]}, None)}
+    store.missed.clear()
+    messages = hidden.score_section3(records, worker, cfg)
+    assert all("the stored model gives" in m for m in messages["test_removal_models"])  # only the claims left out
+    rebuilt = [hidden._model(plain_state_dict(m), worker, removed=m is tuned_r)[0] for m in (tuned_r, tuned_u)]
+    assert sorted(store.missed) == sorted(model_digest(m) for m in rebuilt)  # measured: the tuned models only

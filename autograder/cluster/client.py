@@ -3,7 +3,9 @@
 :class:`DaskCluster` connects to a scheduler (``tcp://host:8786``) or starts a ``LocalCluster``
 (``local:N``), sends every worker the run's :class:`~autograder.cluster.worker.GradingPlugin`
 (grading data, model, settings, code digest), and grades each submission as one task
-(:func:`~autograder.cluster.worker.grade_task`). Everything else stays in the grader: reusing
+(:func:`~autograder.cluster.worker.grade_task`). What the grader and the workers measure is shared
+through the scheduler (:mod:`autograder.cluster.store`), so each model is measured once per run, as
+in local grading. Everything else stays in the grader: reusing
 the journal, the gradebook, feedback and ``grades.csv`` (:mod:`autograder.grading.batch`), so a
 result is durable as soon as its task returns, whatever happens to the cluster afterwards.
 
@@ -26,6 +28,7 @@ from ..grading.report import StudentGrade
 from ..grading.scoring import CheckResult
 from ..grading.submission import Submission
 from . import ClusterError, ClusterLost, WorkerLost
+from .store import SchedulerStore, drop_run
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
 __all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES"]
@@ -59,6 +62,8 @@ class DaskCluster:
         self.client, self.local_cluster = client, local_cluster
         self.address = client.scheduler.address if client.scheduler is not None else "?"
         self._registered = False
+        #: This grading run's name in the scheduler's metadata (its shared measurements: :meth:`store`).
+        self.run = f"pgrade-{uuid.uuid4().hex[:12]}"
 
     @classmethod
     def connect(cls, address: str, progress: bool = True) -> DaskCluster:
@@ -91,11 +96,17 @@ class DaskCluster:
         if self._registered:
             try:
                 self.client.unregister_worker_plugin(PLUGIN_NAME)
+                self.client.run_on_scheduler(drop_run, self.run)
             except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to unregister
                 pass
         self.client.close()
         if self.local_cluster is not None:
             self.local_cluster.close()
+
+    def store(self, device_kind: str) -> SchedulerStore:
+        """The measurements this run shares on ``device_kind``
+        (:func:`~autograder.grading.scoring.measuring_device`), as the workers see them."""
+        return SchedulerStore(lambda: self.client, [self.run, device_kind])
 
     def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
         """Send every worker (present and future) this run's plugin and wait until they are ready.
@@ -110,7 +121,7 @@ class DaskCluster:
         if self.local_cluster is not None:  # N workers share this machine's cores
             settings["threads"] = cfg.threads_per_job
         plugin = GradingPlugin(settings, files, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
-                               code_digest())
+                               code_digest(), self.run)
         try:
             self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
         except TimeoutError:

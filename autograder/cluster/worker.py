@@ -11,7 +11,9 @@ one of those slots, exactly as local grading does
 checks and scores run here, in the worker's own trusted code, never in a kernel. Every task carries
 the grader's measurements of the reference solution (:class:`~autograder.grading.scoring.Measurements`);
 the worker adopts them once, or measures the reference itself if it grades on another kind of
-device than the grader measured on (:func:`~autograder.grading.scoring.reference_from`).
+device than the grader measured on (:func:`~autograder.grading.scoring.reference_from`). Whatever
+else it measures it shares with the grader and the other workers through the scheduler
+(:mod:`autograder.cluster.store`).
 """
 
 from __future__ import annotations
@@ -57,15 +59,16 @@ class GradingPlugin(WorkerPlugin):
 
     ``settings``: :class:`~autograder.config.GradeConfig` fields of the run (tolerances, limits,
     timeouts, sandbox). ``files``: ``{"model.pt": bytes, "data.npz": bytes}``, checked against
-    ``sha256`` (the same names). ``code``: the grader's :func:`code_digest`. The worker runs as many
+    ``sha256`` (the same names). ``code``: the grader's :func:`code_digest`. ``run``: the run's name in
+    the scheduler's metadata (:class:`~autograder.cluster.store.SchedulerStore`). The worker runs as many
     notebooks at once as it has Dask threads (``jobs``), each with ``settings["threads"]`` CPU threads
     (``None``: the worker's CPUs divided by its Dask threads).
     """
 
     name = PLUGIN_NAME
 
-    def __init__(self, settings: dict, files: dict[str, bytes], sha256: dict[str, str], code: str):
-        self.settings, self.files, self.sha256, self.code = settings, files, sha256, code
+    def __init__(self, settings: dict, files: dict[str, bytes], sha256: dict[str, str], code: str, run: str):
+        self.settings, self.files, self.sha256, self.code, self.run = settings, files, sha256, code, run
         self.jobs = None
         self._folder: Path | None = None
         self._slots = self._owner = None
@@ -129,12 +132,16 @@ class GradingPlugin(WorkerPlugin):
 
     def reference(self, measured):
         """This worker's reference, from the grader's ``measured`` figures on the first call (thread-safe)."""
-        from ..grading.scoring import reference_from
+        from distributed import get_client
+
+        from ..grading.scoring import measuring_device, reference_from
+        from .store import SchedulerStore
 
         with self._lock:
             if not self.jobs.ref.done():
                 try:
-                    self.jobs.ref.set_result(reference_from(measured=measured, **self._reference_parts))
+                    shared = SchedulerStore(get_client, [self.run, measuring_device(self._reference_parts["device"])])
+                    self.jobs.ref.set_result(reference_from(measured=measured, shared=shared, **self._reference_parts))
                 except BaseException as exc:
                     self.jobs.ref.set_exception(exc)
         return self.jobs.ref.result()

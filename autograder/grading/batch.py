@@ -30,9 +30,10 @@ from ..runner.slots import SlotPool
 from .gradebook import Course, read_points
 from .jobs import EXPORT_CODE, Jobs, Run, Scorer, grade_one, zero_checks
 from .journal import Journal, file_sha256
-from .parts import graded_checks
+from .parts import SECTION3, graded_checks
+from .removal import measure_reference_starts
 from .report import StudentGrade, summary_table, write_csv, write_feedback, write_timings
-from .scoring import build_reference, grading_subset
+from .scoring import build_reference, grading_subset, measuring_device
 from .submission import Submission, find_submissions
 
 __all__ = ["grade_all", "address_space_cap", "Cluster"]
@@ -49,6 +50,10 @@ class Cluster(Protocol):
 
     def restarts(self) -> int:
         """Kernel servers restarted so far on the workers (a notebook killed one, say)."""
+
+    def store(self, device_kind: str):
+        """Where the grader and the workers share this run's measurements on ``device_kind``
+        (a :class:`~autograder.grading.scoring.Reference`'s ``shared``)."""
 
 
 def _executed_dir(cfg: GradeConfig) -> Path:
@@ -118,9 +123,10 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     for g in grades:
         write_feedback(cfg.out / "feedback", g, max_score)
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
-    with ThreadPoolExecutor(max_workers=2) as setup:
+    with ThreadPoolExecutor(max_workers=3) as setup:
         course = setup.submit(timed, "course", Course, cfg.out / "course")
-        ref, scorer, in_flight = _scoring(cfg, cluster, setup, timed, model, data, data_file)
+        ref, scorer, in_flight = _scoring(cfg, cluster, setup, timed, model, data, data_file,
+                                          any(gid in points for gid in SECTION3))
         run = Run(Jobs(cfg, ref, source, data_file, points, slots, executed_dir, rlimit_as), course, journal, run_key)
         try:
             _run_all(subs, run, grades, max_score, progress, scorer, in_flight)
@@ -134,16 +140,31 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
 
 
 def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecutor, timed, model, data: dict,
-             data_file: Path) -> tuple[Future, Scorer | None, int]:
+             data_file: Path, section3: bool) -> tuple[Future, Scorer | None, int]:
     """The reference (a future: measured here while the slots or the workers start), the scorer and how
     many jobs run at once: in this process's slots, or on the ``cluster``'s workers (prepared here;
-    every task carries the reference's measurements)."""
+    every task carries the reference's measurements, and when part 3 is graded (``section3``) the
+    grader measures its reference starting models for all the workers while the first notebooks run:
+    :func:`~autograder.grading.removal.measure_reference_starts`)."""
     arch, config = model_config(model)
-    ref = setup.submit(timed, "reference", build_reference, model, arch, config,
-                       [data["X_test"], data["y_test"]], cfg.device, [data["X_train"], data["y_train"]])
+    shared = cluster.store(measuring_device(cfg.device)) if cluster is not None else None
+    ref = setup.submit(timed, "reference", build_reference, model, arch, config, [data["X_test"], data["y_test"]],
+                       cfg.device, [data["X_train"], data["y_train"]], shared)
     if cluster is None:
         return ref, None, cfg.jobs
+    if section3:
+        setup.submit(timed, "shared", _share_reference_starts, ref)
     return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)
+
+
+def _share_reference_starts(ref: Future) -> None:
+    if ref.exception() is not None:
+        return  # the run reports it
+    try:
+        measure_reference_starts(ref.result())
+    except Exception as exc:  # noqa: BLE001 - only saves the workers time
+        print(f"warning: part 3's reference models could not be measured for the workers ({type(exc).__name__}: "
+              f"{exc}); each worker measures them for itself", file=sys.stderr)
 
 
 def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, course, timed, run_info: dict,

@@ -16,9 +16,9 @@ from helpers.removal_checks import FINETUNE_TARGETS, MACS_TOL, gain_required, in
 
 from ..config import GradeConfig
 from .collect import UNSEEN_TARGETS
-from .split import split_similarity, trained_on_test
+from .split import replays, split_similarity, trained_on_test
 
-__all__ = ["score_section3", "check_removed", "check_remove_function", "check_finetuned"]
+__all__ = ["score_section3", "check_removed", "check_remove_function", "check_finetuned", "measure_reference_starts"]
 _COMPARE_IMAGES = 256
 
 
@@ -166,3 +166,36 @@ def score_section3(records: dict, ref, cfg: GradeConfig) -> dict[str, list[str]]
         "test_removal_function": [r_problem] if r_problem else check_remove_function(removal, ref, images),
         "test_finetuning": [f_problem] if f_problem else check_finetuned(finetune, removal, unstructured, ref, cfg),
     }
+
+
+def measure_reference_starts(ref) -> int:
+    """Measure now, through ``ref.once``, what these checks measure for every submission whose parts 2 and 3
+    are the reference solution's: the unpruned model's accuracy, each removed reference model's accuracy,
+    and the fine-tuning replays of both reference starting models (:func:`~.split.replays`).
+
+    With a shared store (``ref.shared``) the grader does this once for every worker of a cluster while
+    the first notebooks run, instead of each worker doing it for itself. Returns how many values it
+    measured or found.
+    """
+    from helpers.models import plain_state_dict
+
+    from . import reference as solution
+    from .scoring import model_digest
+    values = [ref.accuracy_of(ref.model, model_digest(ref.model))]
+    removed = {}
+    for t in ref_targets():
+        pruned = solution.prune_structured(ref.model, t)
+        if removable(pruned):  # as check_removed: a layer of zeros only has nothing to remove to
+            small = plain_state_dict(solution.remove_filters(pruned))
+            removed[round(t, 6)] = model = _model(small, ref, removed=True)[0]
+            values.append(ref.accuracy_of(model, model_digest(model)))
+    unstructured = solution.prune_unstructured(ref.model, FINETUNE_TARGETS["unstructured"])
+    starts = [(_model(plain_state_dict(unstructured), ref, removed=False)[0], True)]
+    if round(FINETUNE_TARGETS["structured"], 6) in removed:
+        starts.insert(0, (removed[round(FINETUNE_TARGETS["structured"], 6)], False))
+    for start, masked in starts:
+        digest = model_digest(start)
+        values.append(ref.accuracy_of(start, digest))
+        if ref.train_data is not None:
+            values += replays(ref, start, digest, masked).values()
+    return len(values)

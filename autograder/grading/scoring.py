@@ -72,6 +72,11 @@ class Reference:
     reference solution's, or to one another submission already stored, reuses that
     accuracy (most correct submissions are identical to the reference; several students
     using the same other method often are identical to each other). Thread-safe.
+
+    ``shared``: where the processes grading one run (a cluster's workers and the grader) share what
+    :meth:`once` computes, or ``None``: an object with ``get(key)`` (the value, or ``None`` when it
+    has none or cannot answer) and ``put(key, value)`` (never raises);
+    :class:`autograder.cluster.store.SchedulerStore` keeps them in the Dask scheduler.
     """
 
     model: nn.Module
@@ -82,6 +87,7 @@ class Reference:
     accuracy: dict[str, dict[float, float]]
     digests: dict[str, dict[float, str]] = field(default_factory=dict)
     train_data: list | None = None  # the grader's training split, for replaying fine-tuning (None: not checked)
+    shared: object | None = None
     _known: dict = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -89,12 +95,12 @@ class Reference:
         """Is the model with ``digest`` exactly the reference solution's model at ``target``?"""
         return self.digests.get(part, {}).get(target) == digest
 
-    def remember(self, digest: str, accuracy: float) -> None:
-        """Record the measured accuracy of the model with ``digest``."""
+    def remember(self, key, value) -> None:
+        """Record ``value`` as what :meth:`once` gives for ``key`` (a model's digest: its measured accuracy)."""
         done: Future = Future()
-        done.set_result(accuracy)
+        done.set_result(value)
         with self._lock:
-            self._known.setdefault(digest, done)
+            self._known.setdefault(key, done)
 
     def measurements(self) -> Measurements:
         """The reference sweeps' figures, to send to cluster workers (:func:`reference_from`)."""
@@ -106,7 +112,11 @@ class Reference:
 
     def once(self, key, compute):
         """``compute()``, called at most once per ``key`` in this run, also from several threads at once
-        (they wait for the first); a call that raised is made again by the next caller."""
+        (they wait for the first); a call that raised is made again by the next caller. With a ``shared``
+        store, a value another process put there is taken instead of computing, and a computed one is
+        put there.
+
+        ``key``: a model's digest (its accuracy) or a tuple of strings, booleans and numbers."""
         with self._lock:
             pending = self._known.get(key)
             mine = pending is None
@@ -114,12 +124,20 @@ class Reference:
                 pending = self._known[key] = Future()
         if mine:
             try:
-                pending.set_result(compute())
+                pending.set_result(self._shared_or(key, compute))
             except BaseException as exc:
                 with self._lock:
                     del self._known[key]
                 pending.set_exception(exc)
         return pending.result()
+
+    def _shared_or(self, key, compute):
+        value = self.shared.get(key) if self.shared is not None else None
+        if value is None:
+            value = compute()
+            if self.shared is not None:
+                self.shared.put(key, value)
+        return value
 
 
 @dataclass(frozen=True)
@@ -143,13 +161,15 @@ def measuring_device(device: str | None) -> str:
 
 
 def reference_from(model: nn.Module, arch: str, config: dict, test_data, device, measured: Measurements,
-                   train_data=None) -> Reference:
+                   train_data=None, shared=None) -> Reference:
     """The reference for grading on ``device`` with the figures ``measured`` elsewhere (by the grader, for
     a cluster worker) when they were measured on the same kind of device; otherwise measured here
-    (:func:`build_reference`), since another kind of device may round differently."""
+    (:func:`build_reference`), since another kind of device may round differently. ``shared``: as
+    :class:`Reference`'s (a store of this kind of device's measurements)."""
     if measured.device != measuring_device(device):
-        return build_reference(model, arch, config, test_data, device, train_data)
+        return build_reference(model, arch, config, test_data, device, train_data, shared)
     ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, train_data=train_data,
+                    shared=shared,
                     accuracy={part: dict(acc) for part, acc in measured.accuracy.items()},
                     digests={part: dict(d) for part, d in measured.digests.items()})
     for part, digests in ref.digests.items():
@@ -158,14 +178,16 @@ def reference_from(model: nn.Module, arch: str, config: dict, test_data, device,
     return ref
 
 
-def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None, train_data=None) -> Reference:
+def build_reference(model: nn.Module, arch: str, config: dict, test_data, device=None, train_data=None,
+                    shared=None) -> Reference:
     """Run the reference solution's sweeps on the grading data and keep their accuracies and digests.
 
     ``test_data`` / ``train_data``: ``[images, labels]`` of the grading data's test and training
     splits (the training split only replays fine-tuning: :mod:`autograder.grading.split`).
+    ``shared``: as :class:`Reference`'s.
     """
     ref = Reference(model=model, arch=arch, config=config, test_data=test_data, device=device, accuracy={},
-                    train_data=train_data)
+                    train_data=train_data, shared=shared)
     for gp in GRADED_PARTS:
         part = gp.name
         ref.accuracy[part], ref.digests[part] = {}, {}

@@ -25,7 +25,8 @@ from helpers import copy_model
 from helpers.finetune import fine_tune
 from helpers.models import plain_state_dict
 
-__all__ = ["SPLITS", "TEST_SPLIT_MARGIN", "weight_change", "replayed_change", "split_similarity", "trained_on_test"]
+__all__ = ["SPLITS", "TEST_SPLIT_MARGIN", "weight_change", "replayed_change", "replays", "split_similarity",
+           "trained_on_test"]
 
 #: The splits the grader fine-tunes on, as ``Reference`` attributes ``<split>_data``.
 SPLITS = ("train", "test")
@@ -73,13 +74,16 @@ def split_similarity(ref, start: nn.Module, start_digest: str, tuned: nn.Module,
     moved = weight_change(tuned, start)
     if not bool(moved.any()):
         return None
-    sims = {}
-    for split in SPLITS:
-        data = getattr(ref, f"{split}_data")
-        replay = ref.once(("fine-tune", start_digest, split, masked),
-                          lambda data=data: replayed_change(start, data, ref.device, masked))
-        sims[split] = float(nn.functional.cosine_similarity(moved, replay, dim=0))
-    return sims
+    return {split: float(nn.functional.cosine_similarity(moved, replay, dim=0))
+            for split, replay in replays(ref, start, start_digest, masked).items()}
+
+
+def replays(ref, start: nn.Module, start_digest: str, masked: bool) -> dict[str, torch.Tensor]:
+    """``{split: replayed_change(start, ...)}`` for each of :data:`SPLITS`, made once per grading run for each
+    starting model (``ref.once``; ``start_digest``: its digest) and shared where ``ref`` shares."""
+    return {split: ref.once(("fine-tune", start_digest, split, masked),
+                            lambda data=getattr(ref, f"{split}_data"): replayed_change(start, data, ref.device, masked))
+            for split in SPLITS}
 
 
 def trained_on_test(sims: dict[str, float] | None) -> bool:

@@ -1,0 +1,82 @@
+"""Runs in the grader's process and in every Dask worker: measurements shared by one grading run.
+
+Grading a submission measures models on the grading data (accuracies, and the fine-tuning replays
+of part 3: :mod:`autograder.grading.split`), once per model and grading run
+(:meth:`autograder.grading.scoring.Reference.once`). Local grading keeps them in one process for all
+its jobs; on a cluster each worker would measure for itself every model it has not seen. A
+:class:`SchedulerStore` keeps them in the scheduler's metadata instead, under one name per grading
+run and kind of device (a GPU may round differently from a CPU), so that what one worker or the
+grader measured, no other measures again.
+
+Values are what :meth:`~autograder.grading.scoring.Reference.once` computes (floats, tensors),
+stored as ``torch.save`` bytes and read back with ``weights_only=True``. The store only saves
+time: when the scheduler cannot answer, :meth:`~SchedulerStore.get` says it has nothing and the
+worker measures for itself. Kernels never reach it (the sandbox has no network); only the grader's
+trusted code on the workers reads and writes it.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Callable
+
+__all__ = ["SchedulerStore", "drop_run"]
+
+_log = logging.getLogger(__name__)
+
+
+def _name(key) -> str:
+    """The metadata name of a :meth:`Reference.once` key (a digest, or a tuple of plain values)."""
+    return "|".join(map(str, key)) if isinstance(key, tuple) else str(key)
+
+
+class SchedulerStore:
+    """``get`` / ``put`` of one grading run's measurements in the Dask scheduler's metadata.
+
+    ``client``: returns the ``distributed.Client`` to use (in a worker: ``distributed.get_client``);
+    ``namespace``: the metadata path of this run and kind of device, e.g. ``["pgrade-<run>", "cpu"]``.
+
+    Example (with a running scheduler)::
+
+        store = SchedulerStore(lambda: client, ["pgrade-1a2b", "cpu"])
+        store.put("digest", 0.61)
+        store.get("digest")          # 0.61, in any process of the cluster
+        store.get("other")           # None
+    """
+
+    def __init__(self, client: Callable, namespace: list[str]):
+        if not namespace or not all(isinstance(n, str) and n for n in namespace):
+            raise ValueError(f"namespace must be a non-empty list of non-empty strings, got {namespace!r}")
+        self._client, self.namespace = client, list(namespace)
+
+    def get(self, key):
+        """The value put under ``key`` by any process of this run, or ``None`` (none, or no answer)."""
+        import torch
+        try:
+            data = self._client().get_metadata([*self.namespace, _name(key)], default=None)
+        except Exception as exc:  # noqa: BLE001 - only saves time: measure here instead
+            _log.warning("the shared measurements could not be read (%s: %s); measuring here", type(exc).__name__, exc)
+            return None
+        if not isinstance(data, bytes):
+            return None
+        try:
+            return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        except Exception:  # noqa: BLE001 - damaged: measure here instead
+            return None
+
+    def put(self, key, value) -> None:
+        """Share ``value`` (a float or a tensor) under ``key``; a scheduler that cannot take it is ignored."""
+        import torch
+        buffer = io.BytesIO()
+        torch.save(value.detach().cpu() if isinstance(value, torch.Tensor) else value, buffer)
+        try:
+            self._client().set_metadata([*self.namespace, _name(key)], buffer.getvalue())
+        except Exception as exc:  # noqa: BLE001 - only saves time for the other workers
+            _log.warning("a measurement could not be shared (%s: %s)", type(exc).__name__, exc)
+
+
+def drop_run(run: str, dask_scheduler=None) -> bool:
+    """Run on the scheduler (``client.run_on_scheduler(drop_run, run)``): forget grading run ``run``'s
+    measurements. Returns whether there were any."""
+    return dask_scheduler.task_metadata.pop(run, None) is not None

@@ -199,11 +199,25 @@ def _get(store_args, key):
     return get_worker().address, SchedulerStore(get_client, store_args).get(key)
 
 
-def test_the_scheduler_store_shares_values_between_worker_processes_until_the_run_is_dropped():
+def _receive(run):
+    from distributed import get_client
+
+    from autograder.cluster.store import receive_measurements
+    return receive_measurements(get_client(), run, timeout=30)
+
+
+def test_the_scheduler_shares_measurements_between_worker_processes_until_the_run_is_dropped():
     import torch
     from distributed import Client, LocalCluster
 
-    from autograder.cluster.store import SchedulerStore, drop_run
+    from autograder.cluster.store import (
+        SchedulerStore,
+        drop_run,
+        forget_measurements,
+        publish_measurements,
+        receive_measurements,
+    )
+    from autograder.grading.scoring import Measurements
     replay = torch.linspace(-1, 1, 1000)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
@@ -222,6 +236,18 @@ def test_the_scheduler_store_shares_values_between_worker_processes_until_the_ru
         assert grader.get("damaged") is None
         assert client.run_on_scheduler(drop_run, "pgrade-t") is True
         assert grader.get("digest") is None and client.run_on_scheduler(drop_run, "pgrade-t") is False
+        # the reference's measurements: a worker waits for them, the grader publishes them (or why not)
+        measured = Measurements("cpu", {"unstructured": {0.5: 0.625, 0.9: 0.125}}, {"unstructured": {0.5: "d5"}})
+        waiting = client.submit(_receive, "pgrade-t", workers=[b], pure=False)
+        publish_measurements(client, "pgrade-t", measured)
+        assert waiting.result() == measured
+        publish_measurements(client, "pgrade-u", error="RuntimeError: no data")
+        with pytest.raises(RuntimeError, match="the grader could not measure the reference solution: "
+                                               "RuntimeError: no data"):
+            client.submit(_receive, "pgrade-u", workers=[a], pure=False).result()
+        forget_measurements(client, "pgrade-t")
+        with pytest.raises(TimeoutError):
+            receive_measurements(client, "pgrade-t", timeout=0.2)
 
     def lost():
         raise OSError("scheduler gone")

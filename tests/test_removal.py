@@ -147,12 +147,22 @@ def test_latency_is_a_positive_time_and_inputs_are_checked():
     assert seconds > 0 and not m.training
     seen = []
 
-    class Spy(nn.Module):  # what the timed model is given: test_model's layout
+    class Spy(nn.Module):  # what the timed model is given (test_model's layout) and how its weights are laid out
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3)
+
         def forward(self, x):
-            seen.append((tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last)))
+            seen.append((tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last),
+                         self.conv.weight.is_contiguous(memory_format=torch.channels_last), self.training))
             return x.sum()
-    measure_latency(Spy(), batch_size=3, threads=1, min_run_time=0.01)
-    assert set(seen) == {((3, 3, 32, 32), torch.float32, True)}
+    spy = Spy().train()
+    measure_latency(spy, batch_size=3, threads=1, min_run_time=0.01)
+    assert set(seen) == {((3, 3, 32, 32), torch.float32, True, True, False)}
+    assert spy.training and not spy.conv.weight.is_contiguous(memory_format=torch.channels_last)  # a copy was timed
+    seen.clear()
+    measure_latency(spy, batch_size=3, threads=1, min_run_time=0.01, channels_last=False)
+    assert set(seen) == {((3, 3, 32, 32), torch.float32, True, False, False)}
     for bad, message in (({"batch_size": 0}, "batch_size must be a positive int, got 0"),
                          ({"threads": 0}, "threads must be a positive int or None, got 0"),
                          ({"min_run_time": 0}, "min_run_time must be > 0 seconds, got 0")):

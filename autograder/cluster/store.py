@@ -13,15 +13,26 @@ stored as ``torch.save`` bytes and read back with ``weights_only=True``. The sto
 time: when the scheduler cannot answer, :meth:`~SchedulerStore.get` says it has nothing and the
 worker measures for itself. Kernels never reach it (the sandbox has no network); only the grader's
 trusted code on the workers reads and writes it.
+
+The grader's measurements of the reference solution itself (:class:`~autograder.grading.scoring.Measurements`)
+go to the workers the same way, as JSON in a Dask ``Variable`` that the workers wait on
+(:func:`publish_measurements`, :func:`receive_measurements`): tasks are sent before the reference
+is built, so their notebooks run while it is.
 """
 
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Callable
 
-__all__ = ["SchedulerStore", "drop_run"]
+__all__ = ["SchedulerStore", "drop_run", "publish_measurements", "receive_measurements", "forget_measurements",
+           "RECEIVE_TIMEOUT"]
+
+#: Seconds a worker waits for the grader's measurements of the reference (built while the first
+#: notebooks run, about 10 s on a CPU) before its grades fail with that reason.
+RECEIVE_TIMEOUT = 1800
 
 _log = logging.getLogger(__name__)
 
@@ -80,3 +91,38 @@ def drop_run(run: str, dask_scheduler=None) -> bool:
     """Run on the scheduler (``client.run_on_scheduler(drop_run, run)``): forget grading run ``run``'s
     measurements. Returns whether there were any."""
     return dask_scheduler.task_metadata.pop(run, None) is not None
+
+
+def _variable(client, run: str):
+    from distributed import Variable
+    return Variable(f"{run}-reference", client=client)
+
+
+def publish_measurements(client, run: str, measured=None, error: str | None = None) -> None:
+    """Give the workers of grading run ``run`` the grader's
+    :class:`~autograder.grading.scoring.Measurements` (or, with ``error``, why there are none), as JSON
+    (plain data: nothing in it runs code) in a Dask ``Variable``."""
+    if error is not None:
+        payload = {"error": error}
+    else:
+        payload = {"device": measured.device,
+                   "accuracy": {p: [[t, a] for t, a in acc.items()] for p, acc in measured.accuracy.items()},
+                   "digests": {p: [[t, d] for t, d in dg.items()] for p, dg in measured.digests.items()}}
+    _variable(client, run).set(json.dumps(payload))
+
+
+def receive_measurements(client, run: str, timeout: float = RECEIVE_TIMEOUT):
+    """The measurements :func:`publish_measurements` gave run ``run``, waiting until there are some; raises
+    ``RuntimeError`` with the grader's reason when it had none, ``TimeoutError`` after ``timeout`` s."""
+    from autograder.grading.scoring import Measurements
+    payload = json.loads(_variable(client, run).get(timeout=timeout))
+    if "error" in payload:
+        raise RuntimeError(f"the grader could not measure the reference solution: {payload['error']}")
+    return Measurements(payload["device"],
+                        {p: {float(t): float(a) for t, a in v} for p, v in payload["accuracy"].items()},
+                        {p: {float(t): str(d) for t, d in v} for p, v in payload["digests"].items()})
+
+
+def forget_measurements(client, run: str) -> None:
+    """Delete run ``run``'s published measurements from the scheduler."""
+    _variable(client, run).delete()

@@ -8,9 +8,10 @@ the worker has threads, with the run's time, memory and process limits
 (:func:`autograder.grading.grade.open_slots`). :func:`grade_task` then grades one submission in
 one of those slots, exactly as local grading does
 (:func:`autograder.grading.jobs.run_and_score`): the notebook runs in the sandbox, the hidden
-checks and scores run here, in the worker's own trusted code, never in a kernel. Every task carries
-the grader's measurements of the reference solution (:class:`~autograder.grading.scoring.Measurements`);
-the worker adopts them once, or measures the reference itself if it grades on another kind of
+checks and scores run here, in the worker's own trusted code, never in a kernel. The
+grader publishes its measurements of the reference solution
+(:class:`~autograder.grading.scoring.Measurements`) as soon as it has them, while the first notebooks
+run; the worker adopts them once, or measures the reference itself if it grades on another kind of
 device than the grader measured on (:func:`~autograder.grading.scoring.reference_from`). Whatever
 else it measures it shares with the grader and the other workers through the scheduler
 (:mod:`autograder.cluster.store`).
@@ -72,7 +73,8 @@ class GradingPlugin(WorkerPlugin):
         self.jobs = None
         self._folder: Path | None = None
         self._slots = self._owner = None
-        self._reference_parts = None  # reference_from's arguments but the measurements, until the first task
+        self._reference_parts = None  # reference_from's arguments but the measurements
+        self._receiving = False  # the first task started receiving the grader's measurements
         self._lock = None  # made on the worker (a lock does not travel)
 
     async def setup(self, worker) -> None:
@@ -130,21 +132,26 @@ class GradingPlugin(WorkerPlugin):
         source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
         return Jobs(cfg, Future(), source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
 
-    def reference(self, measured):
-        """This worker's reference, from the grader's ``measured`` figures on the first call (thread-safe)."""
-        from distributed import get_client
-
-        from ..grading.scoring import measuring_device, reference_from
-        from .store import SchedulerStore
-
+    def start_reference(self, client) -> None:
+        """On the first task: wait, in a thread, for the grader's measurements of the reference (published
+        when it has them: :func:`~autograder.cluster.store.publish_measurements`) and make this worker's
+        reference from them (``jobs.ref``). The notebooks run meanwhile; only their scoring waits."""
         with self._lock:
-            if not self.jobs.ref.done():
-                try:
-                    shared = SchedulerStore(get_client, [self.run, measuring_device(self._reference_parts["device"])])
-                    self.jobs.ref.set_result(reference_from(measured=measured, shared=shared, **self._reference_parts))
-                except BaseException as exc:
-                    self.jobs.ref.set_exception(exc)
-        return self.jobs.ref.result()
+            if self._receiving:
+                return
+            self._receiving = True
+        threading.Thread(target=self._receive_reference, args=(client, self.jobs.ref), daemon=True,
+                         name="pgrade-reference").start()
+
+    def _receive_reference(self, client, ref: Future) -> None:
+        from ..grading.scoring import measuring_device, reference_from
+        from .store import SchedulerStore, receive_measurements
+        try:
+            shared = SchedulerStore(lambda: client, [self.run, measuring_device(self._reference_parts["device"])])
+            ref.set_result(reference_from(measured=receive_measurements(client, self.run), shared=shared,
+                                          **self._reference_parts))
+        except BaseException as exc:  # noqa: BLE001 - every grade of this worker says why
+            ref.set_exception(exc)
 
     def teardown(self, worker) -> None:
         if self._slots is not None:
@@ -160,14 +167,17 @@ class GradingPlugin(WorkerPlugin):
         return sum(s.restarts for s in self._slots.slots) if self._slots is not None else 0
 
 
-def grade_task(student_id: str, nb_bytes: bytes, notes: list[str], measured) -> dict:
+def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
     """Grade one notebook on this worker; plain data for the grader (the executed notebook as bytes).
 
-    ``measured``: the grader's :class:`~autograder.grading.scoring.Measurements` of the reference.
+    The notebook runs at once; its scoring waits for the worker's reference
+    (:meth:`GradingPlugin.start_reference`).
 
     Keys: ``status``, ``checks`` (:class:`~autograder.grading.scoring.CheckResult` fields), ``notes``,
     ``timings`` (with ``worker``: this worker's address), ``executed`` (bytes or ``None``).
     """
+    from distributed import get_client
+
     from ..grading.jobs import run_and_score
     from ..grading.submission import Submission
 
@@ -175,7 +185,7 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str], measured) -> 
     plugin = worker.plugins.get(PLUGIN_NAME)
     if plugin is None or plugin.jobs is None:
         raise WorkerMismatch(f"worker {worker.address} is not prepared for grading")
-    plugin.reference(measured)
+    plugin.start_reference(get_client())
     grade = run_and_score(Submission(student_id, Path(f"{student_id}.ipynb"), list(notes)), nb_bytes, plugin.jobs)
     executed = None
     if grade.executed is not None:

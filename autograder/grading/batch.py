@@ -51,6 +51,9 @@ class Cluster(Protocol):
     def restarts(self) -> int:
         """Kernel servers restarted so far on the workers (a notebook killed one, say)."""
 
+    def publish(self, ref: Future) -> None:
+        """Give the workers the reference's measurements when ``ref`` is done (or why there are none)."""
+
     def store(self, device_kind: str):
         """Where the grader and the workers share this run's measurements on ``device_kind``
         (a :class:`~autograder.grading.scoring.Reference`'s ``shared``)."""
@@ -143,23 +146,25 @@ def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecuto
              data_file: Path, section3: bool) -> tuple[Future, Scorer | None, int]:
     """The reference (a future: measured here while the slots or the workers start), the scorer and how
     many jobs run at once: in this process's slots, or on the ``cluster``'s workers (prepared here;
-    every task carries the reference's measurements, and when part 3 is graded (``section3``) the
-    grader measures its reference starting models for all the workers while the first notebooks run:
-    :func:`~autograder.grading.removal.measure_reference_starts`)."""
+    they start running notebooks at once and receive the reference's measurements when it is done;
+    when part 3 is graded (``section3``) the grader then measures its reference starting models for
+    all the workers: :func:`~autograder.grading.removal.measure_reference_starts`)."""
     arch, config = model_config(model)
     shared = cluster.store(measuring_device(cfg.device)) if cluster is not None else None
     ref = setup.submit(timed, "reference", build_reference, model, arch, config, [data["X_test"], data["y_test"]],
                        cfg.device, [data["X_train"], data["y_train"]], shared)
     if cluster is None:
         return ref, None, cfg.jobs
-    if section3:
-        setup.submit(timed, "shared", _share_reference_starts, ref)
+    setup.submit(timed, "shared", _share_reference, cluster, ref, section3)
     return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)
 
 
-def _share_reference_starts(ref: Future) -> None:
-    if ref.exception() is not None:
-        return  # the run reports it
+def _share_reference(cluster: Cluster, ref: Future, section3: bool) -> None:
+    """Publish the reference's measurements to the workers (their notebooks are already running), then
+    measure part 3's reference starting models for all of them."""
+    cluster.publish(ref)
+    if ref.exception() is not None or not section3:
+        return
     try:
         measure_reference_starts(ref.result())
     except Exception as exc:  # noqa: BLE001 - only saves the workers time

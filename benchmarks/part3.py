@@ -2,8 +2,8 @@
 
 Latency: the pretrained model and the reference solution's model with 50% of the filters removed,
 timed alternately in several rounds with ``helpers.measure_latency`` (``torch.utils.benchmark``,
-fixed threads, channels-last input as ``test_model`` gives it and channels-last weights, its
-default; also with the weights as training leaves them, for comparison), at batch 1 and 256; the figure of
+fixed threads, channels-last input as ``test_model`` gives it, the model traced, frozen and optimized
+for inference, its default; also eagerly, for comparison), at batch 1 and 256; the figure of
 merit is (latency speed-up) / (MAC reduction), from the median times, with the range of the
 ratios of the single rounds (the two models timed back to back) beside it.
 Recovery: the reference fine-tuning (one epoch of the training split, ``helpers.fine_tune``
@@ -24,12 +24,12 @@ ROUNDS = 9
 BATCHES = (1, 256)
 
 
-#: ``measure_latency``'s ``channels_last`` per reported layout (the key's suffix): its default, and the
-#: weights as training leaves them, for comparison.
-LAYOUTS = {"": True, ", weights as trained": False}
+#: ``measure_latency``'s ``optimize`` per reported way of running (the key's suffix): its default (TorchScript,
+#: frozen, optimized for inference), and the eager model, for comparison.
+MODES = {"": True, ", eager": False}
 
 
-def _latency(models: dict, threads: int, channels_last: bool) -> dict:
+def _latency(models: dict, threads: int, optimize: bool) -> dict:
     """``{(name, batch): [seconds per round]}``, the models timed one after the other in every round."""
     from helpers.cost import measure_latency
     times = {(name, b): [] for name in models for b in BATCHES}
@@ -37,7 +37,7 @@ def _latency(models: dict, threads: int, channels_last: bool) -> dict:
         for b in BATCHES:
             for name, model in (list(models.items()) if i % 2 == 0 else list(models.items())[::-1]):
                 times[(name, b)].append(measure_latency(model, b, threads=threads, min_run_time=0.5,
-                                                        channels_last=channels_last))
+                                                        optimize=optimize))
     return times
 
 
@@ -114,11 +114,12 @@ def bench_part3(work: Path, model_path: Path, real_sample: Path) -> dict:
     removed = reference.remove_filters(reference.prune_structured(model, 0.5))
     macs = count_macs(model)[0], count_macs(removed)[0]
     out = {"macs": {"pretrained": macs[0], "removed_50": macs[1]}, "mac_reduction": round(macs[0] / macs[1], 3),
-           "rounds": ROUNDS, "layout": "channels-last input (as test_model gives it) and weights (measure_latency's "
-                                       "default) unless said", "latency_s": {},
+           "rounds": ROUNDS, "latency_s": {},
+           "layout": "channels-last input as test_model gives it; TorchScript, frozen and optimized for inference "
+                     "(measure_latency's default) unless eager",
            "speedup": {}, "speedup_per_mac_reduction": {}, "per_round_range": {}}
-    for (suffix, channels_last), threads in itertools.product(LAYOUTS.items(), sorted({1, torch.get_num_threads()})):
-        lat = _latency({"pretrained": model, "removed": removed}, threads, channels_last)
+    for (suffix, optimize), threads in itertools.product(MODES.items(), sorted({1, torch.get_num_threads()})):
+        lat = _latency({"pretrained": model, "removed": removed}, threads, optimize)
         for b in BATCHES:
             key = f"batch {b}, {threads} thread{'s' if threads > 1 else ''}{suffix}"
             pre, rem = lat[("pretrained", b)], lat[("removed", b)]

@@ -4,7 +4,8 @@ Part 3 of the notebook compares masked models (zeros still stored and multiplied
 whose zeroed filters were removed. MACs and parameters are counted by Torch-Pruning's
 ``count_ops_and_params`` (a maintained counter that walks the model with forward hooks), not by
 code of this course. Latency is measured with ``torch.utils.benchmark.Timer``, which warms up,
-repeats until a minimum run time is reached and reports the median.
+repeats until a minimum run time is reached and reports the median, on each model as one would
+deploy it for CPU inference (TorchScript, frozen and optimized: :func:`measure_latency`).
 
 Example:
     >>> from helpers import SmallCNN
@@ -47,34 +48,41 @@ def count_macs(model: nn.Module) -> tuple[float, int]:
 
 
 def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None = None,
-                    min_run_time: float = 0.3, channels_last: bool = True) -> float:
+                    min_run_time: float = 0.3, optimize: bool = True) -> float:
     """Median CPU seconds of one forward pass over a batch of ``batch_size`` images.
 
     The input is laid out as :func:`helpers.test_model` gives it to every model of this course:
     ``(B, 3, 32, 32)`` float32 in channels-last memory (the ``(B, 32, 32, 3)`` pixels permuted,
     see :func:`helpers.batches.to_model_input`). By default the model is timed as one would deploy
-    it on a CPU: a copy with its 4-D weights in channels-last memory too
-    (``copy.to(memory_format=torch.channels_last)``, as PyTorch's CPU performance guide advises
-    for convolutional networks), so that the convolutions run on that layout from end to end
-    instead of reordering activations between layers. Every model is timed the same way.
+    it for CPU inference: traced to TorchScript, frozen (weights become constants; a pruning mask
+    is applied once) and passed through ``torch.jit.optimize_for_inference``, which fuses each
+    convolution with its ReLU and packs the weights for oneDNN. Eager PyTorch runs every ReLU and
+    pooling as a separate pass over memory, whose cost falls only with the number of channels,
+    not with the MACs; the optimized graph is what shows what removing filters buys. Every model
+    is timed the same way.
 
     Args:
-        model: any model taking ``(B, 3, 32, 32)`` float32; a copy is measured (on the CPU, in
-            eval mode, under ``torch.inference_mode``): ``model`` itself is not changed or moved.
+        model: any traceable model taking ``(B, 3, 32, 32)`` float32; a copy is measured (on the
+            CPU, in eval mode, under ``torch.inference_mode``): ``model`` itself is not changed.
         batch_size: images per forward pass (1: one image at a time, as a phone would).
         threads: torch CPU threads during the measurement (default: torch's current setting);
             fix it when comparing models, so that they are measured alike.
         min_run_time: seconds of repeated runs after a warm-up (``Timer.blocked_autorange``).
-        channels_last: ``False`` times the copy with its weights as they are (contiguous, the
-            layout training leaves), for comparison.
+        optimize: ``False`` times the eager model as it is (for comparison).
 
     Returns:
         Seconds per forward pass (median of the timed blocks).
+
+    Raises:
+        ValueError: a bad argument, or a model that cannot be traced (then ``optimize=False``
+        times it eagerly).
     """
     import logging
     # importing torch.utils.benchmark looks for a CUDA toolkit and logs a warning on CPU-only machines
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
     from torch.utils import benchmark
+
+    from .models import copy_model
     model = _plain(model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -82,18 +90,36 @@ def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None =
         raise ValueError(f"threads must be a positive int or None, got {threads!r}")
     if not min_run_time > 0:
         raise ValueError(f"min_run_time must be > 0 seconds, got {min_run_time!r}")
-    from .models import copy_model
     model = copy_model(model).cpu().eval()  # the model itself stays where and as it is
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
     channels, height, width = INPUT_SHAPE
     x = torch.randn(batch_size, height, width, channels).permute(0, 3, 1, 2)  # as to_model_input lays it out
     with torch.inference_mode():
+        if optimize:
+            model = _optimized(model, x)
         for _ in range(3):  # warm-up: first calls allocate and pick kernels
             model(x)
         timer = benchmark.Timer("model(x)", globals={"model": model, "x": x},
                                 num_threads=threads or torch.get_num_threads())
         return float(timer.blocked_autorange(min_run_time=min_run_time).median)
+
+
+def _optimized(model: nn.Module, example: torch.Tensor):
+    """``model`` traced on ``example``, frozen and optimized for CPU inference (TorchScript).
+
+    Recent torch releases mark TorchScript deprecated in favour of ``torch.compile``, which needs a
+    C++ compiler on the machine and tens of seconds per model; TorchScript still runs and takes well
+    under a second, so its deprecation warnings are silenced here.
+    """
+    import warnings
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            return torch.jit.optimize_for_inference(torch.jit.freeze(torch.jit.trace(model, example)))
+    except Exception as exc:  # noqa: BLE001 - any tracing failure: say what to do
+        raise ValueError(f"the model could not be traced for optimized timing ({type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}); time it with optimize=False") from None
 
 
 def cost_rows(models: dict, test_data, batch_sizes: tuple[int, ...] = (1, 256), threads: int | None = None,

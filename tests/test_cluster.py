@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from concurrent.futures import Future
 from types import SimpleNamespace
 
 import pytest
@@ -210,6 +211,7 @@ def test_the_scheduler_shares_measurements_between_worker_processes_until_the_ru
     import torch
     from distributed import Client, LocalCluster
 
+    from autograder.cluster.client import DaskCluster
     from autograder.cluster.store import (
         SchedulerStore,
         drop_run,
@@ -248,6 +250,15 @@ def test_the_scheduler_shares_measurements_between_worker_processes_until_the_ru
         forget_measurements(client, "pgrade-t")
         with pytest.raises(TimeoutError):
             receive_measurements(client, "pgrade-t", timeout=0.2)
+        grader = DaskCluster(client)  # what the grading run publishes: a built reference, or why it failed
+        built, failed = Future(), Future()
+        built.set_result(SimpleNamespace(measurements=lambda: measured))
+        failed.set_exception(ValueError("bad model"))
+        grader.publish(built)
+        assert receive_measurements(client, grader.run, timeout=5) == measured
+        grader.publish(failed)
+        with pytest.raises(RuntimeError, match="could not measure the reference solution: ValueError: bad model"):
+            receive_measurements(client, grader.run, timeout=5)
 
     def lost():
         raise OSError("scheduler gone")
@@ -257,3 +268,44 @@ def test_the_scheduler_shares_measurements_between_worker_processes_until_the_ru
     gone.put("digest", 0.5)  # ignored: the store only saves time
     with pytest.raises(ValueError, match="namespace"):
         SchedulerStore(lost, ["pgrade-t", ""])
+
+
+def test_the_grader_publishes_its_reference_or_why_not_then_measures_part3_starts(monkeypatch, capsys):
+    from concurrent.futures import Future
+
+    from autograder.grading import batch
+
+    class FakeCluster:
+        def __init__(self):
+            self.published = []
+
+        def publish(self, ref):
+            self.published.append(ref)
+
+    measured = []
+    monkeypatch.setattr(batch, "measure_reference_starts", lambda ref: measured.append(ref) or 9)
+    good, bad = Future(), Future()
+    good.set_result("the reference")
+    bad.set_exception(RuntimeError("no data"))
+    cluster = FakeCluster()
+    batch._share_reference(cluster, good, True)
+    assert cluster.published == [good] and measured == ["the reference"]
+    batch._share_reference(cluster, good, False)  # part 3 not graded: nothing to measure
+    batch._share_reference(cluster, bad, True)  # the workers are told why (by publish), nothing measured
+    assert cluster.published == [good, good, bad] and measured == ["the reference"]
+
+    def broken(ref):
+        raise OSError("disk full")
+    monkeypatch.setattr(batch, "measure_reference_starts", broken)
+    batch._share_reference(cluster, good, True)
+    assert ("warning: part 3's reference models could not be measured for the workers (OSError: disk full); "
+            "each worker measures them for itself") in capsys.readouterr().err
+
+
+def test_the_measurements_name_the_device_the_reference_measured_on(monkeypatch):
+    import torch
+
+    from autograder.grading import scoring
+    monkeypatch.setattr(scoring, "default_device", lambda: torch.device("meta"))  # what None would pick
+    ref = scoring.Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={})
+    assert ref.measurements().device == "cpu" and scoring.measuring_device(None) == "meta"

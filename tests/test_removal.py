@@ -147,22 +147,29 @@ def test_latency_is_a_positive_time_and_inputs_are_checked():
     assert seconds > 0 and not m.training
     seen = []
 
-    class Spy(nn.Module):  # what the timed model is given (test_model's layout) and how its weights are laid out
+    class Spy(nn.Module):  # what the timed model is given (test_model's layout), eagerly
         def __init__(self):
             super().__init__()
             self.conv = nn.Conv2d(3, 4, 3)
 
         def forward(self, x):
-            seen.append((tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last),
-                         self.conv.weight.is_contiguous(memory_format=torch.channels_last), self.training))
+            seen.append((tuple(x.shape), x.dtype, x.is_contiguous(memory_format=torch.channels_last), self.training))
             return x.sum()
     spy = Spy().train()
-    measure_latency(spy, batch_size=3, threads=1, min_run_time=0.01)
-    assert set(seen) == {((3, 3, 32, 32), torch.float32, True, True, False)}
-    assert spy.training and not spy.conv.weight.is_contiguous(memory_format=torch.channels_last)  # a copy was timed
+    measure_latency(spy, batch_size=3, threads=1, min_run_time=0.01, optimize=False)
+    assert set(seen) == {((3, 3, 32, 32), torch.float32, True, False)} and spy.training  # a copy was timed
     seen.clear()
-    measure_latency(spy, batch_size=3, threads=1, min_run_time=0.01, channels_last=False)
-    assert set(seen) == {((3, 3, 32, 32), torch.float32, True, False, False)}
+    measure_latency(spy, batch_size=3, threads=1, min_run_time=0.01)  # optimized: traced (and checked), then a graph
+    assert {(tuple(int(n) for n in s), *rest) for s, *rest in seen} == {((3, 3, 32, 32), torch.float32, True, False)}
+    assert 1 <= len(seen) <= 3 and spy.training
+    u = unstructured_90()  # a masked model is timed with its masks applied once, and is left as it was
+    assert measure_latency(u, batch_size=2, threads=1, min_run_time=0.01) > 0 and hasattr(u.conv2, "weight_mask")
+
+    class Untraceable(nn.Module):
+        def forward(self, x):
+            return {"logits": x.sum()} if x.sum() > 0 else None
+    with pytest.raises(ValueError, match="could not be traced for optimized timing .*; time it with optimize=False"):
+        measure_latency(Untraceable(), batch_size=1, threads=1, min_run_time=0.01)
     for bad, message in (({"batch_size": 0}, "batch_size must be a positive int, got 0"),
                          ({"threads": 0}, "threads must be a positive int or None, got 0"),
                          ({"min_run_time": 0}, "min_run_time must be > 0 seconds, got 0")):
@@ -820,3 +827,47 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
     assert all("the stored model gives" in m for m in messages["test_removal_models"])  # only the claims left out
     rebuilt = [hidden._model(plain_state_dict(m), worker, removed=m is tuned_r)[0] for m in (tuned_r, tuned_u)]
     assert sorted(store.missed) == sorted(model_digest(m) for m in rebuilt)  # measured: the tuned models only
+
+
+def test_each_starting_model_is_replayed_under_its_own_digest_and_masks_and_quietly(cfg, capsys):
+    """The grader's fine-tuning replays are kept per starting model (its digest) and per kind (masks attached
+    for the unstructured model only), so another student's start of other widths gets its own, and making
+    them prints nothing in the grader's log."""
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import Reference, model_digest
+    train, test = _data(64, seed=1), _data(64, seed=2)
+    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                    train_data=train)
+    u = unstructured_90()
+    start_u = hidden._model(plain_state_dict(u), ref, removed=False)[0]
+    tuned_u = fine_tune(_with_masks_like(start_u), train, progress=False)
+    keys = set()
+    for dead in (DEAD, {"conv1": [0, 1], "conv2": [5], "conv3": [0]}):  # two students, other widths
+        r = removed_by_hand(masked(base(), dead), dead)
+        tuned_r = fine_tune(copy_model(r), train, progress=False)
+        finetune = {"results": [{"kind": "structured", "state": plain_state_dict(tuned_r)},
+                                {"kind": "unstructured", "state": plain_state_dict(tuned_u)}]}
+        got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
+                                     {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
+        assert not any("test split" in m for m in got), got
+        keys |= {(model_digest(hidden._model(plain_state_dict(r), ref, removed=True)[0]), split, False)
+                 for split in ("train", "test")}
+    keys |= {(model_digest(start_u), split, True) for split in ("train", "test")}
+    assert {k[1:] for k in ref._known if isinstance(k, tuple)} == keys
+    assert capsys.readouterr() == ("", "")
+
+
+def test_fine_tuning_that_gains_exactly_the_margin_passes(ref, cfg):
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import model_digest
+    u = unstructured_90()
+    tuned_u = copy_model(u)
+    with torch.no_grad():
+        tuned_u.fc2.bias.add_(0.25)
+    for model, acc in ((ref.model, 0.7), (u, 0.5), (tuned_u, 0.5 + FINETUNE_MARGIN)):
+        ref.remember(model_digest(hidden._model(plain_state_dict(model), ref, removed=False)[0]), acc)
+    finetune = {"results": [{"kind": "unstructured", "state": plain_state_dict(tuned_u), "before": 0.5,
+                             "after": 0.5 + FINETUNE_MARGIN}]}
+    unstructured = {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}
+    got = hidden.check_finetuned(finetune, {"results": []}, unstructured, ref, cfg)
+    assert got == ["structured: finetune_results has no entry of kind 'structured'"]  # unstructured: "at least" met

@@ -155,36 +155,6 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path)
     assert sorted(Journal(tmp_path / "out" / "journal.jsonl")._entries) == ["s1", "s3"]
 
 
-class _Recorder:
-    def __init__(self, values=None, fail=False):
-        self.values, self.fail, self.puts = dict(values or {}), fail, []
-
-    def get(self, key):
-        return None if self.fail else self.values.get(key)
-
-    def put(self, key, value):
-        self.puts.append(key)
-        self.values[key] = value
-
-
-def test_a_reference_takes_shared_values_and_shares_what_it_computes():
-    from autograder.grading.scoring import Reference
-    calls = []
-
-    def compute(value):
-        return lambda: calls.append(value) or value
-
-    store = _Recorder({"known": 0.25})
-    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=store)
-    assert ref.once("known", compute(0.5)) == 0.25 and calls == [] and store.puts == []  # another process measured it
-    assert ref.once(("fine-tune", "d", "test", True), compute(0.75)) == 0.75 and calls == [0.75]
-    assert store.values[("fine-tune", "d", "test", True)] == 0.75  # shared for the others
-    assert ref.once(("fine-tune", "d", "test", True), compute(0.1)) == 0.75 and calls == [0.75]  # and kept here
-    silent = _Recorder({"known": 0.25}, fail=True)  # a store that cannot answer: measured here
-    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=silent)
-    assert ref.once("known", compute(0.5)) == 0.5 and calls == [0.75, 0.5]
-
-
 def _put(store_args, key, value):
     from distributed import get_client, get_worker
 
@@ -300,12 +270,3 @@ def test_the_grader_publishes_its_reference_or_why_not_then_measures_part3_start
     batch._share_reference(cluster, good, True)
     assert ("warning: part 3's reference models could not be measured for the workers (OSError: disk full); "
             "each worker measures them for itself") in capsys.readouterr().err
-
-
-def test_the_measurements_name_the_device_the_reference_measured_on(monkeypatch):
-    import torch
-
-    from autograder.grading import scoring
-    monkeypatch.setattr(scoring, "default_device", lambda: torch.device("meta"))  # what None would pick
-    ref = scoring.Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={})
-    assert ref.measurements().device == "cpu" and scoring.measuring_device(None) == "meta"

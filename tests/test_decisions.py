@@ -635,9 +635,11 @@ def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_o
     calls = []
     monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or 0.5)
     train = [data[0][::-1].copy(), data[1][::-1].copy()]
-    adopted = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged, train)
-    assert (adopted.model, adopted.arch, adopted.config, adopted.test_data, adopted.train_data, adopted.device) == (
-        base, "SmallCNN", SMALL, data, train, "cpu")
+    store = _Recorder()
+    monkeypatch.setattr(scoring, "default_device", lambda: torch.device("meta"))  # the worker's own device counts
+    adopted = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged, train, shared=store)
+    assert (adopted.model, adopted.arch, adopted.config, adopted.test_data, adopted.train_data, adopted.device,
+            adopted.shared) == (base, "SmallCNN", SMALL, data, train, "cpu", store)
     assert adopted.digests == measured.digests and adopted.measurements() == forged
     model, _ = scoring._model_from_state(plain_state_dict(reference.prune_structured(base, 0.5)), adopted)
     assert adopted.matches("structured", 0.5, model_digest(model))
@@ -645,9 +647,10 @@ def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_o
     assert calls == []
     # Measured on a GPU: a CPU worker measures its own (every target of every part, once).
     gpu = replace(forged, device="cuda:NVIDIA H100 80GB HBM3")
-    own = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu, train)
-    assert (own.model, own.arch, own.config, own.test_data, own.train_data, own.device) == (
-        base, "SmallCNN", SMALL, data, train, "cpu")
+    own = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu, train, shared=store)
+    assert (own.model, own.arch, own.config, own.test_data, own.train_data, own.device, own.shared) == (
+        base, "SmallCNN", SMALL, data, train, "cpu", store)
+    monkeypatch.undo()  # the device rule itself, below
     assert len(calls) == sum(len(a) for a in measured.accuracy.values())
     assert all(acc == 0.5 for a in own.accuracy.values() for acc in a.values())
     assert own.digests == measured.digests
@@ -743,3 +746,42 @@ def test_every_wrong_model_of_a_list_is_named(base):
     lines = check_results(results, base, "unstructured").splitlines()
     assert lines == ["target 0.10 gave sparsity 0.000: expected 0.100 of all Conv2d and Linear weights to be zero",
                      "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]
+
+
+class _Recorder:
+    def __init__(self, values=None, fail=False):
+        self.values, self.fail, self.puts = dict(values or {}), fail, []
+
+    def get(self, key):
+        return None if self.fail else self.values.get(key)
+
+    def put(self, key, value):
+        self.puts.append(key)
+        self.values[key] = value
+
+
+def test_a_reference_takes_shared_values_and_shares_what_it_computes():
+    from autograder.grading.scoring import Reference
+    calls = []
+
+    def compute(value):
+        return lambda: calls.append(value) or value
+
+    store = _Recorder({"known": 0.25})
+    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=store)
+    assert ref.once("known", compute(0.5)) == 0.25 and calls == [] and store.puts == []  # another process measured it
+    assert ref.once(("fine-tune", "d", "test", True), compute(0.75)) == 0.75 and calls == [0.75]
+    assert store.values[("fine-tune", "d", "test", True)] == 0.75  # shared for the others
+    assert ref.once(("fine-tune", "d", "test", True), compute(0.1)) == 0.75 and calls == [0.75]  # and kept here
+    silent = _Recorder({"known": 0.25}, fail=True)  # a store that cannot answer: measured here
+    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=silent)
+    assert ref.once("known", compute(0.5)) == 0.5 and calls == [0.75, 0.5]
+
+
+def test_the_measurements_name_the_device_the_reference_measured_on(monkeypatch):
+    import torch
+
+    from autograder.grading import scoring
+    monkeypatch.setattr(scoring, "default_device", lambda: torch.device("meta"))  # what None would pick
+    ref = scoring.Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={})
+    assert ref.measurements().device == "cpu" and scoring.measuring_device(None) == "meta"

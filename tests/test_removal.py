@@ -806,7 +806,7 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
     grader = build_reference(base(), "SmallCNN", SMALL, test, "cpu", train, shared=store)
     measured = hidden.measure_reference_starts(grader)
     removable_targets = [t for t in STRUCTURED.targets if hidden.removable(solution.prune_structured(base(), t))]
-    assert measured == 1 + len(removable_targets) + 2 * (1 + 2)  # unpruned; removed; each start and its 2 replays
+    assert measured == 1 + len(removable_targets) + 2 * 2  # unpruned; removed; each start's 2 replays
     assert sum(isinstance(k, tuple) for k in store.values) == 4  # the replays went to the store
     # the worker: the grader's sweeps adopted, the rest from the store
     worker = reference_from(base(), "SmallCNN", SMALL, test, "cpu", grader.measurements(), train, shared=store)

@@ -193,9 +193,7 @@ def measure_reference_starts(ref) -> int:
     starts = [(_model(plain_state_dict(unstructured), ref, removed=False)[0], True)]
     if round(FINETUNE_TARGETS["structured"], 6) in removed:
         starts.insert(0, (removed[round(FINETUNE_TARGETS["structured"], 6)], False))
-    for start, masked in starts:
-        digest = model_digest(start)
-        values.append(ref.accuracy_of(start, digest))
+    for start, masked in starts:  # their accuracies are measured above (structured) or in the sweeps (unstructured)
         if ref.train_data is not None:
-            values += replays(ref, start, digest, masked).values()
+            values += replays(ref, start, model_digest(start), masked).values()
     return len(values)

@@ -110,8 +110,8 @@ class DaskCluster:
     def publish(self, ref: Future) -> None:
         """Give every worker the reference's measurements once ``ref`` (a future of
         :class:`~autograder.grading.scoring.Reference`) is done, or why there are none."""
-        if ref.exception() is not None:
-            exc = ref.exception()
+        exc = ref.exception()
+        if exc is not None:
             publish_measurements(self.client, self.run, error=f"{type(exc).__name__}: {exc}")
         else:
             publish_measurements(self.client, self.run, ref.result().measurements())

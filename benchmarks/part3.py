@@ -61,14 +61,15 @@ SPLIT_VARIANTS = {"notebook's call": {}, "seed 3": {"seed": 3}, "lr 1e-3": {"lr"
                   "2 epochs, seed 5": {"epochs": 2, "seed": 5}, "lr 1e-4, seed 7": {"lr": 1e-4, "seed": 7}}
 
 
-def _split_calibration(model, data: dict) -> dict:
+def _split_calibration(model, data: dict, grader_device: str = "cpu") -> dict:
     """The grader's test-split check (:mod:`autograder.grading.split`) on fine-tuning runs of known split.
 
     On the grading subset of ``data`` (100 images per class and split, the grader's default), each
     part-3 starting model is fine-tuned on the training and on the test split with every
     :data:`SPLIT_VARIANTS`; for each run, the cosine similarities with the grader's own runs on the
     two splits. Reported: runs whose own split was the closer by more than the margin, and the
-    smallest such lead over all runs.
+    smallest such lead over all runs. The runs use ``fine_tune``'s default device (CUDA when available),
+    the grader's replays ``grader_device``.
     """
     import numpy as np
 
@@ -79,7 +80,8 @@ def _split_calibration(model, data: dict) -> dict:
     from helpers.models import model_config, plain_state_dict
     sub = {k: np.asarray(v)[_stratified(data["y_" + k[2:]], 100)] for k, v in data.items()}
     arch, config = model_config(model)
-    ref = Reference(model=model, arch=arch, config=config, test_data=[sub["X_test"], sub["y_test"]], device="cpu",
+    ref = Reference(model=model, arch=arch, config=config, test_data=[sub["X_test"], sub["y_test"]],
+                    device=grader_device,
                     accuracy={}, train_data=[sub["X_train"], sub["y_train"]])
     starts = {"structured": (reference.remove_filters(reference.prune_structured(model, 0.5)), False),
               "unstructured": (reference.prune_unstructured(model, 0.9), True)}

@@ -628,7 +628,7 @@ def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_o
     from autograder.grading import reference
     data = [np.random.default_rng(1).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 10]
     measured = scoring.build_reference(base, "SmallCNN", SMALL, data, device="cpu").measurements()
-    assert measured.device == "cpu" == scoring.measuring_device(None)
+    assert measured.device == "cpu" == scoring.measuring_device("cpu")
     # Figures no measurement here could give: adopted as they are, measured nowhere.
     forged = scoring.Measurements("cpu", {p: {t: 0.123 for t in a} for p, a in measured.accuracy.items()},
                                   measured.digests)

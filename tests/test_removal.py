@@ -635,10 +635,14 @@ def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeyp
     assert hidden.check_removed(removal, structured, ref, cfg, IMAGES)[0] == (
         "target 0.30: structured_results has no usable model at this target (no model was saved)")
     u = unstructured_90()
+    tuned_u = copy_model(u)
+    with torch.no_grad():
+        tuned_u.fc2.bias.add_(0.01)  # moved a little (a model that did not move is charged for that alone)
     before_u = test_model(hidden._model(plain_state_dict(u), ref, removed=False)[0], ref.test_data, verbose=False)
+    after_u = test_model(hidden._model(plain_state_dict(tuned_u), ref, removed=False)[0], ref.test_data, verbose=False)
     finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(base()), "error": None},
-                            {"kind": "unstructured", "target": 0.9, "state": plain_state_dict(u), "before": 0.9,
-                             "after": before_u, "error": None}]}
+                            {"kind": "unstructured", "target": 0.9, "state": plain_state_dict(tuned_u), "before": 0.9,
+                             "after": after_u, "error": None}]}
     got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
                                  {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
     assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
@@ -742,21 +746,21 @@ def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):
     for start, masked_start, kind in ((r, False, "structured"), (start_u, True, "unstructured")):
         for data, name in ((train, "train"), (test, "test")):
             mine = _with_masks_like(start) if masked_start else copy_model(start)
-            tuned = fine_tune(mine, data, progress=False)
+            tuned = fine_tune(mine, data, device="cpu", progress=False)  # the grader's device
             sims = split.split_similarity(ref, start, model_digest(start), tuned, masked_start)
             assert split.trained_on_test(sims) == (name == "test"), (kind, name, sims)
             assert sims[name] > 0.99 and sims["train" if name == "test" else "test"] < 0.9, (kind, name, sims)
     # made once per starting model and split (4 here), whatever the number of submissions asking
     assert sum(isinstance(k, tuple) for k in ref._known) == 4
     assert split.split_similarity(ref, r, model_digest(r), copy_model(r), False) is None  # nothing moved
-    moved = fine_tune(copy_model(r), train, progress=False)
+    moved = fine_tune(copy_model(r), train, device="cpu", progress=False)
     assert split.split_similarity(replace(ref, train_data=None), r, "d", moved, False) is None
     assert not split.trained_on_test(None)
     assert split.trained_on_test({"train": 0.30, "test": 0.33})
     assert not split.trained_on_test({"train": 0.30, "test": 0.31})
     assert not split.trained_on_test({"train": 0.0, "test": split.TEST_SPLIT_MARGIN})  # the margin itself: not yet
     # the hidden check: 4 points lost with the reason, before any accuracy is measured
-    tuned_r = fine_tune(copy_model(r), test, progress=False)
+    tuned_r = fine_tune(copy_model(r), test, device="cpu", progress=False)
     finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(tuned_r), "before": 0.0,
                              "after": 0.0, "error": None}]}
     got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
@@ -806,7 +810,8 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
     grader = build_reference(base(), "SmallCNN", SMALL, test, "cpu", train, shared=store)
     measured = hidden.measure_reference_starts(grader)
     removable_targets = [t for t in STRUCTURED.targets if hidden.removable(solution.prune_structured(base(), t))]
-    assert measured == 1 + len(removable_targets) + 2 * 2  # unpruned; removed; each start's 2 replays
+    # unpruned; removed; each start's 2 replays and its training-split replay's accuracy
+    assert measured == 1 + len(removable_targets) + 2 * 3
     assert sum(isinstance(k, tuple) for k in store.values) == 4  # the replays went to the store
     # the worker: the grader's sweeps adopted, the rest from the store
     worker = reference_from(base(), "SmallCNN", SMALL, test, "cpu", grader.measurements(), train, shared=store)
@@ -826,7 +831,9 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
     messages = hidden.score_section3(records, worker, cfg)
     assert all("the stored model gives" in m for m in messages["test_removal_models"])  # only the claims left out
     rebuilt = [hidden._model(plain_state_dict(m), worker, removed=m is tuned_r)[0] for m in (tuned_r, tuned_u)]
-    assert sorted(store.missed) == sorted(model_digest(m) for m in rebuilt)  # measured: the tuned models only
+    # measured: at most the tuned models (each is also the grader's training-split replay, made by the same call
+    # on the same device, so its accuracy is in the store where start + change gives its weights bit for bit)
+    assert set(store.missed) <= {model_digest(m) for m in rebuilt}
 
 
 def test_each_starting_model_is_replayed_under_its_own_digest_and_masks_and_quietly(cfg, capsys):
@@ -871,3 +878,80 @@ def test_fine_tuning_that_gains_exactly_the_margin_passes(ref, cfg):
     unstructured = {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}
     got = hidden.check_finetuned(finetune, {"results": []}, unstructured, ref, cfg)
     assert got == ["structured: finetune_results has no entry of kind 'structured'"]  # unstructured: "at least" met
+
+
+def test_a_fine_tuned_model_that_did_not_move_is_told_so(ref, cfg):
+    from autograder.grading import removal as hidden
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    u = unstructured_90()
+    finetune = {"results": [{"kind": "structured", "state": plain_state_dict(r), "before": 0.5, "after": 0.5},
+                            {"kind": "unstructured", "state": plain_state_dict(u), "before": 0.5, "after": 0.5}]}
+    got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
+                                 {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
+    assert got == [f"{kind}: the fine-tuned model's weights are exactly the starting model's: nothing was trained "
+                   "(fine_tune the copy you store, on train_data, for the epochs the cell sets)"
+                   for kind in ("structured", "unstructured")]
+
+
+def test_a_model_changed_by_a_flat_change_gives_that_change_back():
+    from autograder.grading.split import weight_change, with_change
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    change = torch.linspace(-1, 1, sum(p.numel() for p in r.parameters()))
+    moved = with_change(r, change)
+    assert torch.allclose(weight_change(moved, r), change, atol=1e-6)
+    fresh = removed_by_hand(masked(base(), DEAD), DEAD)
+    assert torch.equal(weight_change(r, fresh), torch.zeros_like(change))  # r itself is not changed
+    for wrong in (change[:-1], torch.cat([change, change[:1]])):
+        with pytest.raises(ValueError, match=f"a change of {wrong.numel()} values does not fit a model with "
+                                             f"{change.numel()} weights"):
+            with_change(r, wrong)
+
+
+@pytest.mark.parametrize("replay_gain, need", [(0.019, 0.0), (0.02, FINETUNE_MARGIN), (0.2, FINETUNE_MARGIN)])
+def test_the_gain_asked_is_the_margin_only_where_the_graders_own_fine_tuning_gains_twice_it(replay_gain, need):
+    """Pruning cost 0.2 here, so the visible check's rule asks for the margin; the grader asks for it only where
+    its own fine-tuning of the same start on its training split gained at least twice the margin."""
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import Reference, model_digest
+    from autograder.grading.split import replays, with_change
+    train, test = _data(64, seed=1), _data(64, seed=2)
+    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                    train_data=train)
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    digest = model_digest(r)
+    replayed = with_change(r, replays(ref, r, digest, False)["train"])
+    ref.remember(model_digest(replayed), 0.5 + replay_gain)
+    assert hidden.required_gain(ref, 0.7, 0.5, r, digest, masked=False) == need
+    # where pruning cost under twice the margin, or the model is at chance, nothing is asked and nothing replayed
+    fresh = replace(ref, train_data=train)
+    fresh._known.clear()
+    assert hidden.required_gain(fresh, 0.7, 0.69, r, digest, masked=False) == 0.0
+    assert hidden.required_gain(fresh, 0.7, 0.12, r, digest, masked=False) == 0.0
+    assert not fresh._known
+    # without a training split to replay on (an old reference), the visible check's rule alone
+    assert hidden.required_gain(replace(ref, train_data=None), 0.7, 0.5, r, digest, masked=False) == FINETUNE_MARGIN
+
+
+def test_a_correct_fine_tuning_of_a_model_that_pruning_barely_hurt_is_not_charged(cfg):
+    """A start that pruning cost more than twice the margin, whose one epoch on the grader's training split
+    gains nothing (the case of the 90% model of some well-trained models): the student's correct run is the
+    grader's replay and is not charged; a run that did not move the weights is."""
+    from autograder.grading import removal as hidden
+    from autograder.grading.scoring import Reference, model_digest
+    from autograder.grading.split import replays, with_change
+    train, test = _data(64, seed=1), _data(64, seed=2)
+    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                    train_data=train)
+    r = removed_by_hand(masked(base(), DEAD), DEAD)
+    tuned = fine_tune(copy_model(r), train, device="cpu", progress=False)
+    replayed = with_change(r, replays(ref, r, model_digest(r), False)["train"])
+    for model, acc in ((ref.model, 0.6), (r, 0.57), (tuned, 0.57), (replayed, 0.57)):
+        ref.remember(model_digest(model), acc)
+    starts = {"results": [{"target": 0.5, "state": plain_state_dict(r)}]}
+    entry = {"kind": "structured", "before": 0.57, "after": 0.57}
+    got = hidden.check_finetuned({"results": [{**entry, "state": plain_state_dict(tuned)}]}, starts, {"results": []},
+                                 ref, cfg)
+    assert got == ["unstructured: finetune_results has no entry of kind 'unstructured'"]
+    got = hidden.check_finetuned({"results": [{**entry, "state": plain_state_dict(r)}]}, starts, {"results": []},
+                                 ref, cfg)
+    assert got[0].startswith("structured: the fine-tuned model's weights are exactly the starting model's")

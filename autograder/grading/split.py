@@ -25,8 +25,8 @@ from helpers import copy_model
 from helpers.finetune import fine_tune
 from helpers.models import plain_state_dict
 
-__all__ = ["SPLITS", "TEST_SPLIT_MARGIN", "weight_change", "replayed_change", "replays", "split_similarity",
-           "trained_on_test"]
+__all__ = ["SPLITS", "TEST_SPLIT_MARGIN", "weight_change", "with_change", "replayed_change", "replays",
+           "split_similarity", "trained_on_test"]
 
 #: The splits the grader fine-tunes on, as ``Reference`` attributes ``<split>_data``.
 SPLITS = ("train", "test")
@@ -45,6 +45,29 @@ def weight_change(tuned: nn.Module, start: nn.Module) -> torch.Tensor:
     a, b = plain_state_dict(tuned), plain_state_dict(start)
     return torch.cat([(a[k].detach().float().cpu() - b[k].detach().float().cpu()).flatten()
                       for k in sorted(a) if a[k].is_floating_point()])
+
+
+def with_change(start: nn.Module, change: torch.Tensor) -> nn.Module:
+    """A copy of ``start`` (a model without masks) whose floating-point weights are moved by ``change``, a
+    flat tensor in :func:`weight_change`'s order: ``weight_change(with_change(start, c), start)`` is ``c``.
+
+    Raises ``ValueError`` when ``change`` does not have one value per floating-point weight of ``start``.
+    """
+    model = copy_model(start)
+    state, moved, used = model.state_dict(), {}, 0
+    for name in sorted(state):
+        tensor = state[name]
+        if tensor.is_floating_point():
+            part = change[used:used + tensor.numel()]
+            if part.numel() != tensor.numel():
+                break
+            moved[name] = tensor + part.view(tensor.shape).to(tensor.device, tensor.dtype)
+            used += tensor.numel()
+    if used != change.numel() or len(moved) != sum(t.is_floating_point() for t in state.values()):
+        raise ValueError(f"a change of {change.numel()} values does not fit a model with "
+                         f"{sum(t.numel() for t in state.values() if t.is_floating_point())} weights")
+    model.load_state_dict(moved, strict=False)
+    return model
 
 
 def _masked_like(model: nn.Module) -> nn.Module:

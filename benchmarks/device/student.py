@@ -1,0 +1,129 @@
+"""GPU check, step 2: a student's run of the release bundle on the real sample, then its grades.
+
+    OUT=folder SAMPLE_TAR=CINIC-10-sample.tar.gz python benchmarks/device/student.py
+
+0. (``split``) the test-split check with the student's fine-tuning on this machine's default device and
+   the grader's on the CPU and on CUDA (the part-3 bench's calibration runs);
+1. trains the course model on the real sample's train split (the device's default: CUDA);
+2. builds the student bundle with it (``autograder.release.release``: wheel, notebook, model);
+3. fills the bundle notebook's solution cells with the reference answers, sets ``DATA_PATH`` in its
+   paths cell as a student would, and runs it with a plain Jupyter kernel in the bundle folder, with
+   no PYTHONPATH: the set-up cell installs ``helpers`` from the bundle's wheel;
+4. grades six samples (two correct, four mistakes) on the real sample with ``python -m autograder grade``
+   and compares each with its expected points.
+Writes $OUT/student.json and $OUT/student-real.ipynb. ``STUDENT_STEPS`` picks steps (default all).
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))  # a script run by path, not a notebook
+
+import nbformat  # noqa: E402
+import torch  # noqa: E402
+from nbclient import NotebookClient  # noqa: E402
+from nbclient.exceptions import CellExecutionError  # noqa: E402
+
+from autograder.release import release  # noqa: E402
+from autograder.samples import build_notebook, load_samples  # noqa: E402
+from helpers import get_CINIC10_data, save_model, test_model  # noqa: E402
+from helpers.train import train_model  # noqa: E402
+
+OUT = Path(os.environ.get("OUT", "/tmp/gpuout"))
+TAR = Path(os.environ["SAMPLE_TAR"])
+WORK = Path(os.environ.get("STUDENT_WORK", "/tmp/stu"))
+STEPS = os.environ.get("STUDENT_STEPS", "split,notebook,grade").split(",")
+report = {"cuda": torch.cuda.is_available(),
+          "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def save():
+    (OUT / "student.json").write_text(json.dumps(report, indent=1))
+
+
+shutil.rmtree(WORK, ignore_errors=True)
+WORK.mkdir(parents=True)
+t = time.perf_counter()
+data = get_CINIC10_data(str(TAR), cache_dir=WORK / "train-cache", progress=False)
+report["decode_s"] = round(time.perf_counter() - t, 1)
+t = time.perf_counter()
+model = train_model(data, progress=False)
+report["train_s"] = round(time.perf_counter() - t, 1)
+report["model_test_acc"] = test_model(model, [data["X_test"], data["y_test"]])
+model_path = save_model(model.cpu(), WORK / "real-model.pt")
+bundle = release(WORK / "bundle", model_path)
+report["bundle"] = sorted(p.name for p in bundle.iterdir())
+reference = next(s for s in load_samples() if s.name == "reference")
+save()
+
+if "split" in STEPS:  # the test-split check with the student's fine-tuning on this device, the grader's on each
+    import benchmarks.part3 as part3
+    for grader_device in ("cpu", "cuda"):
+        try:
+            t = time.perf_counter()
+            cal = part3._split_calibration(model.cpu(), data, grader_device=grader_device)
+            report[f"split_grader_{grader_device}"] = {k: v for k, v in cal.items() if k != "runs"}
+            report[f"split_grader_{grader_device}"]["s"] = round(time.perf_counter() - t, 1)
+            report[f"split_grader_{grader_device}"]["runs"] = [
+                (r["kind"][0], r["split"], r["variant"], r["cos_train"], r["cos_test"]) for r in cal["runs"]]
+        except Exception as exc:  # noqa: BLE001 - reported, the next steps still run
+            report[f"split_grader_{grader_device}"] = repr(exc)
+        save()
+
+if "notebook" in STEPS:
+    student = WORK / "student"
+    shutil.copytree(bundle, student)
+    nb = build_notebook(reference, nbformat.read(bundle / "pruning.ipynb", as_version=4))
+    paths_cell = next(c for c in nb.cells if c.cell_type == "code" and "DATA_PATH = None" in c.source)
+    paths_cell.source = paths_cell.source.replace("DATA_PATH = None", f"DATA_PATH = {str(TAR)!r}")
+    home = WORK / "home"
+    home.mkdir()
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8"}
+    t = time.perf_counter()
+    try:
+        NotebookClient(nb, timeout=900, kernel_name="python3",
+                       resources={"metadata": {"path": str(student)}}).execute(env=env)
+        report["notebook_error"] = None
+    except CellExecutionError as exc:
+        report["notebook_error"] = str(exc)[-3000:]
+    report["notebook_s"] = round(time.perf_counter() - t, 1)
+    nbformat.write(nb, OUT / "student-real.ipynb")
+    texts = []
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        out = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("output_type") == "stream")
+        errs = [o.get("ename", "") + ": " + o.get("evalue", "") for o in cell.get("outputs", [])
+                if o.get("output_type") == "error"]
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
+        texts.append({"id": gid, "errors": errs, "text": re.sub(r"\x1b\[[0-9;]*m", "", out)[-600:]})
+    report["cells"] = texts
+    where = subprocess.run([sys.executable, "-c", "import helpers; print(helpers.__file__)"], cwd="/",
+                           capture_output=True, text=True)
+    report["helpers_installed_at"] = where.stdout.strip() or where.stderr.strip()[-300:]
+    save()
+
+if "grade" in STEPS:
+    from autograder.samples import write_class
+    names = ["reference", "correct_manual_topk", "mistake_finetune_test_split", "mistake_finetune_masks_dropped",
+             "mistake_removal_keeps_zeros", "mistake_wrong_dim"]
+    samples = [s for s in load_samples() if s.name in names]
+    write_class(WORK / "subs", samples, bundle / "pruning.ipynb")
+    t = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "autograder", "grade", str(WORK / "subs"), "--data-root", str(TAR),
+                           "--model", str(model_path), "--out", str(WORK / "grading"), "--jobs", "6"],
+                          cwd=REPO, capture_output=True, text=True)
+    report["grade_s"] = round(time.perf_counter() - t, 1)
+    report["grade_rc"] = done.returncode
+    report["grade_tail"] = (done.stdout + done.stderr)[-2500:]
+    from benchmarks.device.compare import compare
+    path = WORK / "grading" / "grades.csv"
+    report["grades"] = compare(path, WORK / "grading" / "feedback") if path.is_file() else None
+    save()
+print(json.dumps({k: v for k, v in report.items() if k != "cells"}, indent=1))

@@ -907,10 +907,10 @@ def test_a_model_changed_by_a_flat_change_gives_that_change_back():
             with_change(r, wrong)
 
 
-@pytest.mark.parametrize("replay_gain, need", [(0.019, 0.0), (0.02, FINETUNE_MARGIN), (0.2, FINETUNE_MARGIN)])
-def test_the_gain_asked_is_the_margin_only_where_the_graders_own_fine_tuning_gains_twice_it(replay_gain, need):
+@pytest.mark.parametrize("replay_gain, need", [(0.029, 0.0), (0.03, FINETUNE_MARGIN), (0.2, FINETUNE_MARGIN)])
+def test_the_gain_asked_is_the_margin_only_where_the_graders_own_fine_tuning_gains_three_times_it(replay_gain, need):
     """Pruning cost 0.2 here, so the visible check's rule asks for the margin; the grader asks for it only where
-    its own fine-tuning of the same start on its training split gained at least twice the margin."""
+    its own fine-tuning of the same start on its training split gained at least three times the margin."""
     from autograder.grading import removal as hidden
     from autograder.grading.scoring import Reference, model_digest
     from autograder.grading.split import replays, with_change

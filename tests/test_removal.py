@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from helpers import SmallCNN
+from helpers import SmallCNN, test_model
 from helpers.cost import count_macs, format_cost_table, measure_latency
 from helpers.finetune import fine_tune
 from helpers.models import copy_model, plain_state_dict
@@ -813,6 +813,13 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
     # unpruned; removed; each start's 2 replays and its training-split replay's accuracy
     assert measured == 1 + len(removable_targets) + 2 * 3
     assert sum(isinstance(k, tuple) for k in store.values) == 4  # the replays went to the store
+    from autograder.grading.split import with_change
+    for key, change in [(k, v) for k, v in store.values.items() if isinstance(k, tuple) and k[2] == "train"]:
+        start = next(m for m in (hidden._model(plain_state_dict(solution.remove_filters(solution.prune_structured(
+            base(), FINETUNE_TARGETS["structured"]))), grader, removed=True)[0],
+            hidden._model(plain_state_dict(solution.prune_unstructured(base(), FINETUNE_TARGETS["unstructured"])),
+                          grader, removed=False)[0]) if model_digest(m) == key[1])
+        assert model_digest(with_change(start, change)) in store.values  # and each replay's accuracy
     # the worker: the grader's sweeps adopted, the rest from the store
     worker = reference_from(base(), "SmallCNN", SMALL, test, "cpu", grader.measurements(), train, shared=store)
     structured = {t: solution.prune_structured(base(), t) for t in STRUCTURED.targets}
@@ -922,6 +929,13 @@ def test_the_gain_asked_is_the_margin_only_where_the_graders_own_fine_tuning_gai
     replayed = with_change(r, replays(ref, r, digest, False)["train"])
     ref.remember(model_digest(replayed), 0.5 + replay_gain)
     assert hidden.required_gain(ref, 0.7, 0.5, r, digest, masked=False) == need
+    # not known beforehand: the replayed model itself is measured on the grader's images
+    measured = replace(ref, accuracy={})
+    measured._known.clear()
+    accuracy = test_model(replayed, test, verbose=False)
+    assert hidden.required_gain(measured, 0.7, 0.3, r, digest, masked=False) == (
+        FINETUNE_MARGIN if accuracy - 0.3 >= 0.03 else 0.0)
+    assert measured._known[model_digest(replayed)].result() == accuracy
     # where pruning cost under twice the margin, or the model is at chance, nothing is asked and nothing replayed
     fresh = replace(ref, train_data=train)
     fresh._known.clear()
@@ -952,6 +966,9 @@ def test_a_correct_fine_tuning_of_a_model_that_pruning_barely_hurt_is_not_charge
     got = hidden.check_finetuned({"results": [{**entry, "state": plain_state_dict(tuned)}]}, starts, {"results": []},
                                  ref, cfg)
     assert got == ["unstructured: finetune_results has no entry of kind 'unstructured'"]
+    # the gain's replay is the split check's own: made once, under the start's digest, without masks
+    assert {k for k in ref._known if isinstance(k, tuple)} == {("fine-tune", model_digest(r), s, False)
+                                                              for s in ("train", "test")}
     got = hidden.check_finetuned({"results": [{**entry, "state": plain_state_dict(r)}]}, starts, {"results": []},
                                  ref, cfg)
     assert got[0].startswith("structured: the fine-tuned model's weights are exactly the starting model's")

@@ -81,8 +81,7 @@ def _split_calibration(model, data: dict, grader_device: str = "cpu") -> dict:
     sub = {k: np.asarray(v)[_stratified(data["y_" + k[2:]], 100)] for k, v in data.items()}
     arch, config = model_config(model)
     ref = Reference(model=model, arch=arch, config=config, test_data=[sub["X_test"], sub["y_test"]],
-                    device=grader_device,
-                    accuracy={}, train_data=[sub["X_train"], sub["y_train"]])
+                    device=grader_device, accuracy={}, train_data=[sub["X_train"], sub["y_train"]])
     starts = {"structured": (reference.remove_filters(reference.prune_structured(model, 0.5)), False),
               "unstructured": (reference.prune_unstructured(model, 0.9), True)}
     runs = []

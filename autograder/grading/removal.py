@@ -26,7 +26,7 @@ from .collect import UNSEEN_TARGETS
 from .split import replays, split_similarity, trained_on_test, weight_change, with_change
 
 __all__ = ["score_section3", "check_removed", "check_remove_function", "check_finetuned", "required_gain",
-           "REPLAY_GAIN_FACTOR", "measure_reference_starts"]
+           "replayed_accuracy", "REPLAY_GAIN_FACTOR", "measure_reference_starts"]
 _COMPARE_IMAGES = 256
 #: The gain fine-tuning must have on the grader's own replay before any is asked of a student's (see
 #: :func:`required_gain`): this many times :data:`~helpers.removal_checks.FINETUNE_MARGIN`.
@@ -186,13 +186,19 @@ def required_gain(ref, unpruned: float, before: float, start, start_digest: str,
     replay, so where the replay gains three times the margin, a correct run gains the margin. A run that
     trained nothing is charged before this (its weights did not move).
     """
-    from .scoring import model_digest
     need = gain_required(unpruned, before, start)
     if not need or ref.train_data is None:
         return need
-    replayed = with_change(start, replays(ref, start, start_digest, masked)["train"])
-    gained = ref.accuracy_of(replayed, model_digest(replayed)) - before
+    gained = replayed_accuracy(ref, start, start_digest, masked) - before
     return need if gained >= REPLAY_GAIN_FACTOR * FINETUNE_MARGIN else 0.0
+
+
+def replayed_accuracy(ref, start, start_digest: str, masked: bool) -> float:
+    """Accuracy on the grader's data of ``start`` after the grader's own fine-tuning of it on its training
+    split (the replay of :func:`~.split.replays`, made once per starting model), measured once per run."""
+    from .scoring import model_digest
+    replayed = with_change(start, replays(ref, start, start_digest, masked)["train"])
+    return ref.accuracy_of(replayed, model_digest(replayed))
 
 
 def score_section3(records: dict, ref, cfg: GradeConfig) -> dict[str, list[str]]:
@@ -211,7 +217,7 @@ def measure_reference_starts(ref) -> int:
     """Measure now, through ``ref.once``, what these checks measure for every submission whose parts 2 and 3
     are the reference solution's: the unpruned model's accuracy, each removed reference model's accuracy,
     the fine-tuning replays of both reference starting models (:func:`~.split.replays`) and the accuracy of
-    each one's training-split replay (:func:`required_gain`).
+    each one's training-split replay (:func:`replayed_accuracy`, which :func:`required_gain` asks for).
 
     With a shared store (``ref.shared``) the grader does this once for every worker of a cluster while
     the first notebooks run, instead of each worker doing it for itself. Returns how many values it
@@ -235,7 +241,6 @@ def measure_reference_starts(ref) -> int:
         starts.insert(0, (removed[round(FINETUNE_TARGETS["structured"], 6)], False))
     for start, masked in starts:  # their accuracies are measured above (structured) or in the sweeps (unstructured)
         if ref.train_data is not None:
-            changes = replays(ref, start, model_digest(start), masked)
-            replayed = with_change(start, changes["train"])  # what required_gain measures
-            values += [*changes.values(), ref.accuracy_of(replayed, model_digest(replayed))]
+            digest = model_digest(start)
+            values += [*replays(ref, start, digest, masked).values(), replayed_accuracy(ref, start, digest, masked)]
     return len(values)

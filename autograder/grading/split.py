@@ -54,18 +54,14 @@ def with_change(start: nn.Module, change: torch.Tensor) -> nn.Module:
     Raises ``ValueError`` when ``change`` does not have one value per floating-point weight of ``start``.
     """
     model = copy_model(start)
-    state, moved, used = model.state_dict(), {}, 0
-    for name in sorted(state):
-        tensor = state[name]
-        if tensor.is_floating_point():
-            part = change[used:used + tensor.numel()]
-            if part.numel() != tensor.numel():
-                break
-            moved[name] = tensor + part.view(tensor.shape).to(tensor.device, tensor.dtype)
-            used += tensor.numel()
-    if used != change.numel() or len(moved) != sum(t.is_floating_point() for t in state.values()):
-        raise ValueError(f"a change of {change.numel()} values does not fit a model with "
-                         f"{sum(t.numel() for t in state.values() if t.is_floating_point())} weights")
+    state = model.state_dict()
+    names = [name for name in sorted(state) if state[name].is_floating_point()]
+    sizes = [state[name].numel() for name in names]
+    if change.numel() != sum(sizes):
+        raise ValueError(f"a change of {change.numel()} values does not fit a model with {sum(sizes)} weights")
+    parts = torch.split(change, sizes)
+    moved = {name: state[name] + part.view(state[name].shape).to(state[name].device, state[name].dtype)
+             for name, part in zip(names, parts)}
     model.load_state_dict(moved, strict=False)
     return model
 

@@ -20,6 +20,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._speed.allocator import steady_allocator
 from .batches import check_images_labels, iterate_batches, to_model_input
 from .data import get_CINIC10_data
 from .evaluate import default_device, test_model
@@ -63,7 +64,14 @@ def train_epoch(model: nn.Module, X, labels: torch.Tensor, batch_size: int, opt,
     ``labels`` is an int64 CPU tensor ``(N,)``; ``rng`` orders the batches and draws the random
     horizontal flips (``flip``); ``scheduler`` (if any) steps after every optimizer step. The model
     is trained in place; its mode is left as it is (call ``model.train()`` first).
+
+    On the CPU this first applies :func:`helpers._speed.allocator.steady_allocator` (process-wide:
+    glibc keeps freed activation blocks for reuse instead of unmapping them; without it, in a process
+    whose environment fixes ``MALLOC_TRIM_THRESHOLD_``, as a Dask worker's does, an epoch of
+    fine-tuning took 1.5 s instead of 0.85 s).
     """
+    if torch.device(device).type == "cpu":
+        steady_allocator()
     batches = list(iterate_batches(len(labels), batch_size, shuffle=True, generator=rng))
     bar = tqdm(batches, desc=desc, disable=not progress, leave=False)
     total_loss = 0.0

@@ -36,3 +36,21 @@ def test_the_users_own_malloc_setting_is_left_alone():
     env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="1048576", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "0"
+
+
+@glibc
+def test_training_on_the_cpu_applies_the_setting_where_dask_fixed_the_trim_threshold():
+    """A Dask worker's environment has MALLOC_TRIM_THRESHOLD_, which turns glibc's own dynamic mmap
+    threshold off: training must fix the thresholds itself, before its first batch, in a process that
+    has evaluated nothing yet."""
+    code = ("import numpy as np, helpers._speed.allocator as a\n"
+            "from helpers import SmallCNN\nfrom helpers.finetune import fine_tune\n"
+            "before = a._threshold\n"
+            "X = np.zeros((8, 32, 32, 3), np.uint8); y = np.arange(8) % 10\n"
+            "fine_tune(SmallCNN(), (X, y), device='cpu', progress=False)\n"
+            "print(before, a._threshold)")
+    env = {k: v for k, v in os.environ.items() if k != "MALLOC_MMAP_THRESHOLD_"}
+    env.update(MALLOC_TRIM_THRESHOLD_="65536", PYTHONPATH=str(Path(__file__).resolve().parents[1]))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    before, after = out.stdout.split()
+    assert before == "None" and int(after) in (128 << 20, 32 << 20)

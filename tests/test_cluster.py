@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 from concurrent.futures import Future
 from types import SimpleNamespace
 
@@ -270,3 +271,16 @@ def test_the_grader_publishes_its_reference_or_why_not_then_measures_part3_start
     batch._share_reference(cluster, good, True)
     assert ("warning: part 3's reference models could not be measured for the workers (OSError: disk full); "
             "each worker measures them for itself") in capsys.readouterr().err
+
+
+def test_a_worker_drops_only_the_nannys_malloc_setting_before_starting_kernels(monkeypatch):
+    import dask
+
+    from autograder.cluster.worker import _drop_nanny_allocator_setting
+    with dask.config.set({"distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_": 65536}):
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "65536")
+        _drop_nanny_allocator_setting()
+        assert "MALLOC_TRIM_THRESHOLD_" not in os.environ
+        monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")  # the TA's own value
+        _drop_nanny_allocator_setting()
+        assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "1048576"

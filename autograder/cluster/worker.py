@@ -51,6 +51,18 @@ def code_digest() -> str:
     return digest.hexdigest()
 
 
+def _drop_nanny_allocator_setting() -> None:
+    """Remove from this worker's environment the ``MALLOC_TRIM_THRESHOLD_`` that Dask's nanny set
+    (``distributed.nanny.pre-spawn-environ``), so that the kernels this worker starts do not inherit it:
+    it turns glibc's dynamic mmap threshold off, and training then maps and unmaps every activation
+    (see :mod:`helpers._speed.allocator`). A value the TA set otherwise is kept."""
+    import dask
+
+    nanny = dask.config.get("distributed.nanny.pre-spawn-environ", {}).get("MALLOC_TRIM_THRESHOLD_")
+    if nanny is not None and os.environ.get("MALLOC_TRIM_THRESHOLD_") == str(nanny):
+        del os.environ["MALLOC_TRIM_THRESHOLD_"]
+
+
 class WorkerMismatch(RuntimeError):
     """The worker cannot grade for this run (other course code, or data that arrived damaged)."""
 
@@ -82,6 +94,7 @@ class GradingPlugin(WorkerPlugin):
             raise WorkerMismatch(f"worker {worker.address} has other course code than the grader "
                                  f"(helpers/, autograder/ or the source notebook differ); update its checkout")
         self._lock = threading.Lock()
+        _drop_nanny_allocator_setting()
         self._folder = Path(tempfile.mkdtemp(prefix=f"pgrade-{os.getpid()}-worker-"))  # removed when stale
         # Off the event loop (the worker keeps answering the scheduler), in a thread that lives until
         # teardown: the slot servers' sandboxes die with the thread that started them (--die-with-parent).
@@ -99,6 +112,7 @@ class GradingPlugin(WorkerPlugin):
         import torch
 
         from helpers import load_model
+        from helpers._speed.allocator import steady_allocator
         from helpers.models import model_config
 
         from ..config import SOURCE_NOTEBOOK
@@ -116,6 +130,7 @@ class GradingPlugin(WorkerPlugin):
                           out=folder / "out", jobs=nthreads, **self.settings)
         cfg.out.mkdir()
         torch.set_num_threads(cfg.threads_per_job)
+        steady_allocator()  # every hidden check's training and evaluation here, whatever runs first
         root = slot_root()
         self._slots, capped = open_slots(cfg, root)
         self._slot_root = root

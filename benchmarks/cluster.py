@@ -3,7 +3,9 @@
 The same class (the grading bench's submissions, ``copies`` times), data file and model are graded
 with ``--jobs 1``, ``--cluster local:1``, ``--jobs 2`` and ``--cluster local:2``, every run with one
 CPU thread per notebook (``--threads 1``), in ``rounds`` rounds whose order reverses every other
-round. Reported: the throughput of two workers over one (goal 1.8x), the wall time per submission
+round. Reported: the throughput of two workers over one (goal 1.8x), beside the same ratio for
+``--jobs 2`` over ``--jobs 1`` and the seconds each notebook's kernel ran (what two notebooks at
+once can reach on this machine, whoever runs them), the wall time per submission
 that the cluster adds over ``--jobs`` with as many slots (goal under 0.5 s), both for whole runs and
 split into a steady cost per submission and a fixed cost per run (:func:`steady_and_fixed`: start-up
 counts once per run, not per submission), the time the hidden checks take per submission
@@ -85,12 +87,14 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
     split = {k: [] for k in CONFIGS}  # (steady s per submission, fixed s per run) of every run
     grader_s, scores = [], {}
     scoring = {k: [] for k in CONFIGS}  # seconds of hidden checks per submission (measurements included), per run
+    kernel = {k: [] for k in CONFIGS}  # seconds a notebook's kernel ran, per submission, per run
     for i in range(rounds):
         for name in (list(CONFIGS) if i % 2 == 0 else list(CONFIGS)[::-1]):
             seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{i}",
                                                    *CONFIGS[name], "--threads", "1")
             walls[name].append(seconds)
             scoring[name].append(sum(t.get("score", 0) for t in timings["students"].values()) / n)
+            kernel[name].append(sum(t.get("kernel", 0) for t in timings["students"].values()) / n)
             split[name].append(steady_and_fixed(seconds, [t["finished"] for t in timings["students"].values()],
                                                 int(name[-1])))
             if name.startswith("local"):
@@ -98,6 +102,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
         print(f"cluster round {i + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in walls.items()),
               flush=True)
     ratio = [a / b for a, b in zip(walls["local1"], walls["local2"])]
+    jobs_ratio = [a / b for a, b in zip(walls["jobs1"], walls["jobs2"])]
     added = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in (1, 2)}
     per = {k: spread((statistics.median(v) / n, min(v) / n, max(v) / n)) for k, v in walls.items()}
     steady_added = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in (1, 2)}
@@ -110,6 +115,8 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2) -> dict
         "submissions": n, "rounds": rounds, "threads_per_notebook": 1, "seconds_per_submission": per,
         "throughput_2_workers_over_1": spread((statistics.median(ratio), min(ratio), max(ratio))),
         "target_ratio": 1.8,
+        "jobs_throughput_2_over_1": spread((statistics.median(jobs_ratio), min(jobs_ratio), max(jobs_ratio))),
+        "kernel_s_per_submission": {k: [round(x, 2) for x in v] for k, v in kernel.items()},
         "cluster_added_s_per_submission": {f"{k} worker(s)": spread((statistics.median(v), min(v), max(v)))
                                            for k, v in added.items()},
         "target_added_s": 0.5,

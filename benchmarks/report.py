@@ -127,6 +127,13 @@ def write_markdown(r: dict, path: Path) -> None:
                   + " / ".join(span(per[k]) for k in ("jobs1", "local1", "jobs2", "local2")) + " | - | - |",
                   f"| cluster: throughput of 2 workers / 1 worker (1 thread each, per round) | {span(ratio)}x | "
                   f">= {cl['target_ratio']}x | {_met(ratio['median_s'], cl['target_ratio'])} |"]
+        if cl.get("jobs_throughput_2_over_1"):
+            kernel = cl["kernel_s_per_submission"]
+            lines += [f"| cluster: the same machine's `--jobs 2` / `--jobs 1` throughput (per round; no cluster) | "
+                      f"{span(cl['jobs_throughput_2_over_1'])}x | - | - |",
+                      "| cluster: seconds each notebook's kernel ran, `--jobs 1` / `local:1` / `--jobs 2` / `local:2`, "
+                      "per round | " + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k])
+                                                  for k in ("jobs1", "local1", "jobs2", "local2")) + " s | - | - |"]
         for k, t in cl["cluster_added_s_per_submission"].items():
             lines += [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k} (whole "
                       f"run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "

@@ -284,3 +284,20 @@ def test_a_worker_drops_only_the_nannys_malloc_setting_before_starting_kernels(m
         monkeypatch.setenv("MALLOC_TRIM_THRESHOLD_", "1048576")  # the TA's own value
         _drop_nanny_allocator_setting()
         assert os.environ["MALLOC_TRIM_THRESHOLD_"] == "1048576"
+
+
+def _worker_settings(dask_worker=None) -> dict:
+    import dask
+
+    from autograder.cluster.client import LOCAL_SETTINGS
+    return {k: dask.config.get(k) for k in LOCAL_SETTINGS}
+
+
+def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
+    from autograder.cluster.client import LOCAL_SETTINGS, DaskCluster
+    with DaskCluster.connect("local:1", progress=False) as cluster:
+        extensions = cluster.client.run_on_scheduler(lambda dask_scheduler: sorted(dask_scheduler.extensions))
+        workers = cluster.client.run(_worker_settings)
+        saturation = cluster.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION)
+    assert "stealing" not in extensions and saturation == 1.0
+    assert list(workers.values()) == [LOCAL_SETTINGS]

@@ -31,7 +31,7 @@ from . import ClusterError, ClusterLost, WorkerLost
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
-__all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES"]
+__all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS"]
 
 #: How many times a task may lose its worker and run again elsewhere before it is an error.
 ALLOWED_FAILURES = 1
@@ -42,6 +42,19 @@ WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
 IN_FLIGHT = 64
 #: Seconds to wait for a scheduler, and for at least one worker.
 CONNECT_TIMEOUT = 30
+#: Dask settings of a ``local:N`` cluster, whose scheduler and workers share the grading machine's cores with
+#: the notebooks. Each periodic task below wakes a process many times a second for nothing a grading run
+#: uses; measured on 2 cores, an idle ``local:2`` took 2.75 s of CPU in 30 s with Dask's defaults (the
+#: grader's process, which holds the scheduler, 1.51 s) and 0.37 s with these. Grading tasks run for many
+#: seconds and a worker takes one at a time (``worker-saturation`` 1.0 keeps the rest in the scheduler's
+#: queue), so no task waits on another worker to be stolen; the event loop's tick (every 20 ms: it only
+#: warns of a blocked loop) and the system monitor (every 0.5 s: the dashboard's figures, and there is no
+#: dashboard) can be slow; the statistical profiler (every thread sampled 100 times a second) is off.
+LOCAL_SETTINGS = {"distributed.scheduler.worker-saturation": 1.0,
+                  "distributed.scheduler.work-stealing": False,
+                  "distributed.worker.profile.enabled": False,
+                  "distributed.admin.tick.interval": "1s",
+                  "distributed.admin.system-monitor.interval": "2s"}
 
 
 def _set_allowed_failures(dask_scheduler=None, n: int = ALLOWED_FAILURES) -> int:
@@ -73,11 +86,7 @@ class DaskCluster:
 
         n = local_workers(address)
         if n is not None:
-            # Dask's statistical profiler samples every worker thread 100 times a second (about 2% of a core
-            # per worker, measured): on the grading machine's own cores that is time taken from the notebooks.
-            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES,
-                                  "distributed.scheduler.worker-saturation": 1.0,
-                                  "distributed.worker.profile.enabled": False}):
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, **LOCAL_SETTINGS}):
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                        memory_limit=0, silence_logs=40)  # the job slots' cgroups limit memory
             return cls(Client(cluster), cluster)

@@ -17,11 +17,14 @@ worker), from which the scaling to 10 and 100 workers is estimated.
 
 from __future__ import annotations
 
+import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
 
-__all__ = ["bench_cluster", "scheduler_overhead", "scaling"]
+__all__ = ["bench_cluster", "bench_contention", "scheduler_overhead", "scaling"]
 
 CONFIGS = {"jobs1": ("--jobs", "1"), "local1": ("--cluster", "local:1"),
            "jobs2": ("--jobs", "2"), "local2": ("--cluster", "local:2")}
@@ -36,6 +39,61 @@ def scheduler_overhead(tasks: int = 2000) -> float:
         start = time.perf_counter()
         wait(client.map(_noop, range(tasks), pure=False))
         return (time.perf_counter() - start) / tasks
+
+
+#: One process's share of :func:`bench_contention`: a warm-up epoch of fine-tuning, then ``EPOCHS`` timed ones
+#: (one CPU thread, the grading data's 1,000 training images); prints the timed seconds.
+_FINE_TUNING = """
+import time, sys, torch
+torch.set_num_threads(1)
+from helpers import SmallCNN
+from helpers.finetune import fine_tune
+from autograder.grading.scoring import grading_subset
+d = grading_subset("synthetic", 100)
+torch.manual_seed(0)
+m, data = SmallCNN(), [d["X_train"], d["y_train"]]
+fine_tune(m, data, device="cpu", progress=False)
+sys.stdout.write("ready\\n"); sys.stdout.flush(); sys.stdin.readline()
+start = time.perf_counter()
+fine_tune(m, data, epochs=int(sys.argv[1]), device="cpu", progress=False)
+print(time.perf_counter() - start)
+"""
+
+
+def _timed_together(n: int, epochs: int) -> list[float]:
+    """Seconds each of ``n`` processes took for the same fine-tuning, started together once all are warm."""
+    from benchmarks.run import REPO
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, "-c", _FINE_TUNING, str(epochs)], cwd=REPO, env=env, text=True,
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(n)]
+    for p in procs:
+        if p.stdout.readline().strip() != "ready":
+            raise RuntimeError("a fine-tuning process of the contention bench failed to start")
+    for p in procs:
+        p.stdin.write("go\n")
+        p.stdin.flush()
+    return [float(p.communicate()[0]) for p in procs]
+
+
+def bench_contention(rounds: int = 3, epochs: int = 4) -> dict:
+    """How much slower the same CPU work runs when two processes run it at once on this machine.
+
+    Each round times ``epochs`` epochs of fine-tuning (1 CPU thread) in one process alone and in two
+    processes at once, the order alternating. ``slowdown`` is the median of (mean time of the two
+    together) / (time alone); ``2 / slowdown`` is the most two notebooks at once can gain over one
+    here, whoever runs them (``--jobs 2`` or ``--cluster local:2``), before any cost of their own.
+    """
+    ratios, alone_s, together_s = [], [], []
+    for i in range(rounds):
+        order = ("alone", "together") if i % 2 == 0 else ("together", "alone")
+        got = {name: _timed_together(1 if name == "alone" else 2, epochs) for name in order}
+        alone_s.append(round(got["alone"][0], 3))
+        together_s.append([round(x, 3) for x in got["together"]])
+        ratios.append(statistics.mean(got["together"]) / got["alone"][0])
+    slowdown = statistics.median(ratios)
+    return {"rounds": rounds, "epochs": epochs, "alone_s": alone_s, "together_s": together_s,
+            "slowdown": round(slowdown, 3), "slowdown_per_round": [round(x, 3) for x in ratios],
+            "two_at_once_ceiling": round(2 / slowdown, 3)}
 
 
 def _noop(i: int) -> int:

@@ -165,6 +165,12 @@ def write_markdown(r: dict, path: Path) -> None:
                 f"{s['speedup']}x" for s in cl["scaling"]) + " | - | - |"]
         lines += [f"| cluster: identical scores in all runs | {cl['scores_identical']} | True | "
                   f"{'met' if cl['scores_identical'] else '**missed**'} |"]
+    ct = r.get("contention")
+    if ct:
+        lines += [f"| two processes at once: the same fine-tuning ({ct['epochs']} epochs, 1 CPU thread) two at once "
+                  f"/ one alone, median (per round) / so the most two notebooks at once gain over one here | "
+                  f"{ct['slowdown']} ({', '.join(map(str, ct['slowdown_per_round']))}) / "
+                  f"{ct['two_at_once_ceiling']}x | - | - |"]
     n = r.get("notebook")
     if n:
         lines += [f"| student notebook end to end, CPU, generated data | {n['generated_s']} s | < 120 s | "

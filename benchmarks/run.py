@@ -5,8 +5,8 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster] [--images 90000]
-                             [--rounds 3] [--eval-rounds 7]
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster,contention]
+                             [--images 90000] [--rounds 3] [--eval-rounds 7]
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.cluster import bench_cluster
+from benchmarks.cluster import bench_cluster, bench_contention
 from benchmarks.part3 import bench_part3
 
 REPO = Path(__file__).resolve().parents[1]
@@ -554,7 +554,7 @@ def reference_checkpoint(work: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator,part3,cluster",
+    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator,part3,cluster,contention",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -576,7 +576,8 @@ def main(argv=None) -> int:
                  "memory": lambda: bench_memory(work, model),
                  "allocator": bench_allocator,
                  "part3": lambda: bench_part3(work, model, SHARED_SAMPLE),
-                 "cluster": lambda: bench_cluster(work, model, args.rounds)}
+                 "cluster": lambda: bench_cluster(work, model, args.rounds),
+                 "contention": bench_contention}
         for name in wanted:
             print(f"== {name}", flush=True)
             results[name] = steps[name]()

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import sys
 from concurrent.futures import Future
 from types import SimpleNamespace
 
@@ -290,7 +291,7 @@ def _worker_settings(dask_worker=None) -> dict:
     import dask
 
     from autograder.cluster.client import LOCAL_SETTINGS
-    return {k: dask.config.get(k) for k in LOCAL_SETTINGS}
+    return {**{k: dask.config.get(k) for k in LOCAL_SETTINGS}, "torch imported": "torch" in sys.modules}
 
 
 def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
@@ -300,4 +301,4 @@ def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
         workers = cluster.client.run(_worker_settings)
         saturation = cluster.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION)
     assert "stealing" not in extensions and saturation == 1.0
-    assert list(workers.values()) == [LOCAL_SETTINGS]
+    assert list(workers.values()) == [{**LOCAL_SETTINGS, "torch imported": True}]  # preloaded as it started

@@ -21,17 +21,19 @@ import uuid
 from concurrent.futures import CancelledError, Future
 from dataclasses import fields
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..config import GradeConfig, local_workers
-from ..grading.jobs import Jobs
-from ..grading.report import StudentGrade
-from ..grading.scoring import CheckResult
-from ..grading.submission import Submission
 from . import ClusterError, ClusterLost, WorkerLost
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
-__all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS"]
+if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (autograder.grading.grade)
+    from ..grading.jobs import Jobs
+    from ..grading.report import StudentGrade
+    from ..grading.submission import Submission
+
+__all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS", "WORKER_PRELOAD"]
 
 #: How many times a task may lose its worker and run again elsewhere before it is an error.
 ALLOWED_FAILURES = 1
@@ -50,6 +52,8 @@ CONNECT_TIMEOUT = 30
 #: queue), so no task waits on another worker to be stolen; the event loop's tick (every 20 ms: it only
 #: warns of a blocked loop) and the system monitor (every 0.5 s: the dashboard's figures, and there is no
 #: dashboard) can be slow; the statistical profiler (every thread sampled 100 times a second) is off.
+#: The module a ``local:N`` cluster's workers import as they start (:mod:`autograder.cluster.preload`).
+WORKER_PRELOAD = "autograder.cluster.preload"
 LOCAL_SETTINGS = {"distributed.scheduler.worker-saturation": 1.0,
                   "distributed.scheduler.work-stealing": False,
                   "distributed.worker.profile.enabled": False,
@@ -86,7 +90,8 @@ class DaskCluster:
 
         n = local_workers(address)
         if n is not None:
-            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, **LOCAL_SETTINGS}):
+            with dask.config.set({"distributed.scheduler.allowed-failures": ALLOWED_FAILURES, **LOCAL_SETTINGS,
+                                  "distributed.worker.preload": [WORKER_PRELOAD]}):
                 cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, dashboard_address=None,
                                        memory_limit=0, silence_logs=40)  # the job slots' cgroups limit memory
             return cls(Client(cluster), cluster)
@@ -159,6 +164,9 @@ class DaskCluster:
     def score(self, sub: Submission, nb_bytes: bytes, jobs: Jobs) -> StudentGrade:
         """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""
         from distributed import KilledWorker
+
+        from ..grading.report import StudentGrade
+        from ..grading.scoring import CheckResult
 
         future = self.client.submit(grade_task, sub.student_id, nb_bytes, list(sub.notes), pure=False,
                                     key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")

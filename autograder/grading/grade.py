@@ -26,6 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import REPO_ROOT, GradeConfig
@@ -67,11 +68,20 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
 
 
 def _grade_on_cluster(cfg: GradeConfig, start: float, progress: bool) -> list:
-    from ..cluster.client import DaskCluster
-    from .batch import grade_all
+    """Connect to the cluster (``local:N``: start its processes) in a thread while this process imports
+    torch, nbformat and nbgrader, then grade on it."""
+    from ..cluster.client import DaskCluster  # light: no torch
     work = Path(tempfile.mkdtemp(prefix="pgrade-client-"))
     try:
-        with DaskCluster.connect(cfg.cluster, progress=progress) as cluster:
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-connect") as starter:
+            connecting = starter.submit(DaskCluster.connect, cfg.cluster, progress)
+            try:
+                from .batch import grade_all
+            except BaseException:
+                if connecting.exception() is None:
+                    connecting.result().close()
+                raise
+        with connecting.result() as cluster:
             return grade_all(cfg, start, work, None, progress, cluster=cluster)
     finally:
         shutil.rmtree(work, ignore_errors=True)

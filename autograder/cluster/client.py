@@ -44,6 +44,8 @@ WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
 IN_FLIGHT = 64
 #: Seconds to wait for a scheduler, and for at least one worker.
 CONNECT_TIMEOUT = 30
+#: The module a ``local:N`` cluster's workers import as they start (:mod:`autograder.cluster.preload`).
+WORKER_PRELOAD = "autograder.cluster.preload"
 #: Dask settings of a ``local:N`` cluster, whose scheduler and workers share the grading machine's cores with
 #: the notebooks. Each periodic task below wakes a process many times a second for nothing a grading run
 #: uses; measured on 2 cores, an idle ``local:2`` took 2.75 s of CPU in 30 s with Dask's defaults (the
@@ -52,8 +54,6 @@ CONNECT_TIMEOUT = 30
 #: queue), so no task waits on another worker to be stolen; the event loop's tick (every 20 ms: it only
 #: warns of a blocked loop) and the system monitor (every 0.5 s: the dashboard's figures, and there is no
 #: dashboard) can be slow; the statistical profiler (every thread sampled 100 times a second) is off.
-#: The module a ``local:N`` cluster's workers import as they start (:mod:`autograder.cluster.preload`).
-WORKER_PRELOAD = "autograder.cluster.preload"
 LOCAL_SETTINGS = {"distributed.scheduler.worker-saturation": 1.0,
                   "distributed.scheduler.work-stealing": False,
                   "distributed.worker.profile.enabled": False,

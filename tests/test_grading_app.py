@@ -24,9 +24,13 @@ from .conftest import REPO
 pytestmark = pytest.mark.slow
 
 
-def run_grade(submitted, out, model, jobs, extra=()):
+def run_grade(submitted, out, model, jobs, extra=(), audit=None):
+    """``python -m autograder grade``; with ``audit`` (a JSON path) through :mod:`tests.import_audit`."""
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
-    cmd = [sys.executable, "-m", "autograder", "grade", str(submitted), "--data-root", "synthetic",
+    if audit is not None:
+        env["IMPORT_AUDIT_OUT"] = str(audit)
+    cmd = [sys.executable, "-m", "autograder" if audit is None else "tests.import_audit", "grade", str(submitted),
+           "--data-root", "synthetic",
            "--model", str(model), "--out", str(out), "--jobs", str(jobs), "--timeout", "300",
            "--cell-timeout", "40", "--per-class", "50", *extra]
     proc = subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=1800)
@@ -40,7 +44,8 @@ def run_grade(submitted, out, model, jobs, extra=()):
 def graded_class(tmp_path_factory, trained_model_path):
     root = tmp_path_factory.mktemp("class")
     samples = write_class(root / "submitted")
-    proc, rows = run_grade(root / "submitted", root / "out", trained_model_path, jobs=2)
+    proc, rows = run_grade(root / "submitted", root / "out", trained_model_path, jobs=2,
+                           audit=root / "imports.json")
     return samples, rows, root / "out", proc
 
 
@@ -118,6 +123,21 @@ def test_timings_say_where_the_time_went(graded_class):
     assert set(timings["students"]) == set(rows)
 
 
+def test_grading_threads_import_no_library_for_the_first_time(graded_class):
+    """Two threads importing IPython's modules for the first time at once once cost a grade
+    (``ImportError: cannot import name '_sysinfo' from 'IPython.utils'``): the job threads must find every
+    library already imported, and no library may be first imported by two threads."""
+    _, _, out, _ = graded_class
+    first = json.loads((out.parent / "imports.json").read_text())
+    assert any(t.startswith("pgrade-setup") for t in first), "the audit saw the setup threads' imports"
+    jobs = {t: names for t, names in first.items() if t.startswith("pgrade-job")}
+    assert not jobs, f"modules first imported while grading: {jobs}"
+    owner: dict[str, str] = {}
+    for thread, names in first.items():
+        for package in {n.split(".")[0] for n in names}:
+            assert owner.setdefault(package, thread) == thread, f"{package}: first in {owner[package]} and {thread}"
+
+
 def test_jobs_and_kernel_kind_do_not_change_grades_and_runs_repeat(tmp_path, trained_model_path):
     names = {"reference", "mistake_random_selection", "correct_manual_topk"}
     write_class(tmp_path / "submitted", [s for s in load_samples() if s.name in names])
@@ -149,8 +169,10 @@ def test_a_local_cluster_grades_the_class_like_local_jobs(graded_class, tmp_path
     pytest.importorskip("distributed")
     _, rows, out, _ = graded_class
     proc, on_cluster = run_grade(out.parent / "submitted", tmp_path / "out", trained_model_path, jobs=1,
-                                 extra=("--cluster", "local:2"))
+                                 extra=("--cluster", "local:2"), audit=tmp_path / "imports.json")
     assert on_cluster == rows
+    first = json.loads((tmp_path / "imports.json").read_text())
+    assert not {t: n for t, n in first.items() if t.startswith("pgrade-job")}, "job threads import nothing first"
     timings = json.loads((tmp_path / "out" / "timings.json").read_text())
     assert timings["run"]["cluster"] == "local:2" and timings["run"]["jobs"] == 2
     assert len({s.get("worker") for s in timings["students"].values() if "kernel" in s}) == 2, "both workers graded"

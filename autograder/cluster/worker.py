@@ -119,6 +119,7 @@ class GradingPlugin(WorkerPlugin):
         from ..grading.batch import address_space_cap
         from ..grading.grade import open_slots, slot_root
         from ..grading.gradebook import read_points
+        from ..grading.imports import import_before_threads
         from ..grading.jobs import Jobs
 
         folder = self._folder
@@ -131,6 +132,7 @@ class GradingPlugin(WorkerPlugin):
         cfg.out.mkdir()
         torch.set_num_threads(cfg.threads_per_job)
         steady_allocator()  # every hidden check's training and evaluation here, whatever runs first
+        import_before_threads(feedback=False)  # before the task threads and the reference's thread (done if preloaded)
         root = slot_root()
         self._slots, capped = open_slots(cfg, root)
         self._slot_root = root

@@ -6,5 +6,6 @@ and run inside the student's kernel). One module per step: find and prepare subm
 saved models per pruning kind (:mod:`~autograder.grading.parts`,
 :mod:`~autograder.grading.scoring`, :mod:`~autograder.grading.reference`), record
 (:mod:`~autograder.grading.journal`, :mod:`~autograder.grading.gradebook`) and report
-(:mod:`~autograder.grading.report`).
+(:mod:`~autograder.grading.report`). :mod:`~autograder.grading.imports` imports, before the
+grading threads start, what they would otherwise import for the first time at once.
 """

@@ -28,6 +28,7 @@ from helpers.models import model_config
 from ..config import SOURCE_NOTEBOOK, GradeConfig
 from ..runner.slots import SlotPool
 from .gradebook import Course, read_points
+from .imports import import_before_threads
 from .jobs import EXPORT_CODE, Jobs, Run, Scorer, grade_one, zero_checks
 from .journal import Journal, file_sha256
 from .parts import SECTION3, graded_checks
@@ -121,12 +122,13 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     journal = Journal(cfg.out / "journal.jsonl", fresh=cfg.regrade)
     run_key = _run_key(cfg, data)
     setup_seconds["data"] = round(time.perf_counter() - begin, 3)
+    timed("imports", import_before_threads)  # before this run's threads start, so that none imports them first
 
     grades = [StudentGrade(sid, f"error: {why}", zero_checks(points, why)) for sid, why in problems]
     for g in grades:
         write_feedback(cfg.out / "feedback", g, max_score)
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
-    with ThreadPoolExecutor(max_workers=3) as setup:
+    with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgrade-setup") as setup:
         course = setup.submit(timed, "course", Course, cfg.out / "course")
         ref, scorer, in_flight = _scoring(cfg, cluster, setup, timed, model, data, data_file,
                                           any(gid in points for gid in SECTION3))
@@ -198,7 +200,7 @@ def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_s
     """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one` with ``scorer``)."""
     cfg, points = run.cfg, run.points
     began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=in_flight) as pool:
+    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="pgrade-job") as pool:
         futures = {pool.submit(grade_one, s, run, scorer): s for s in subs}
         bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
                    disable=not progress)

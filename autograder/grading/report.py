@@ -18,7 +18,7 @@ import nbformat
 from .scoring import CheckResult
 from .submission import SEED_CELL, strip_hidden_tests
 
-__all__ = ["StudentGrade", "write_csv", "write_feedback", "write_timings", "summary_table"]
+__all__ = ["StudentGrade", "write_csv", "write_feedback", "write_timings", "summary_table", "warm_up_rendering"]
 
 _local = threading.local()
 
@@ -61,7 +61,6 @@ table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #
 
 
 def _notebook_html(executed: Path) -> str:
-    from nbconvert import HTMLExporter
     nb = nbformat.read(executed, as_version=4)
     nb.cells = [c for c in nb.cells if c.source != SEED_CELL]
     for cell in nb.cells:
@@ -74,10 +73,28 @@ def _notebook_html(executed: Path) -> str:
                 if out.output_type == "error":
                     out.traceback = [f"{out.ename}: {out.evalue}"]
         cell.source = visible
+    return _render(nb)
+
+
+def _render(nb) -> str:
+    from nbconvert import HTMLExporter
     if not hasattr(_local, "exporter"):  # one per thread: building one loads its templates
         _local.exporter = HTMLExporter(template_name="classic")
     body, _ = _local.exporter.from_notebook_node(nb)
     return body
+
+
+def warm_up_rendering() -> None:
+    """Render a small notebook (markdown, code, printed text and an error) once in this thread, so
+    that what nbconvert, bleach and pygments import at their first page (about 0.5 s) is imported
+    here rather than in the grading threads (:mod:`autograder.grading.imports`)."""
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+    outputs = [new_output("stream", name="stdout", text="printed\n"),
+               new_output("error", ename="ValueError", evalue="example", traceback=["ValueError: example"])]
+    nb = new_notebook(cells=[new_markdown_cell("# Example\n\n- [x] a *list*: <https://example.org>"),
+                             new_code_cell("x = 1\nprint(x)", outputs=outputs)])
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    _render(nb)
 
 
 def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:

@@ -63,6 +63,14 @@ def test_forked_kernel_imports_like_a_spawned_one(tmp_path, server):
     assert status["status"] == "ok" and texts[0].strip() == "absent"
 
 
+def test_a_forked_kernel_has_what_an_optimiser_imports_already(tmp_path, server):
+    # torch.optim imports torch._dynamo (1.5 s) at its first optimiser: the server did that once.
+    status, texts, _ = run(tmp_path, "dynamo", [
+        "import sys\nprint('torch._dynamo' in sys.modules)",
+        "import torch\nopt = torch.optim.Adam([torch.zeros(2, requires_grad=True)])\nprint('made')"], server)
+    assert status["status"] == "ok" and texts == ["True\n", "made\n"]
+
+
 def test_what_one_notebook_changes_never_reaches_the_next(tmp_path, server):
     status, _, _ = run(tmp_path, "first", [
         "import helpers, os\nhelpers.test_model = None\nos.environ['LEAK'] = '1'\nMARKER = 1"], server)

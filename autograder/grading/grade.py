@@ -36,9 +36,12 @@ from ..runner.slots import SlotPool
 
 __all__ = ["grade", "open_slots", "slot_root", "PRELOAD"]
 
-#: Modules each slot's warm kernel server imports before it forks: what every notebook imports.
+#: Modules each slot's warm kernel server imports before it forks: what every notebook imports. Torch's
+#: optimisers import ``torch._dynamo`` (with sympy) when the first one is made, 1.5 s of every notebook's
+#: fine-tuning cell on this project's machine, so the server imports it once instead.
 PRELOAD = ("torch", "torch.nn.utils.prune", "numpy", "matplotlib", "matplotlib.pyplot", "helpers", "helpers.checks",
-           "helpers.notebook", "helpers.plots", "helpers.models", "matplotlib_inline.backend_inline", "ipywidgets")
+           "helpers.notebook", "helpers.plots", "helpers.models", "matplotlib_inline.backend_inline", "ipywidgets",
+           "torch._dynamo")
 _SLOT_PREFIX = "pgrade-"
 
 

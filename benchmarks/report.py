@@ -118,53 +118,9 @@ def write_markdown(r: dict, path: Path) -> None:
             lines += [f"| grading before / after the code shape (issue 13; {cs['submissions']} submissions, rounds "
                       f"alternated, same notebook and model), {label}, per round: before, after | "
                       f"{before} -> {after} | unchanged within noise | - |"]
-    cl = r.get("cluster")
-    if cl:
-        span = lambda t: f"{t['median_s']} ({t['min_s']}-{t['max_s']})"  # noqa: E731
-        per, ratio = cl["seconds_per_submission"], cl["throughput_2_workers_over_1"]
-        lines += [f"| cluster: {cl['submissions']} submissions ({cl['rounds']} rounds, 1 CPU thread per notebook), "
-                  "s/submission: `--jobs 1` / `--cluster local:1` / `--jobs 2` / `--cluster local:2` | "
-                  + " / ".join(span(per[k]) for k in ("jobs1", "local1", "jobs2", "local2")) + " | - | - |",
-                  f"| cluster: throughput of 2 workers / 1 worker (1 thread each, per round) | {span(ratio)}x | "
-                  f">= {cl['target_ratio']}x | {_met(ratio['median_s'], cl['target_ratio'])} |"]
-        if cl.get("jobs_throughput_2_over_1"):
-            kernel = cl["kernel_s_per_submission"]
-            lines += [f"| cluster: the same machine's `--jobs 2` / `--jobs 1` throughput (per round; no cluster) | "
-                      f"{span(cl['jobs_throughput_2_over_1'])}x | - | - |",
-                      "| cluster: seconds each notebook's kernel ran, `--jobs 1` / `local:1` / `--jobs 2` / `local:2`, "
-                      "per round | " + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k])
-                                                  for k in ("jobs1", "local1", "jobs2", "local2")) + " s | - | - |"]
-        for k, t in cl["cluster_added_s_per_submission"].items():
-            lines += [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k} (whole "
-                      f"run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "
-                      f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
-        if cl.get("steady_added_s_per_submission"):
-            sr = cl["steady_throughput_2_workers_over_1"]
-            lines += [f"| cluster: steady throughput of 2 workers / 1 worker (between the first wave's last grade and "
-                      f"the last grade, per round) | {span(sr)}x | >= {cl['target_ratio']}x | "
-                      f"{_met(sr['median_s'], cl['target_ratio'])} |"]
-            for k, t in cl["steady_added_s_per_submission"].items():
-                fixed = cl["fixed_added_s_per_run"][k]
-                lines += [f"| cluster: steady wall time per submission added over `--jobs`, {k} / fixed time added "
-                          f"per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
-                          f"{span(fixed)} s | < {cl['target_added_s']} s / - | "
-                          f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
-        if cl.get("score_s_per_submission"):
-            sc = cl["score_s_per_submission"]
-            lines += ["| cluster: hidden checks' time per submission (measurements included), `--jobs 1` / `local:1` / "
-                      "`--jobs 2` / `local:2`, per round | " + " / ".join(
-                          ", ".join(f"{x:.2f}" for x in sc[k]) for k in ("jobs1", "local1", "jobs2", "local2"))
-                      + " s | - | - |"]
-        lines += [f"| cluster: scheduler cost per task (no-op tasks) / grader's own work per submission (gradebook, "
-                  f"feedback) | {cl['scheduler_s_per_task'] * 1e3:.2f} ms / {cl['grader_s_per_submission']:.3f} s "
-                  "| - | - |"]
-        if cl["scaling"]:
-            lines += ["| cluster: expected speed-up over one worker at " + ", ".join(
-                f"{s['workers']}" for s in cl["scaling"]) + " workers (bound: " + ", ".join(
-                s["limited_by"] for s in cl["scaling"]) + ") | " + ", ".join(
-                f"{s['speedup']}x" for s in cl["scaling"]) + " | - | - |"]
-        lines += [f"| cluster: identical scores in all runs | {cl['scores_identical']} | True | "
-                  f"{'met' if cl['scores_identical'] else '**missed**'} |"]
+    for key in ("cluster", "cluster_class"):
+        if r.get(key):
+            lines += _cluster_rows(r[key])
     ct = r.get("contention")
     if ct:
         lines += [f"| two processes at once: the same fine-tuning ({ct['epochs']} epochs, 1 CPU thread) two at once "
@@ -226,3 +182,69 @@ def write_markdown(r: dict, path: Path) -> None:
     if history.is_file():
         lines += ["", history.read_text().strip()]
     path.write_text("\n".join(lines) + "\n")
+
+
+def _cluster_rows(cl: dict) -> list[str]:
+    """RESULTS.md rows of one cluster bench (:func:`benchmarks.cluster.bench_cluster`)."""
+    lines: list[str] = []
+    span = lambda t: f"{t['median_s']} ({t['min_s']}-{t['max_s']})"  # noqa: E731
+    per, ratio = cl["seconds_per_submission"], cl["throughput_2_workers_over_1"]
+    names = {"jobs1": "`--jobs 1`", "local1": "`--cluster local:1`", "jobs2": "`--jobs 2`",
+             "local2": "`--cluster local:2`"}
+    runs = [k for k in names if k in per]
+    n = cl["submissions"]
+    lines += [f"| cluster: {n} submissions ({cl['rounds']} rounds, 1 CPU thread per notebook), "
+              f"s/submission: {' / '.join(names[k] for k in runs)} | "
+              + " / ".join(span(per[k]) for k in runs) + " | - | - |",
+              f"| cluster: throughput of 2 workers / 1 worker, whole runs of {n} submissions (1 thread each, per "
+              f"round) | {span(ratio)}x | >= {cl['target_ratio']}x | {_met(ratio['median_s'], cl['target_ratio'])} |"]
+    if "jobs1" not in per:
+        sr, fixed = cl["steady_throughput_2_workers_over_1"], cl["fixed_s_per_run"]
+        kernel = cl["kernel_s_per_submission"]
+        return lines + [
+            f"| cluster: steady throughput of 2 workers / 1 worker, {n} submissions (per round) | {span(sr)}x | "
+            f">= {cl['target_ratio']}x | {_met(sr['median_s'], cl['target_ratio'])} |",
+            f"| cluster: fixed seconds per run, `local:1` / `local:2`, {n} submissions (per round) / seconds each "
+            "notebook's kernel ran | " + " / ".join(", ".join(map(str, fixed[k])) for k in runs) + " / "
+            + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k]) for k in runs) + " s | - | - |",
+            f"| cluster: identical scores in all runs of {n} submissions | {cl['scores_identical']} | True | "
+            f"{'met' if cl['scores_identical'] else '**missed**'} |"]
+    if cl.get("jobs_throughput_2_over_1"):
+        kernel = cl["kernel_s_per_submission"]
+        lines += [f"| cluster: the same machine's `--jobs 2` / `--jobs 1` throughput (per round; no cluster) | "
+                  f"{span(cl['jobs_throughput_2_over_1'])}x | - | - |",
+                  "| cluster: seconds each notebook's kernel ran, `--jobs 1` / `local:1` / `--jobs 2` / `local:2`, "
+                  "per round | " + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k])
+                                              for k in ("jobs1", "local1", "jobs2", "local2")) + " s | - | - |"]
+    for k, t in cl["cluster_added_s_per_submission"].items():
+        lines += [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k} (whole "
+                  f"run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "
+                  f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
+    if cl.get("steady_added_s_per_submission"):
+        sr = cl["steady_throughput_2_workers_over_1"]
+        lines += [f"| cluster: steady throughput of 2 workers / 1 worker (between the first wave's last grade and "
+                  f"the last grade, per round) | {span(sr)}x | >= {cl['target_ratio']}x | "
+                  f"{_met(sr['median_s'], cl['target_ratio'])} |"]
+        for k, t in cl["steady_added_s_per_submission"].items():
+            fixed = cl["fixed_added_s_per_run"][k]
+            lines += [f"| cluster: steady wall time per submission added over `--jobs`, {k} / fixed time added "
+                      f"per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
+                      f"{span(fixed)} s | < {cl['target_added_s']} s / - | "
+                      f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
+    if cl.get("score_s_per_submission"):
+        sc = cl["score_s_per_submission"]
+        lines += ["| cluster: hidden checks' time per submission (measurements included), `--jobs 1` / `local:1` / "
+                  "`--jobs 2` / `local:2`, per round | " + " / ".join(
+                      ", ".join(f"{x:.2f}" for x in sc[k]) for k in ("jobs1", "local1", "jobs2", "local2"))
+                  + " s | - | - |"]
+    lines += [f"| cluster: scheduler cost per task (no-op tasks) / grader's own work per submission (gradebook, "
+              f"feedback) | {cl['scheduler_s_per_task'] * 1e3:.2f} ms / {cl['grader_s_per_submission']:.3f} s "
+              "| - | - |"]
+    if cl["scaling"]:
+        lines += ["| cluster: expected speed-up over one worker at " + ", ".join(
+            f"{s['workers']}" for s in cl["scaling"]) + " workers (bound: " + ", ".join(
+            s["limited_by"] for s in cl["scaling"]) + ") | " + ", ".join(
+            f"{s['speedup']}x" for s in cl["scaling"]) + " | - | - |"]
+    lines += [f"| cluster: identical scores in all runs | {cl['scores_identical']} | True | "
+              f"{'met' if cl['scores_identical'] else '**missed**'} |"]
+    return lines

@@ -5,7 +5,7 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster,contention]
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,contention]
                              [--images 90000] [--rounds 3] [--eval-rounds 7]
 """
 
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from benchmarks.cluster import bench_cluster, bench_contention
+from benchmarks.cluster import CLASS_COPIES, bench_cluster, bench_contention
 from benchmarks.part3 import bench_part3
 
 REPO = Path(__file__).resolve().parents[1]
@@ -554,7 +554,8 @@ def reference_checkpoint(work: Path) -> Path:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
-    parser.add_argument("--only", default="eval,data,grading,notebook,memory,allocator,part3,cluster,contention",
+    parser.add_argument("--only",
+                        default="eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,contention",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -566,7 +567,7 @@ def main(argv=None) -> int:
     results["machine"] = machine()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        needs_model = {"grading", "notebook", "memory", "part3", "cluster"}
+        needs_model = {"grading", "notebook", "memory", "part3", "cluster", "cluster_class"}
         model = reference_checkpoint(work) if set(wanted) & needs_model else None
         steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
                  "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
@@ -577,6 +578,9 @@ def main(argv=None) -> int:
                  "allocator": bench_allocator,
                  "part3": lambda: bench_part3(work, model, SHARED_SAMPLE),
                  "cluster": lambda: bench_cluster(work, model, args.rounds),
+                 # a longer run of the workers alone: does the whole-run ratio tend to the steady one?
+                 "cluster_class": lambda: bench_cluster(work, model, args.rounds, copies=CLASS_COPIES,
+                                                        configs=("local1", "local2")),
                  "contention": bench_contention}
         for name in wanted:
             print(f"== {name}", flush=True)

@@ -152,6 +152,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
     grader_s, scores = [], {}
     scoring = {k: [] for k in configs}  # seconds of hidden checks per submission (measurements included), per run
     kernel = {k: [] for k in configs}  # seconds a notebook's kernel ran, per submission, per run
+    phases = {k: [] for k in configs}  # the run's own timings (start-up steps, wall) and its first and last grade
     for i in range(rounds):
         for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):
             seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{i}",
@@ -159,6 +160,9 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
             walls[name].append(seconds)
             scoring[name].append(sum(t.get("score", 0) for t in timings["students"].values()) / n)
             kernel[name].append(sum(t.get("kernel", 0) for t in timings["students"].values()) / n)
+            done = [t["finished"] for t in timings["students"].values()]
+            phases[name].append({**{k: v for k, v in timings["run"].items() if isinstance(v, float)},
+                                 "first_grade": min(done), "last_grade": max(done), "process": round(seconds, 2)})
             split[name].append(steady_and_fixed(seconds, [t["finished"] for t in timings["students"].values()],
                                                 int(name[-1])))
             if name.startswith("local"):
@@ -177,6 +181,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
         "steady_s_per_submission": {k: [round(x[0], 3) for x in v] for k, v in split.items()},
         "fixed_s_per_run": {k: [round(x[1], 1) for x in v] for k, v in split.items()},
         "kernel_s_per_submission": {k: [round(x, 2) for x in v] for k, v in kernel.items()},
+        "run_phases_s": phases,
         "scores_identical": len({str(sorted(v.items())) for v in scores.values()}) == 1,
     }
     if not {"jobs1", "jobs2"} <= set(configs):

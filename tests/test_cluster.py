@@ -302,3 +302,25 @@ def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
         saturation = cluster.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION)
     assert "stealing" not in extensions and saturation == 1.0
     assert list(workers.values()) == [{**LOCAL_SETTINGS, "torch imported": True}]  # preloaded as it started
+
+
+_PRELOAD_SETUP = """
+import sys
+from types import SimpleNamespace
+from autograder.cluster import preload
+seen = []
+for nthreads in (1, 2):
+    preload.dask_setup(SimpleNamespace(state=SimpleNamespace(nthreads=nthreads)))
+    seen.append('torch._dynamo' in sys.modules and 'IPython' in sys.modules)
+print(seen)
+"""
+
+
+def test_a_worker_with_several_task_threads_imports_what_they_would_import_late():
+    import subprocess
+
+    from .conftest import REPO
+    done = subprocess.run([sys.executable, "-c", _PRELOAD_SETUP], cwd=REPO, capture_output=True, text=True,
+                          timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[False, True]"  # one thread imports alone; two would import at once

@@ -132,7 +132,8 @@ class GradingPlugin(WorkerPlugin):
         cfg.out.mkdir()
         torch.set_num_threads(cfg.threads_per_job)
         steady_allocator()  # every hidden check's training and evaluation here, whatever runs first
-        import_before_threads(feedback=False)  # before the task threads and the reference's thread (done if preloaded)
+        if nthreads > 1:  # before the task threads (done if preloaded); one thread imports alone, and the
+            import_before_threads(feedback=False)  # reference's thread trains and renders nothing
         root = slot_root()
         self._slots, capped = open_slots(cfg, root)
         self._slot_root = root

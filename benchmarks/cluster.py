@@ -141,10 +141,10 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
     from autograder.grading.scoring import grading_subset
     from benchmarks.run import BENCH_STUDENTS, _class, _ours, spread
 
-    submitted = work / "cluster-class"
+    n = len(BENCH_STUDENTS) * copies
+    submitted = work / f"cluster-class-{n}"  # each class size its own folders (runs resume from their journal)
     for c in range(copies):
         _class(submitted, suffix=f"-{c}")
-    n = len(BENCH_STUDENTS) * copies
     data_npz = work / "cluster-grading.npz"
     np.savez(data_npz, **grading_subset("synthetic", 100))
     walls = {k: [] for k in configs}
@@ -155,7 +155,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
     phases = {k: [] for k in configs}  # the run's own timings (start-up steps, wall) and its first and last grade
     for i in range(rounds):
         for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):
-            seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{i}",
+            seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{n}-{i}",
                                                    *CONFIGS[name], "--threads", "1")
             walls[name].append(seconds)
             scoring[name].append(sum(t.get("score", 0) for t in timings["students"].values()) / n)

@@ -122,6 +122,8 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     journal = Journal(cfg.out / "journal.jsonl", fresh=cfg.regrade)
     run_key = _run_key(cfg, data)
     setup_seconds["data"] = round(time.perf_counter() - begin, 3)
+    # A cluster's workers get the run first, so that they start their kernel slots during the imports.
+    in_flight = timed("workers", cluster.prepare, cfg, data_file) if cluster is not None else cfg.jobs
     timed("imports", import_before_threads)  # before this run's threads start, so that none imports them first
 
     grades = [StudentGrade(sid, f"error: {why}", zero_checks(points, why)) for sid, why in problems]
@@ -130,8 +132,7 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgrade-setup") as setup:
         course = setup.submit(timed, "course", Course, cfg.out / "course")
-        ref, scorer, in_flight = _scoring(cfg, cluster, setup, timed, model, data, data_file,
-                                          any(gid in points for gid in SECTION3))
+        ref, scorer = _scoring(cfg, cluster, setup, timed, model, data, any(gid in points for gid in SECTION3))
         run = Run(Jobs(cfg, ref, source, data_file, points, slots, executed_dir, rlimit_as), course, journal, run_key)
         try:
             _run_all(subs, run, grades, max_score, progress, scorer, in_flight)
@@ -145,20 +146,20 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
 
 
 def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecutor, timed, model, data: dict,
-             data_file: Path, section3: bool) -> tuple[Future, Scorer | None, int]:
-    """The reference (a future: measured here while the slots or the workers start), the scorer and how
-    many jobs run at once: in this process's slots, or on the ``cluster``'s workers (prepared here;
-    they start running notebooks at once and receive the reference's measurements when it is done;
-    when part 3 is graded (``section3``) the grader then measures its reference starting models for
-    all the workers: :func:`~autograder.grading.removal.measure_reference_starts`)."""
+             section3: bool) -> tuple[Future, Scorer | None]:
+    """The reference (a future: measured here while the slots or the workers start) and the scorer: this
+    process's slots, or the ``cluster``'s workers (already prepared; they start running notebooks at once
+    and receive the reference's measurements when it is done; when part 3 is graded (``section3``) the
+    grader then measures its reference starting models for all the workers:
+    :func:`~autograder.grading.removal.measure_reference_starts`)."""
     arch, config = model_config(model)
     shared = cluster.store(measuring_device(cfg.device)) if cluster is not None else None
     ref = setup.submit(timed, "reference", build_reference, model, arch, config, [data["X_test"], data["y_test"]],
                        cfg.device, [data["X_train"], data["y_train"]], shared)
     if cluster is None:
-        return ref, None, cfg.jobs
+        return ref, None
     setup.submit(timed, "shared", _share_reference, cluster, ref, section3)
-    return ref, cluster.score, timed("workers", cluster.prepare, cfg, data_file)
+    return ref, cluster.score
 
 
 def _share_reference(cluster: Cluster, ref: Future, section3: bool) -> None:

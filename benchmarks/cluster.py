@@ -163,8 +163,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
             done = [t["finished"] for t in timings["students"].values()]
             phases[name].append({**{k: v for k, v in timings["run"].items() if isinstance(v, float)},
                                  "first_grade": min(done), "last_grade": max(done), "process": round(seconds, 2)})
-            split[name].append(steady_and_fixed(seconds, [t["finished"] for t in timings["students"].values()],
-                                                int(name[-1])))
+            split[name].append(steady_and_fixed(seconds, done, int(name[-1])))
             if name.startswith("local"):
                 grader_s += [t.get("record", 0) + t.get("feedback", 0) for t in timings["students"].values()]
         print(f"cluster round {i + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.1f} s" for k, v in walls.items()),

@@ -57,7 +57,7 @@ log "demo grades as expected: rc $? ($(grep -c '^same' "$OUT/demo-compare.txt") 
 
 # 4. A student's run of the bundle on the real sample, then its grades.
 if [ -f .gpu/CINIC-10-sample.tar.gz ]; then
-  SAMPLE_TAR=.gpu/CINIC-10-sample.tar.gz timeout 240 python3 benchmarks/device/student.py > "$OUT/student.log" 2>&1
+  STUDENT_CELL_TIMEOUT=120 SAMPLE_TAR=.gpu/CINIC-10-sample.tar.gz timeout 240 python3 benchmarks/device/student.py > "$OUT/student.log" 2>&1
   log "student run rc $?"
   python3 -m pip uninstall -y -q pruning-course-helpers >> "$OUT/setup.log" 2>&1
 else

@@ -12,6 +12,9 @@
 4. grades six samples (two correct, four mistakes) on the real sample with ``python -m autograder grade``
    and compares each with its expected points.
 Writes $OUT/student.json and $OUT/student-real.ipynb. ``STUDENT_STEPS`` picks steps (default all).
+``STUDENT_CELL_TIMEOUT`` (seconds, default 900) bounds each notebook cell; a cell that runs out of it or a
+kernel that dies is reported (``notebook_error`` names the first cell without a result; each cell's ``s`` is
+how long it ran) and the outputs so far are kept. ``KERNEL_THREADS`` sets the kernel's ``OMP_NUM_THREADS``.
 """
 import json
 import os
@@ -36,11 +39,23 @@ from helpers import get_CINIC10_data, save_model, test_model  # noqa: E402
 from helpers.train import train_model  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "/tmp/gpuout"))
-TAR = Path(os.environ["SAMPLE_TAR"])
+TAR = Path(os.environ["SAMPLE_TAR"]).resolve()  # the notebook runs in the bundle folder
 WORK = Path(os.environ.get("STUDENT_WORK", "/tmp/stu"))
 STEPS = os.environ.get("STUDENT_STEPS", "split,notebook,grade").split(",")
 report = {"cuda": torch.cuda.is_available(),
           "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def _cell_seconds(cell) -> float | None:
+    """How long a cell ran, from the timestamps nbclient records (None if it did not finish)."""
+    from datetime import datetime
+    times = cell.metadata.get("execution", {})
+    try:
+        start, end = (datetime.fromisoformat(times[k].replace("Z", "+00:00"))
+                      for k in ("iopub.execute_input", "shell.execute_reply"))
+    except (KeyError, ValueError):
+        return None
+    return round((end - start).total_seconds(), 2)
 
 
 def save():
@@ -84,14 +99,22 @@ if "notebook" in STEPS:
     paths_cell.source = paths_cell.source.replace("DATA_PATH = None", f"DATA_PATH = {str(TAR)!r}")
     home = WORK / "home"
     home.mkdir()
-    env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8"}
+    # PYTHONFAULTHANDLER: a kernel that dies in C code (a signal) writes each thread's Python stack to
+    # student.log; KERNEL_THREADS, if set, is the kernel's OMP_NUM_THREADS (default: the machine's).
+    env = {"PATH": os.environ["PATH"], "HOME": str(home), "LANG": "C.UTF-8", "PYTHONFAULTHANDLER": "1"}
+    if os.environ.get("KERNEL_THREADS"):
+        env["OMP_NUM_THREADS"] = os.environ["KERNEL_THREADS"]
     t = time.perf_counter()
     try:
-        NotebookClient(nb, timeout=900, kernel_name="python3",
+        NotebookClient(nb, timeout=int(os.environ.get("STUDENT_CELL_TIMEOUT", "900")), kernel_name="python3",
                        resources={"metadata": {"path": str(student)}}).execute(env=env)
         report["notebook_error"] = None
     except CellExecutionError as exc:
         report["notebook_error"] = str(exc)[-3000:]
+    except Exception as exc:  # noqa: BLE001 - a dead kernel: record which cell was running, keep the outputs
+        running = next((c.metadata.get("nbgrader", {}).get("grade_id", i) for i, c in enumerate(nb.cells)
+                        if c.cell_type == "code" and c.get("execution_count") is None and c.source.strip()), None)
+        report["notebook_error"] = f"{type(exc).__name__}: {exc} (first cell without a result: {running})"
     report["notebook_s"] = round(time.perf_counter() - t, 1)
     nbformat.write(nb, OUT / "student-real.ipynb")
     texts = []
@@ -102,7 +125,8 @@ if "notebook" in STEPS:
         errs = [o.get("ename", "") + ": " + o.get("evalue", "") for o in cell.get("outputs", [])
                 if o.get("output_type") == "error"]
         gid = cell.metadata.get("nbgrader", {}).get("grade_id", "")
-        texts.append({"id": gid, "errors": errs, "text": re.sub(r"\x1b\[[0-9;]*m", "", out)[-600:]})
+        texts.append({"id": gid, "errors": errs, "text": re.sub(r"\x1b\[[0-9;]*m", "", out)[-600:],
+                      "s": _cell_seconds(cell)})
     report["cells"] = texts
     where = subprocess.run([sys.executable, "-c", "import helpers; print(helpers.__file__)"], cwd="/",
                            capture_output=True, text=True)
@@ -127,3 +151,5 @@ if "grade" in STEPS:
     report["grades"] = compare(path, WORK / "grading" / "feedback") if path.is_file() else None
     save()
 print(json.dumps({k: v for k, v in report.items() if k != "cells"}, indent=1))
+sys.stdout.flush()
+os._exit(0)  # after a dead kernel nbclient's leftover tasks can hold the interpreter's exit (seen on the H100)

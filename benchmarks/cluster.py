@@ -134,8 +134,8 @@ def steady_and_fixed(wall: float, finished: list[float], slots: int) -> tuple[fl
 
 def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs=tuple(CONFIGS)) -> dict:
     """The cluster bench (see the module's text) on ``copies`` copies of the grading bench's class, with the
-    runs ``configs`` (keys of :data:`CONFIGS`; without ``jobs1`` and ``jobs2`` only the ratios of the
-    workers are reported)."""
+    runs ``configs`` (keys of :data:`CONFIGS`). What the cluster adds over ``--jobs`` is reported for each
+    worker count run both ways (``jobs2`` and ``local2``, say); without any such pair only the workers' ratios."""
     import numpy as np
 
     from autograder.grading.scoring import grading_subset
@@ -183,18 +183,21 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
         "run_phases_s": phases,
         "scores_identical": len({str(sorted(v.items())) for v in scores.values()}) == 1,
     }
-    if not {"jobs1", "jobs2"} <= set(configs):
+    paired = [k for k in (1, 2) if {f"jobs{k}", f"local{k}"} <= set(configs)]  # worker counts run both ways
+    if not paired:
         return workers
-    jobs_ratio = [a / b for a, b in zip(walls["jobs1"], walls["jobs2"])]
-    added = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in (1, 2)}
-    steady_added = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in (1, 2)}
-    fixed_added = {k: [c[1] - j[1] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in (1, 2)}
+    added = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in paired}
+    steady_added = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
+    fixed_added = {k: [c[1] - j[1] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
     sched = scheduler_overhead()
     task_s = statistics.median(walls["local1"]) / n
     grader = statistics.median(grader_s) if grader_s else 0.0
+    if paired == [1, 2]:
+        jobs_ratio = [a / b for a, b in zip(walls["jobs1"], walls["jobs2"])]
+        workers["jobs_throughput_2_over_1"] = spread((statistics.median(jobs_ratio), min(jobs_ratio),
+                                                      max(jobs_ratio)))
     return {
         **workers,
-        "jobs_throughput_2_over_1": spread((statistics.median(jobs_ratio), min(jobs_ratio), max(jobs_ratio))),
         "cluster_added_s_per_submission": {f"{k} worker(s)": spread((statistics.median(v), min(v), max(v)))
                                            for k, v in added.items()},
         "target_added_s": 0.5,

@@ -184,6 +184,22 @@ def write_markdown(r: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+def _added_rows(cl: dict, span, n: int, steady: bool = False) -> list[str]:
+    """Rows of what the cluster adds per submission over ``--jobs`` with as many slots, for each worker count
+    the bench ran both ways: whole runs, or (``steady``) between the first wave's last grade and the last
+    grade, with the fixed time added per run."""
+    if steady:
+        return [f"| cluster: steady wall time per submission added over `--jobs`, {k}, {n} submissions / fixed "
+                f"time added per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
+                f"{span(cl['fixed_added_s_per_run'][k])} s | < {cl['target_added_s']} s / - | "
+                f"{_met(t['median_s'], cl['target_added_s'], False)} |"
+                for k, t in cl.get("steady_added_s_per_submission", {}).items()]
+    return [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k}, {n} submissions "
+            f"(whole run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "
+            f"{_met(t['median_s'], cl['target_added_s'], False)} |"
+            for k, t in cl.get("cluster_added_s_per_submission", {}).items()]
+
+
 def _cluster_rows(cl: dict) -> list[str]:
     """RESULTS.md rows of one cluster bench (:func:`benchmarks.cluster.bench_cluster`)."""
     lines: list[str] = []
@@ -204,11 +220,12 @@ def _cluster_rows(cl: dict) -> list[str]:
         return lines + [
             f"| cluster: steady throughput of 2 workers / 1 worker, {n} submissions (per round) | {span(sr)}x | "
             f">= {cl['target_ratio']}x | {_met(sr['median_s'], cl['target_ratio'])} |",
-            f"| cluster: fixed seconds per run, `local:1` / `local:2`, {n} submissions (per round) / seconds each "
+            f"| cluster: fixed seconds per run, {' / '.join(names[k] for k in runs)}, {n} submissions (per round) "
+            "/ seconds each "
             "notebook's kernel ran | " + " / ".join(", ".join(map(str, fixed[k])) for k in runs) + " / "
             + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k]) for k in runs) + " s | - | - |",
             f"| cluster: identical scores in all runs of {n} submissions | {cl['scores_identical']} | True | "
-            f"{'met' if cl['scores_identical'] else '**missed**'} |"]
+            f"{'met' if cl['scores_identical'] else '**missed**'} |"] + _added_rows(cl, span, n)
     if cl.get("jobs_throughput_2_over_1"):
         kernel = cl["kernel_s_per_submission"]
         lines += [f"| cluster: the same machine's `--jobs 2` / `--jobs 1` throughput (per round; no cluster) | "
@@ -216,21 +233,13 @@ def _cluster_rows(cl: dict) -> list[str]:
                   "| cluster: seconds each notebook's kernel ran, `--jobs 1` / `local:1` / `--jobs 2` / `local:2`, "
                   "per round | " + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k])
                                               for k in ("jobs1", "local1", "jobs2", "local2")) + " s | - | - |"]
-    for k, t in cl["cluster_added_s_per_submission"].items():
-        lines += [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k} (whole "
-                  f"run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "
-                  f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
+    lines += _added_rows(cl, span, n)
     if cl.get("steady_added_s_per_submission"):
         sr = cl["steady_throughput_2_workers_over_1"]
         lines += [f"| cluster: steady throughput of 2 workers / 1 worker (between the first wave's last grade and "
                   f"the last grade, per round) | {span(sr)}x | >= {cl['target_ratio']}x | "
                   f"{_met(sr['median_s'], cl['target_ratio'])} |"]
-        for k, t in cl["steady_added_s_per_submission"].items():
-            fixed = cl["fixed_added_s_per_run"][k]
-            lines += [f"| cluster: steady wall time per submission added over `--jobs`, {k} / fixed time added "
-                      f"per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
-                      f"{span(fixed)} s | < {cl['target_added_s']} s / - | "
-                      f"{_met(t['median_s'], cl['target_added_s'], False)} |"]
+        lines += _added_rows(cl, span, n, steady=True)
     if cl.get("score_s_per_submission"):
         sc = cl["score_s_per_submission"]
         lines += ["| cluster: hidden checks' time per submission (measurements included), `--jobs 1` / `local:1` / "

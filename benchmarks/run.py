@@ -578,9 +578,10 @@ def main(argv=None) -> int:
                  "allocator": bench_allocator,
                  "part3": lambda: bench_part3(work, model, SHARED_SAMPLE),
                  "cluster": lambda: bench_cluster(work, model, args.rounds),
-                 # a longer run of the workers alone: does the whole-run ratio tend to the steady one?
+                 # a longer class: does the whole-run ratio tend to the steady one, and the added cost per
+                 # submission to the steady one? (--jobs 1 left out: the slowest run, and not compared here)
                  "cluster_class": lambda: bench_cluster(work, model, args.rounds, copies=CLASS_COPIES,
-                                                        configs=("local1", "local2")),
+                                                        configs=("local1", "jobs2", "local2")),
                  "contention": bench_contention}
         for name in wanted:
             print(f"== {name}", flush=True)

@@ -14,7 +14,8 @@
 Writes $OUT/student.json and $OUT/student-real.ipynb. ``STUDENT_STEPS`` picks steps (default all).
 ``STUDENT_CELL_TIMEOUT`` (seconds, default 900) bounds each notebook cell; a cell that runs out of it or a
 kernel that dies is reported (``notebook_error`` names the first cell without a result; each cell's ``s`` is
-how long it ran) and the outputs so far are kept. ``KERNEL_THREADS`` sets the kernel's ``OMP_NUM_THREADS``.
+how long it ran) and the outputs so far are kept; every ``STUDENT_STACK_DUMP_S`` seconds (default 60) the
+kernel writes its threads' stacks to its stderr. ``KERNEL_THREADS`` sets the kernel's ``OMP_NUM_THREADS``.
 """
 import json
 import os
@@ -97,6 +98,12 @@ if "notebook" in STEPS:
     nb = build_notebook(reference, nbformat.read(bundle / "pruning.ipynb", as_version=4))
     paths_cell = next(c for c in nb.cells if c.cell_type == "code" and "DATA_PATH = None" in c.source)
     paths_cell.source = paths_cell.source.replace("DATA_PATH = None", f"DATA_PATH = {str(TAR)!r}")
+    # a stuck cell shows where: every STUDENT_STACK_DUMP_S seconds the kernel writes all its threads' Python
+    # stacks to its stderr (student.log)
+    nb.cells.insert(0, nbformat.v4.new_code_cell(
+        "import faulthandler, sys\n"
+        f"faulthandler.dump_traceback_later({int(os.environ.get('STUDENT_STACK_DUMP_S', '60'))}, repeat=True, "
+        "file=sys.__stderr__)"))
     home = WORK / "home"
     home.mkdir()
     # PYTHONFAULTHANDLER: a kernel that dies in C code (a signal) writes each thread's Python stack to

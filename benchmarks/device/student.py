@@ -35,6 +35,7 @@ from nbclient import NotebookClient  # noqa: E402
 from nbclient.exceptions import CellExecutionError  # noqa: E402
 
 from autograder.release import release  # noqa: E402
+from autograder.runner.channels import SteadyKernelManager  # noqa: E402
 from autograder.samples import build_notebook, load_samples  # noqa: E402
 from helpers import get_CINIC10_data, save_model, test_model  # noqa: E402
 from helpers.train import train_model  # noqa: E402
@@ -113,7 +114,11 @@ if "notebook" in STEPS:
         env["OMP_NUM_THREADS"] = os.environ["KERNEL_THREADS"]
     t = time.perf_counter()
     try:
+        # SteadyKernelManager: plain nbclient can miss the slider cell's reply until the cell's timeout
+        # (jupyter/nbclient#312; benchmarks/history.md item 24), most likely what stopped this run on the H100
+        # in session 15
         NotebookClient(nb, timeout=int(os.environ.get("STUDENT_CELL_TIMEOUT", "900")), kernel_name="python3",
+                       kernel_manager_class=SteadyKernelManager,
                        resources={"metadata": {"path": str(student)}}).execute(env=env)
         report["notebook_error"] = None
     except CellExecutionError as exc:

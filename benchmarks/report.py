@@ -225,7 +225,8 @@ def _cluster_rows(cl: dict) -> list[str]:
             "notebook's kernel ran | " + " / ".join(", ".join(map(str, fixed[k])) for k in runs) + " / "
             + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k]) for k in runs) + " s | - | - |",
             f"| cluster: identical scores in all runs of {n} submissions | {cl['scores_identical']} | True | "
-            f"{'met' if cl['scores_identical'] else '**missed**'} |"] + _added_rows(cl, span, n)
+            f"{'met' if cl['scores_identical'] else '**missed**'} |"] + _added_rows(cl, span, n) + _added_rows(
+                cl, span, n, steady=True)
     if cl.get("jobs_throughput_2_over_1"):
         kernel = cl["kernel_s_per_submission"]
         lines += [f"| cluster: the same machine's `--jobs 2` / `--jobs 1` throughput (per round; no cluster) | "

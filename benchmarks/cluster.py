@@ -24,7 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["bench_cluster", "bench_contention", "scheduler_overhead", "scaling", "CLASS_COPIES"]
+__all__ = ["added_over_jobs", "bench_cluster", "bench_contention", "scheduler_overhead", "scaling", "CLASS_COPIES"]
 
 CONFIGS = {"jobs1": ("--jobs", "1"), "local1": ("--cluster", "local:1"),
            "jobs2": ("--jobs", "2"), "local2": ("--cluster", "local:2")}
@@ -132,6 +132,19 @@ def steady_and_fixed(wall: float, finished: list[float], slots: int) -> tuple[fl
     return steady, wall - steady * len(done)
 
 
+def added_over_jobs(walls: dict, split: dict, n: int) -> tuple[dict, dict, dict]:
+    """What the cluster adds over ``--jobs`` with as many slots, per round, for each worker count ``k`` run both
+    ways (``jobs{k}`` and ``local{k}`` in ``walls``): whole-run seconds per submission, steady seconds per
+    submission, and fixed seconds per run. ``walls``: run name -> wall seconds per round; ``split``: run name ->
+    ``(steady, fixed)`` per round (:func:`steady_and_fixed`); ``n``: submissions per run. Each dict is keyed
+    by ``k``; all three are empty when no worker count was run both ways."""
+    paired = [k for k in (1, 2) if f"jobs{k}" in walls and f"local{k}" in walls]
+    whole = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in paired}
+    steady = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
+    fixed = {k: [c[1] - j[1] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
+    return whole, steady, fixed
+
+
 def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs=tuple(CONFIGS)) -> dict:
     """The cluster bench (see the module's text) on ``copies`` copies of the grading bench's class, with the
     runs ``configs`` (keys of :data:`CONFIGS`). What the cluster adds over ``--jobs`` is reported for each
@@ -183,16 +196,13 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
         "run_phases_s": phases,
         "scores_identical": len({str(sorted(v.items())) for v in scores.values()}) == 1,
     }
-    paired = [k for k in (1, 2) if {f"jobs{k}", f"local{k}"} <= set(configs)]  # worker counts run both ways
-    if not paired:
+    added, steady_added, fixed_added = added_over_jobs(walls, split, n)
+    if not added:
         return workers
-    added = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in paired}
-    steady_added = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
-    fixed_added = {k: [c[1] - j[1] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
     sched = scheduler_overhead()
     task_s = statistics.median(walls["local1"]) / n
     grader = statistics.median(grader_s) if grader_s else 0.0
-    if paired == [1, 2]:
+    if {"jobs1", "jobs2"} <= set(walls):
         jobs_ratio = [a / b for a, b in zip(walls["jobs1"], walls["jobs2"])]
         workers["jobs_throughput_2_over_1"] = spread((statistics.median(jobs_ratio), min(jobs_ratio),
                                                       max(jobs_ratio)))

@@ -184,20 +184,22 @@ def write_markdown(r: dict, path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def _added_rows(cl: dict, span, n: int, steady: bool = False) -> list[str]:
-    """Rows of what the cluster adds per submission over ``--jobs`` with as many slots, for each worker count
-    the bench ran both ways: whole runs, or (``steady``) between the first wave's last grade and the last
-    grade, with the fixed time added per run."""
-    if steady:
-        return [f"| cluster: steady wall time per submission added over `--jobs`, {k}, {n} submissions / fixed "
-                f"time added per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
-                f"{span(cl['fixed_added_s_per_run'][k])} s | < {cl['target_added_s']} s / - | "
-                f"{_met(t['median_s'], cl['target_added_s'], False)} |"
-                for k, t in cl.get("steady_added_s_per_submission", {}).items()]
+def _added_rows(cl: dict, span, n: int) -> list[str]:
+    """Rows of the wall time per submission the cluster adds over ``--jobs`` with as many slots, whole runs,
+    for each worker count the bench ran both ways."""
     return [f"| cluster: wall time per submission added over `--jobs` with as many slots, {k}, {n} submissions "
             f"(whole run, start-up included) | {span(t)} s | < {cl['target_added_s']} s | "
             f"{_met(t['median_s'], cl['target_added_s'], False)} |"
             for k, t in cl.get("cluster_added_s_per_submission", {}).items()]
+
+
+def _steady_added_rows(cl: dict, span, n: int) -> list[str]:
+    """The same between the first wave's last grade and the last grade, with the fixed time added per run."""
+    return [f"| cluster: steady wall time per submission added over `--jobs`, {k}, {n} submissions / fixed "
+            f"time added per run (start-up: workers' processes, imports, first measurements) | {span(t)} s / "
+            f"{span(cl['fixed_added_s_per_run'][k])} s | < {cl['target_added_s']} s / - | "
+            f"{_met(t['median_s'], cl['target_added_s'], False)} |"
+            for k, t in cl.get("steady_added_s_per_submission", {}).items()]
 
 
 def _cluster_rows(cl: dict) -> list[str]:
@@ -225,8 +227,8 @@ def _cluster_rows(cl: dict) -> list[str]:
             "notebook's kernel ran | " + " / ".join(", ".join(map(str, fixed[k])) for k in runs) + " / "
             + " / ".join(", ".join(f"{x:.2f}" for x in kernel[k]) for k in runs) + " s | - | - |",
             f"| cluster: identical scores in all runs of {n} submissions | {cl['scores_identical']} | True | "
-            f"{'met' if cl['scores_identical'] else '**missed**'} |"] + _added_rows(cl, span, n) + _added_rows(
-                cl, span, n, steady=True)
+            f"{'met' if cl['scores_identical'] else '**missed**'} |"] + _added_rows(cl, span, n) + _steady_added_rows(
+                cl, span, n)
     if cl.get("jobs_throughput_2_over_1"):
         kernel = cl["kernel_s_per_submission"]
         lines += [f"| cluster: the same machine's `--jobs 2` / `--jobs 1` throughput (per round; no cluster) | "
@@ -240,7 +242,7 @@ def _cluster_rows(cl: dict) -> list[str]:
         lines += [f"| cluster: steady throughput of 2 workers / 1 worker (between the first wave's last grade and "
                   f"the last grade, per round) | {span(sr)}x | >= {cl['target_ratio']}x | "
                   f"{_met(sr['median_s'], cl['target_ratio'])} |"]
-        lines += _added_rows(cl, span, n, steady=True)
+        lines += _steady_added_rows(cl, span, n)
     if cl.get("score_s_per_submission"):
         sc = cl["score_s_per_submission"]
         lines += ["| cluster: hidden checks' time per submission (measurements included), `--jobs 1` / `local:1` / "

@@ -103,6 +103,40 @@ def test_a_run_splits_into_a_steady_cost_per_submission_and_a_fixed_cost():
         steady_and_fixed(10.0, [1.0, 2.0], slots=2)
 
 
+def test_the_cluster_is_compared_with_jobs_only_for_worker_counts_run_both_ways():
+    from benchmarks.cluster import added_over_jobs
+    walls = {"local1": [400.0, 420.0], "jobs2": [200.0, 210.0], "local2": [232.0, 226.0]}
+    split = {"local1": [(12.0, 16.0), (13.0, 15.0)], "jobs2": [(6.0, 8.0), (6.5, 2.0)],
+             "local2": [(7.0, 8.0), (6.0, 34.0)]}
+    whole, steady, fixed = added_over_jobs(walls, split, 32)
+    assert whole == {2: [1.0, 0.5]} and steady == {2: [1.0, -0.5]} and fixed == {2: [0.0, 32.0]}
+    both = added_over_jobs({**walls, "jobs1": [368.0, 452.0]}, {**split, "jobs1": [(11.0, 9.0), (14.0, 3.0)]}, 32)
+    assert both[0] == {1: [1.0, -1.0], 2: [1.0, 0.5]} and sorted(both[2]) == [1, 2]
+    assert added_over_jobs({"local1": [1.0], "local2": [1.0]}, {}, 8) == ({}, {}, {})
+
+
+def test_results_list_a_class_runs_added_figures_beside_its_workers_ratios():
+    from benchmarks.report import _cluster_rows
+    span = {"median_s": 1.0, "min_s": 0.9, "max_s": 1.1}
+    cl = {"submissions": 32, "rounds": 2, "target_ratio": 1.8, "target_added_s": 0.5, "scores_identical": True,
+          "seconds_per_submission": {"local1": span, "jobs2": span, "local2": span},
+          "throughput_2_workers_over_1": span, "steady_throughput_2_workers_over_1": span,
+          "fixed_s_per_run": {"local1": [16.3], "jobs2": [18.8], "local2": [28.5]},
+          "kernel_s_per_submission": {"local1": [13.0], "jobs2": [12.6], "local2": [15.0]},
+          "cluster_added_s_per_submission": {"2 worker(s)": span},
+          "steady_added_s_per_submission": {"2 worker(s)": {"median_s": 0.4, "min_s": 0.3, "max_s": 0.5}},
+          "fixed_added_s_per_run": {"2 worker(s)": span}}
+    rows = _cluster_rows(cl)
+    assert ("| cluster: fixed seconds per run, `--cluster local:1` / `--jobs 2` / `--cluster local:2`, 32 "
+            "submissions (per round) / seconds each notebook's kernel ran | 16.3 / 18.8 / 28.5 / 13.00 / 12.60 / "
+            "15.00 s | - | - |") in rows
+    added = [r for r in rows if "added over `--jobs`" in r]
+    assert len(added) == 2 and "2 worker(s), 32 submissions (whole run" in added[0]
+    assert added[0].endswith("| < 0.5 s | **missed** |") and added[1].endswith("| < 0.5 s / - | met |")
+    del cl["cluster_added_s_per_submission"], cl["steady_added_s_per_submission"]
+    assert not [r for r in _cluster_rows(cl) if "added over `--jobs`" in r]
+
+
 def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path):
     """The grader's side of a lost cluster: the submission in flight gets no row and no journal line,
     the finished ones are journaled, and the run stops with what to do."""

@@ -49,7 +49,7 @@ report = {"cuda": torch.cuda.is_available(),
 
 
 def _cell_seconds(cell) -> float | None:
-    """How long a cell ran, from the timestamps nbclient records (None if it did not finish)."""
+    """How long a cell ran, from the timestamps nbclient records (None if it has no reply)."""
     from datetime import datetime
     times = cell.metadata.get("execution", {})
     try:
@@ -123,9 +123,10 @@ if "notebook" in STEPS:
         report["notebook_error"] = None
     except CellExecutionError as exc:
         report["notebook_error"] = str(exc)[-3000:]
-    except Exception as exc:  # noqa: BLE001 - a dead kernel: record which cell was running, keep the outputs
+    except Exception as exc:  # noqa: BLE001 - a cell out of time or a dead kernel: name it, keep the outputs
+        # the first code cell with no reply (a stuck cell has its execute_input, so no execution_count test)
         running = next((c.metadata.get("nbgrader", {}).get("grade_id", i) for i, c in enumerate(nb.cells)
-                        if c.cell_type == "code" and c.get("execution_count") is None and c.source.strip()), None)
+                        if c.cell_type == "code" and c.source.strip() and _cell_seconds(c) is None), None)
         report["notebook_error"] = f"{type(exc).__name__}: {exc} (first cell without a result: {running})"
     report["notebook_s"] = round(time.perf_counter() - t, 1)
     nbformat.write(nb, OUT / "student-real.ipynb")

@@ -325,7 +325,13 @@ def _worker_settings(dask_worker=None) -> dict:
     import dask
 
     from autograder.cluster.client import LOCAL_SETTINGS
-    return {**{k: dask.config.get(k) for k in LOCAL_SETTINGS}, "torch imported": "torch" in sys.modules}
+    parent = f"/proc/{os.getppid()}"
+    with open(f"{parent}/cmdline", "rb") as fh:
+        forked_by = fh.read().replace(b"\0", b" ").decode()
+    with open(f"{parent}/maps") as fh:  # the process that forked this worker had torch's library loaded
+        parent_torch = any("libtorch" in line for line in fh)
+    return {**{k: dask.config.get(k) for k in LOCAL_SETTINGS}, "torch imported": "torch" in sys.modules,
+            "fork server": "multiprocessing.forkserver" in forked_by, "torch in the fork server": parent_torch}
 
 
 def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
@@ -335,7 +341,9 @@ def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
         workers = cluster.client.run(_worker_settings)
         saturation = cluster.client.run_on_scheduler(lambda dask_scheduler: dask_scheduler.WORKER_SATURATION)
     assert "stealing" not in extensions and saturation == 1.0
-    assert list(workers.values()) == [{**LOCAL_SETTINGS, "torch imported": True}]  # preloaded as it started
+    # forked by a server that imported torch and the grading code once for all workers
+    assert list(workers.values()) == [{**LOCAL_SETTINGS, "torch imported": True, "fork server": True,
+                                       "torch in the fork server": True}]
 
 
 _PRELOAD_SETUP = """

@@ -121,6 +121,8 @@ def write_markdown(r: dict, path: Path) -> None:
     for key in ("cluster", "cluster_class"):
         if r.get(key):
             lines += _cluster_rows(r[key])
+    if r.get("cluster_cpu"):
+        lines += _census_rows(r["cluster_cpu"])
     ct = r.get("contention")
     if ct:
         lines += [f"| two processes at once: the same fine-tuning ({ct['epochs']} epochs, 1 CPU thread) two at once "
@@ -200,6 +202,27 @@ def _steady_added_rows(cl: dict, span, n: int) -> list[str]:
             f"{span(cl['fixed_added_s_per_run'][k])} s | < {cl['target_added_s']} s / - | "
             f"{_met(t['median_s'], cl['target_added_s'], False)} |"
             for k, t in cl.get("steady_added_s_per_submission", {}).items()]
+
+
+def _census_rows(c: dict) -> list[str]:
+    """RESULTS.md rows of the CPU census (:func:`benchmarks.census.bench_cluster_cpu`)."""
+    from benchmarks.census import KERNEL_ROLES
+
+    def side(row: dict) -> str:
+        grading = sum(v for k, v in row.items() if k != "wall" and k not in KERNEL_ROLES)
+        return f"{grading:.2f} + {sum(row.get(k, 0.0) for k in KERNEL_ROLES):.2f}"
+
+    per_round = lambda rows: ", ".join(side(x) for x in rows)  # noqa: E731
+    st, n = c["steady_per_submission"], c["submissions"]
+    head = f"| cluster CPU census, {n} submissions ({c['rounds']} rounds, 1 CPU thread per notebook)"
+    return [
+        f"{head}: steady CPU seconds per submission, grading side + kernels, `--jobs 2` / `--cluster local:2`, per "
+        f"round | {per_round(st['jobs2'])} / {per_round(st['local2'])} s | - | - |",
+        f"{head}: grading-side CPU seconds per submission added by the cluster over `--jobs 2`, steady / whole run "
+        f"(start-up included), per round | {', '.join(map(str, c['steady_added_cpu_s']))} / "
+        f"{', '.join(map(str, c['whole_added_cpu_s']))} s | - | - |",
+        f"{head}: the same runs' steady wall time per submission added, per round | "
+        f"{', '.join(map(str, c['steady_added_wall_s']))} s | - | - |"]
 
 
 def _cluster_rows(cl: dict) -> list[str]:

@@ -5,8 +5,8 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,contention]
-                             [--images 90000] [--rounds 3] [--eval-rounds 7]
+    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,
+                                     cluster_cpu,contention] [--images 90000] [--rounds 3] [--eval-rounds 7]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.census import bench_cluster_cpu
 from benchmarks.cluster import CLASS_COPIES, bench_cluster, bench_contention
 from benchmarks.part3 import bench_part3
 
@@ -555,7 +556,8 @@ def reference_checkpoint(work: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--only",
-                        default="eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,contention",
+                        default="eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,cluster_cpu,"
+                                "contention",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -567,7 +569,7 @@ def main(argv=None) -> int:
     results["machine"] = machine()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        needs_model = {"grading", "notebook", "memory", "part3", "cluster", "cluster_class"}
+        needs_model = {"grading", "notebook", "memory", "part3", "cluster", "cluster_class", "cluster_cpu"}
         model = reference_checkpoint(work) if set(wanted) & needs_model else None
         steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
                  "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
@@ -582,6 +584,8 @@ def main(argv=None) -> int:
                  # submission to the steady one? (--jobs 1 left out: the slowest run, and not compared here)
                  "cluster_class": lambda: bench_cluster(work, model, args.rounds, copies=CLASS_COPIES,
                                                         configs=("local1", "jobs2", "local2")),
+                 # CPU seconds per kind of process, less drift-prone than the wall times above
+                 "cluster_cpu": lambda: bench_cluster_cpu(work, model, args.rounds),
                  "contention": bench_contention}
         for name in wanted:
             print(f"== {name}", flush=True)

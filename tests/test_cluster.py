@@ -366,3 +366,45 @@ def test_a_worker_with_several_task_threads_imports_what_they_would_import_late(
                           timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[False, True]"  # one thread imports alone; two would import at once
+
+
+def test_the_cpu_census_names_each_process_of_a_run_by_its_role():
+    from benchmarks.census import role
+    zygote = "/venv/bin/python /repo/autograder/runner/zygote.py torch helpers"
+    forkserver = "/venv/bin/python -c from multiprocessing.forkserver import main; main(8, 9, ['distributed'])"
+    assert role("/venv/bin/python -m autograder grade subs", None, True) == "grader"
+    assert role(zygote, "sandbox", False) == "kernel server"
+    assert role(zygote, "kernel server", False) == "kernel"  # forked by the server: a notebook's kernel
+    assert role(zygote, "kernel", False) == "kernel"
+    assert role("bwrap --unshare-all ...", "worker", False) == "sandbox"
+    assert role(forkserver, "grader", False) == "fork server"
+    assert role(forkserver, "fork server", False) == "worker"
+    assert role("/venv/bin/python -c from multiprocessing.spawn import spawn_main; spawn_main()", "grader",
+                False) == "worker"
+    assert role("fc-list --format=%{file}", "grader", False) == "other"
+
+
+def test_the_cpu_census_counts_only_the_steady_window_per_submission():
+    from benchmarks.census import steady_cpu
+    snaps = [(0.0, 0, {"grader": 1.0}),
+             (10.0, 1, {"grader": 3.0, "kernel": 5.0}),
+             (12.0, 2, {"grader": 4.0, "kernel": 8.0}),  # the first wave (2 slots) ends here
+             (20.0, 3, {"grader": 5.0, "kernel": 14.0, "worker": 1.0}),
+             (30.0, 5, {"grader": 8.0, "kernel": 26.0, "worker": 4.0}),
+             (31.0, 5, {"grader": 9.0, "kernel": 26.0, "worker": 4.0})]  # after the last grade: not counted
+    assert steady_cpu(snaps, 2) == {"wall": 6.0, "grader": 4 / 3, "kernel": 6.0, "worker": 4 / 3}
+    with pytest.raises(ValueError, match="^need more than 2 grades to see a steady rate, got 2$"):
+        steady_cpu(snaps[:3], 2)
+
+
+def test_results_list_the_census_grading_side_apart_from_the_kernels():
+    from benchmarks.report import _census_rows
+    row = lambda grader, worker, kernel: {"wall": 7.5, "grader": grader, "worker": worker,  # noqa: E731
+                                          "kernel server": 0.0, "kernel": kernel}
+    c = {"submissions": 16, "rounds": 2,
+         "steady_per_submission": {"jobs2": [row(2.86, 0.0, 11.32), row(2.9, 0.0, 11.0)],
+                                   "local2": [row(0.71, 2.3, 11.05), row(0.7, 2.4, 11.1)]},
+         "steady_added_cpu_s": [0.15, 0.2], "whole_added_cpu_s": [1.0, 0.9], "steady_added_wall_s": [-0.07, 0.1]}
+    rows = _census_rows(c)
+    assert rows[0].endswith("per round | 2.86 + 11.32, 2.90 + 11.00 / 3.01 + 11.05, 3.10 + 11.10 s | - | - |")
+    assert "| 0.15, 0.2 / 1.0, 0.9 s |" in rows[1] and "| -0.07, 0.1 s |" in rows[2]

@@ -21,8 +21,8 @@ from pathlib import Path
 
 __all__ = ["role", "steady_cpu", "census", "bench_cluster_cpu", "KERNEL_ROLES"]
 
-#: Roles whose CPU is the notebooks' own work (the same whoever grades them).
-KERNEL_ROLES = ("kernel", "kernel server")
+#: Roles whose CPU is the notebooks' own work and their sandboxes' (the same whoever grades them).
+KERNEL_ROLES = ("kernel", "kernel server", "sandbox")
 #: Seconds between two samples of the run's processes.
 SAMPLE_S = 0.25
 
@@ -37,12 +37,12 @@ def role(cmdline: str, parent_role: str | None, is_grader: bool) -> str:
     """
     if is_grader:
         return "grader"
+    if "bwrap" in cmdline.split(" ", 1)[0]:  # its arguments name the server it starts
+        return "sandbox"
     if "zygote" in cmdline:
-        return "kernel" if parent_role in KERNEL_ROLES else "kernel server"
+        return "kernel" if parent_role in ("kernel", "kernel server") else "kernel server"
     if "ipykernel" in cmdline:
         return "kernel"
-    if "bwrap" in cmdline:
-        return "sandbox"
     if "multiprocessing.forkserver" in cmdline:
         return "worker" if parent_role == "fork server" else "fork server"
     if "multiprocessing" in cmdline:  # spawn_main, resource_tracker

@@ -225,6 +225,17 @@ def _census_rows(c: dict) -> list[str]:
         f"{', '.join(map(str, c['steady_added_wall_s']))} s | - | - |"]
 
 
+def _jobs_beside_rows(cl: dict, n: int) -> list[str]:
+    """What two notebooks at once gained without a cluster in the same rounds: ``local:1`` / ``--jobs 2`` per
+    round, from the runs' process times (the bound the 2/1 workers ratio is measured against)."""
+    runs = cl.get("run_phases_s", {})
+    if not {"local1", "jobs2"} <= set(runs):
+        return []
+    ratios = [one["process"] / two["process"] for one, two in zip(runs["local1"], runs["jobs2"])]
+    return [f"| cluster: in the same rounds, `--cluster local:1` / `--jobs 2` (two notebooks at once without a "
+            f"cluster), {n} submissions, per round | {', '.join(f'{x:.2f}' for x in ratios)}x | - | - |"]
+
+
 def _cluster_rows(cl: dict) -> list[str]:
     """RESULTS.md rows of one cluster bench (:func:`benchmarks.cluster.bench_cluster`)."""
     lines: list[str] = []
@@ -242,7 +253,7 @@ def _cluster_rows(cl: dict) -> list[str]:
     if "jobs1" not in per:
         sr, fixed = cl["steady_throughput_2_workers_over_1"], cl["fixed_s_per_run"]
         kernel = cl["kernel_s_per_submission"]
-        return lines + [
+        return lines + _jobs_beside_rows(cl, n) + [
             f"| cluster: steady throughput of 2 workers / 1 worker, {n} submissions (per round) | {span(sr)}x | "
             f">= {cl['target_ratio']}x | {_met(sr['median_s'], cl['target_ratio'])} |",
             f"| cluster: fixed seconds per run, {' / '.join(names[k] for k in runs)}, {n} submissions (per round) "

@@ -126,15 +126,19 @@ def test_results_list_a_class_runs_added_figures_beside_its_workers_ratios():
           "cluster_added_s_per_submission": {"2 worker(s)": span},
           "steady_added_s_per_submission": {"2 worker(s)": {"median_s": 0.4, "min_s": 0.3, "max_s": 0.5}},
           "fixed_added_s_per_run": {"2 worker(s)": span}}
+    cl["run_phases_s"] = {"local1": [{"process": 500.0}, {"process": 480.0}], "jobs2": [{"process": 250.0},
+                                                                                       {"process": 300.0}]}
     rows = _cluster_rows(cl)
+    assert ("| cluster: in the same rounds, `--cluster local:1` / `--jobs 2` (two notebooks at once without a "
+            "cluster), 32 submissions, per round | 2.00, 1.60x | - | - |") in rows
     assert ("| cluster: fixed seconds per run, `--cluster local:1` / `--jobs 2` / `--cluster local:2`, 32 "
             "submissions (per round) / seconds each notebook's kernel ran | 16.3 / 18.8 / 28.5 / 13.00 / 12.60 / "
             "15.00 s | - | - |") in rows
     added = [r for r in rows if "added over `--jobs`" in r]
     assert len(added) == 2 and "2 worker(s), 32 submissions (whole run" in added[0]
     assert added[0].endswith("| < 0.5 s | **missed** |") and added[1].endswith("| < 0.5 s / - | met |")
-    del cl["cluster_added_s_per_submission"], cl["steady_added_s_per_submission"]
-    assert not [r for r in _cluster_rows(cl) if "added over `--jobs`" in r]
+    del cl["cluster_added_s_per_submission"], cl["steady_added_s_per_submission"], cl["run_phases_s"]["jobs2"]
+    assert not [r for r in _cluster_rows(cl) if "added over `--jobs`" in r or "in the same rounds" in r]
 
 
 def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path):
@@ -376,7 +380,8 @@ def test_the_cpu_census_names_each_process_of_a_run_by_its_role():
     assert role(zygote, "sandbox", False) == "kernel server"
     assert role(zygote, "kernel server", False) == "kernel"  # forked by the server: a notebook's kernel
     assert role(zygote, "kernel", False) == "kernel"
-    assert role("bwrap --unshare-all ...", "worker", False) == "sandbox"
+    assert role("/usr/bin/bwrap --unshare-all --die-with-parent /venv/bin/python /slot/zygote.py torch", "worker",
+                False) == "sandbox"  # it names the server it starts
     assert role(forkserver, "grader", False) == "fork server"
     assert role(forkserver, "fork server", False) == "worker"
     assert role("/venv/bin/python -c from multiprocessing.spawn import spawn_main; spawn_main()", "grader",

@@ -5,10 +5,10 @@ cluster's own cost (``benchmarks/history.md``: the same ``--jobs 2`` run took 13
 bench). CPU seconds drift less: this step runs the same class with ``--jobs 2`` and ``--cluster
 local:2`` in alternating order, samples every process of each run (``psutil``, every 0.25 s), and splits
 their CPU seconds by role (:func:`role`): the grader's process (with a ``local:N`` cluster's scheduler
-and nannies), the Dask workers and their fork server, the kernel servers and the notebooks' kernels.
-Reported per submission, in the steady part of each run (:func:`steady_cpu`: from the grade that ends
-the first wave to the last grade) and over the whole run, with what the cluster adds over ``--jobs``
-(the grading side's CPU: everything but the kernels).
+and nannies), the Dask workers and their fork server, the sandboxes, the kernel servers and the
+notebooks' kernels. Reported per submission, in the steady part of each run (:func:`steady_cpu`: from
+the grade that ends the first wave to the last grade) and over the whole run, with what the cluster
+adds over ``--jobs`` (the grading side's CPU: everything but :data:`KERNEL_ROLES`).
 """
 
 from __future__ import annotations

@@ -15,16 +15,25 @@ from __future__ import annotations
 
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-__all__ = ["role", "steady_cpu", "census", "bench_cluster_cpu", "KERNEL_ROLES"]
+__all__ = ["role", "steady_cpu", "census", "bench_cluster_cpu", "grading_side_cpu", "kernel_cpu", "KERNEL_ROLES"]
 
 #: Roles whose CPU is the notebooks' own work and their sandboxes' (the same whoever grades them).
 KERNEL_ROLES = ("kernel", "kernel server", "sandbox")
 #: Seconds between two samples of the run's processes.
 SAMPLE_S = 0.25
+
+
+def grading_side_cpu(row: dict) -> float:
+    """CPU seconds of a census row (``{"wall": ..., role: CPU seconds}``) outside :data:`KERNEL_ROLES`."""
+    return sum(v for k, v in row.items() if k != "wall" and k not in KERNEL_ROLES)
+
+
+def kernel_cpu(row: dict) -> float:
+    """CPU seconds of a census row in :data:`KERNEL_ROLES`."""
+    return sum(row.get(k, 0.0) for k in KERNEL_ROLES)
 
 
 def role(cmdline: str, parent_role: str | None, is_grader: bool) -> str:
@@ -114,26 +123,17 @@ def _lines(path: Path) -> int:
 def bench_cluster_cpu(work: Path, model: Path, rounds: int, copies: int = 2) -> dict:
     """The census (see the module's text) of ``copies`` copies of the grading bench's class, ``rounds`` rounds
     of ``--jobs 2`` and ``--cluster local:2`` (one CPU thread per notebook), the order reversed every other round."""
-    import numpy as np
+    from benchmarks.cluster import cluster_class
+    from benchmarks.run import REPO, grade_command, venv_env
 
-    from autograder.grading.scoring import grading_subset
-    from benchmarks.run import BENCH_STUDENTS, REPO, _class, venv_env
-
-    n = len(BENCH_STUDENTS) * copies
-    submitted = work / f"census-class-{n}"
-    for c in range(copies):
-        _class(submitted, suffix=f"-{c}")
-    data_npz = work / "census-grading.npz"
-    np.savez(data_npz, **grading_subset("synthetic", 100))
+    submitted, data_npz, n = cluster_class(work, copies)
     configs = {"jobs2": ("--jobs", "2"), "local2": ("--cluster", "local:2")}
     steady = {k: [] for k in configs}
     whole = {k: [] for k in configs}
     for i in range(rounds):
         for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):
             out = work / f"census-{name}-{n}-{i}"
-            cmd = [sys.executable, "-m", "autograder", "grade", str(submitted), "--data-root", str(data_npz),
-                   "--model", str(model), "--out", str(out), "--per-class", "100", "--threads", "1",
-                   *configs[name]]
+            cmd = grade_command(submitted, data_npz, model, out, "--threads", "1", *configs[name])
             wall, snaps = census(cmd, venv_env(), REPO, out / "journal.jsonl")
             steady[name].append({k: round(v, 3) for k, v in steady_cpu(snaps, 2).items()})
             whole[name].append({"wall": round(wall / n, 3),
@@ -141,20 +141,14 @@ def bench_cluster_cpu(work: Path, model: Path, rounds: int, copies: int = 2) -> 
         print(f"census round {i + 1}/{rounds}: " + ", ".join(
             f"{k} steady {v[-1]['wall']:.2f} s/submission" for k, v in steady.items()), flush=True)
 
-    def grading_side(row: dict) -> float:
-        return sum(v for k, v in row.items() if k != "wall" and k not in KERNEL_ROLES)
-
-    def kernels(row: dict) -> float:
-        return sum(row.get(k, 0.0) for k in KERNEL_ROLES)
-
     def added(rows: dict, of) -> list[float]:
         return [round(of(c) - of(j), 3) for c, j in zip(rows["local2"], rows["jobs2"])]
 
-    med = lambda xs: round(statistics.median(xs), 3)  # noqa: E731
+    steady_added, whole_added = added(steady, grading_side_cpu), added(whole, grading_side_cpu)
     return {"submissions": n, "rounds": rounds, "threads_per_notebook": 1, "sample_s": SAMPLE_S,
             "steady_per_submission": steady, "whole_per_submission": whole,
-            "steady_added_cpu_s": added(steady, grading_side), "whole_added_cpu_s": added(whole, grading_side),
-            "steady_added_kernel_cpu_s": added(steady, kernels),
+            "steady_added_cpu_s": steady_added, "whole_added_cpu_s": whole_added,
+            "steady_added_kernel_cpu_s": added(steady, kernel_cpu),
             "steady_added_wall_s": added(steady, lambda r: r["wall"]),
-            "median_steady_added_cpu_s": med(added(steady, grading_side)),
-            "median_whole_added_cpu_s": med(added(whole, grading_side))}
+            "median_steady_added_cpu_s": round(statistics.median(steady_added), 3),
+            "median_whole_added_cpu_s": round(statistics.median(whole_added), 3)}

@@ -24,7 +24,8 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["added_over_jobs", "bench_cluster", "bench_contention", "scheduler_overhead", "scaling", "CLASS_COPIES"]
+__all__ = ["added_over_jobs", "bench_cluster", "cluster_class", "bench_contention", "scheduler_overhead", "scaling",
+           "CLASS_COPIES"]
 
 CONFIGS = {"jobs1": ("--jobs", "1"), "local1": ("--cluster", "local:1"),
            "jobs2": ("--jobs", "2"), "local2": ("--cluster", "local:2")}
@@ -145,21 +146,32 @@ def added_over_jobs(walls: dict, split: dict, n: int) -> tuple[dict, dict, dict]
     return whole, steady, fixed
 
 
+def cluster_class(work: Path, copies: int) -> tuple[Path, Path, int]:
+    """``copies`` copies of the grading bench's class under ``work`` and its grading data file (made once per
+    size: each class size its own folders, so runs resume from their journal); returns both and the class size."""
+    import numpy as np
+
+    from autograder.grading.scoring import grading_subset
+    from benchmarks.run import BENCH_STUDENTS, _class
+
+    n = len(BENCH_STUDENTS) * copies
+    submitted = work / f"cluster-class-{n}"
+    if not submitted.is_dir():
+        for c in range(copies):
+            _class(submitted, suffix=f"-{c}")
+    data_npz = work / "cluster-grading.npz"
+    if not data_npz.is_file():
+        np.savez(data_npz, **grading_subset("synthetic", 100))
+    return submitted, data_npz, n
+
+
 def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs=tuple(CONFIGS)) -> dict:
     """The cluster bench (see the module's text) on ``copies`` copies of the grading bench's class, with the
     runs ``configs`` (keys of :data:`CONFIGS`). What the cluster adds over ``--jobs`` is reported for each
     worker count run both ways (``jobs2`` and ``local2``, say); without any such pair only the workers' ratios."""
-    import numpy as np
+    from benchmarks.run import _ours, spread
 
-    from autograder.grading.scoring import grading_subset
-    from benchmarks.run import BENCH_STUDENTS, _class, _ours, spread
-
-    n = len(BENCH_STUDENTS) * copies
-    submitted = work / f"cluster-class-{n}"  # each class size its own folders (runs resume from their journal)
-    for c in range(copies):
-        _class(submitted, suffix=f"-{c}")
-    data_npz = work / "cluster-grading.npz"
-    np.savez(data_npz, **grading_subset("synthetic", 100))
+    submitted, data_npz, n = cluster_class(work, copies)
     walls = {k: [] for k in configs}
     split = {k: [] for k in configs}  # (steady s per submission, fixed s per run) of every run
     grader_s, scores = [], {}

@@ -206,13 +206,9 @@ def _steady_added_rows(cl: dict, span, n: int) -> list[str]:
 
 def _census_rows(c: dict) -> list[str]:
     """RESULTS.md rows of the CPU census (:func:`benchmarks.census.bench_cluster_cpu`)."""
-    from benchmarks.census import KERNEL_ROLES
+    from benchmarks.census import grading_side_cpu, kernel_cpu
 
-    def side(row: dict) -> str:
-        grading = sum(v for k, v in row.items() if k != "wall" and k not in KERNEL_ROLES)
-        return f"{grading:.2f} + {sum(row.get(k, 0.0) for k in KERNEL_ROLES):.2f}"
-
-    per_round = lambda rows: ", ".join(side(x) for x in rows)  # noqa: E731
+    per_round = lambda rows: ", ".join(f"{grading_side_cpu(x):.2f} + {kernel_cpu(x):.2f}" for x in rows)  # noqa: E731
     st, n = c["steady_per_submission"], c["submissions"]
     head = f"| cluster CPU census, {n} submissions ({c['rounds']} rounds, 1 CPU thread per notebook)"
     return [

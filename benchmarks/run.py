@@ -322,6 +322,12 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
 STUDENT_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
 
 
+def grade_command(submitted: Path, data_npz: Path, model: Path, out: Path, *extra: str) -> list[str]:
+    """``python -m autograder grade`` of the bench's class, with its data file and model, into ``out``."""
+    return [sys.executable, "-m", "autograder", "grade", str(submitted), "--data-root", str(data_npz),
+            "--model", str(model), "--out", str(out), "--per-class", "100", *extra]
+
+
 def _ours(work: Path, submitted: Path, data_npz: Path, model: Path, jobs: int, name: str,
           *extra: str) -> tuple[float, dict, dict]:
     """Our command on the same submissions, data file and model as plain nbgrader.
@@ -331,8 +337,7 @@ def _ours(work: Path, submitted: Path, data_npz: Path, model: Path, jobs: int, n
     out = work / name
     env = venv_env()
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "autograder", "grade", str(submitted), "--data-root", str(data_npz),
-                    "--model", str(model), "--out", str(out), "--jobs", str(jobs), "--per-class", "100", *extra],
+    subprocess.run(grade_command(submitted, data_npz, model, out, "--jobs", str(jobs), *extra),
                    cwd=REPO, env=env, check=True, capture_output=True)
     seconds = time.perf_counter() - start
     with open(out / "grades.csv") as fh:

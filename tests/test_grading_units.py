@@ -397,6 +397,69 @@ def test_gradebook_is_the_one_nbgrader_makes(tmp_path, monkeypatch):
         assert [a.name for a in gb.assignments] == ["pruning"]
 
 
+def _metadata_verdict(preprocessor, nb):
+    """What a metadata-check preprocessor does with ``nb``: passes, or its exception's type and message."""
+    try:
+        preprocessor.preprocess(copy.deepcopy(nb), {})
+    except Exception as exc:  # noqa: BLE001 - the verdict is what is compared
+        return type(exc).__name__, str(exc)
+    return "passes"
+
+
+def test_the_compiled_metadata_check_gives_nbgraders_verdicts(tmp_path):
+    """``CheckCellMetadataOnce`` (the schema compiled once) accepts and refuses what nbgrader's
+    ``CheckCellMetadata`` does, with the same errors, and the course's ``autograde`` uses it."""
+    from nbgrader.nbgraderformat import MetadataValidator
+    from nbgrader.preprocessors import CheckCellMetadata
+
+    from autograder.grading.gradebook import Course
+    from autograder.grading.metadata import CheckCellMetadataOnce, CompiledMetadataValidator
+
+    source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
+    graded = next(i for i, c in enumerate(source.cells) if c.metadata.get("nbgrader", {}).get("grade"))
+    solution = next(i for i, c in enumerate(source.cells) if c.metadata.get("nbgrader", {}).get("solution")
+                    and c.cell_type == "code")
+
+    def spoiled(index, change):
+        nb = copy.deepcopy(source)
+        change(nb.cells[index].metadata["nbgrader"])
+        return nb
+
+    cases = {
+        "the source notebook": source,
+        "points as text": spoiled(graded, lambda m: m.update(points="four")),
+        "no points": spoiled(graded, lambda m: m.pop("points")),
+        "an empty grade id": spoiled(solution, lambda m: m.update(grade_id="")),
+        "no grade id": spoiled(solution, lambda m: m.pop("grade_id")),
+        "locked as a number": spoiled(solution, lambda m: m.update(locked=3)),
+        "an old schema": spoiled(graded, lambda m: m.update(schema_version=2)),
+        "a newer schema": spoiled(graded, lambda m: m.update(schema_version=9)),
+        "a duplicate grade id": spoiled(solution, lambda m: m.update(grade_id=source.cells[graded].metadata[
+            "nbgrader"]["grade_id"])),
+    }
+    verdicts = {}
+    for name, nb in cases.items():
+        theirs = _metadata_verdict(CheckCellMetadata(), nb)
+        verdicts[name] = theirs
+        assert _metadata_verdict(CheckCellMetadataOnce(), nb) == theirs, name
+        for cell in nb.cells:  # cell by cell, the validators raise the same errors
+            outcome = []
+            for validator in (MetadataValidator(), CompiledMetadataValidator()):
+                try:
+                    validator.validate_cell(copy.deepcopy(cell))
+                    outcome.append(None)
+                except Exception as exc:  # noqa: BLE001 - compared
+                    outcome.append((type(exc).__name__, str(exc)))
+            assert outcome[0] == outcome[1], (name, cell.metadata.get("nbgrader"))
+    assert verdicts["the source notebook"] == "passes"
+    assert all(v != "passes" for k, v in verdicts.items() if k != "the source notebook"), verdicts
+    course = Course(tmp_path / "course")
+    for steps in ("sanitize_preprocessors", "autograde_preprocessors"):
+        assert CheckCellMetadataOnce in course._api.config.Autograde[steps]
+        assert CheckCellMetadata not in course._api.config.Autograde[steps]
+    assert "CheckCellMetadata]" in (tmp_path / "course" / "nbgrader_config.py").read_text()  # the TA's commands
+
+
 def test_the_entry_point_skips_the_slow_optional_iri_checker():
     """``python -m autograder`` keeps jsonschema from loading ``rfc3987_syntax`` (2.6 s of parser
     building per process), and notebooks still validate against nbformat's schema; importing the

@@ -10,7 +10,9 @@ place of nbgrader's own (which come from the student's kernel and could be forge
 Both nbgrader steps run in this process through :class:`nbgrader.apps.NbGraderAPI`, the
 API behind formgrader, rather than as ``nbgrader`` commands: one start-up for the whole run,
 and recording overlaps with the notebooks still running. The course folder is the same as
-the commands would make; ``nbgrader`` commands work in it afterwards.
+the commands would make; ``nbgrader`` commands work in it afterwards. The run's own ``autograde``
+calls check the cells' metadata with :class:`~autograder.grading.metadata.CheckCellMetadataOnce`
+(nbgrader's check, its JSON schema compiled once) where the folder's config names nbgrader's class.
 
 An empty gradebook is created here first, exactly as nbgrader's ``Gradebook`` creates one
 (its tables, and an ``alembic_version`` table holding the newest migration of nbgrader's
@@ -79,9 +81,15 @@ class Course:
     def _make_api(self):
         from nbgrader.apps import NbGraderAPI
         from nbgrader.coursedir import CourseDirectory
+        from nbgrader.preprocessors import CheckCellMetadata
         from traitlets.config import PyFileConfigLoader
+
+        from .metadata import CheckCellMetadataOnce
         config = PyFileConfigLoader("nbgrader_config.py", path=str(self.root)).load_config()
         config.CourseDirectory.root = str(self.root)
+        for steps in ("sanitize_preprocessors", "autograde_preprocessors"):  # the same checks, faster
+            config.Autograde[steps] = [CheckCellMetadataOnce if p is CheckCellMetadata else p
+                                       for p in config.Autograde[steps]]
         return NbGraderAPI(coursedir=CourseDirectory(config=config), config=config)
 
     def record(self, student_id: str, executed: Path) -> str | None:

@@ -350,26 +350,70 @@ def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
                                        "torch in the fork server": True}]
 
 
-_PRELOAD_SETUP = """
+_PRELOAD = """
 import sys
-from types import SimpleNamespace
-from autograder.cluster import preload
-seen = []
-for nthreads in (1, 2):
-    preload.dask_setup(SimpleNamespace(state=SimpleNamespace(nthreads=nthreads)))
-    seen.append('torch._dynamo' in sys.modules and 'IPython' in sys.modules)
-print(seen)
+from autograder.grading import imports
+import autograder.cluster.preload
+print(all(name in sys.modules for name in imports.THREAD_IMPORTS), sorted(imports._done))
 """
 
 
-def test_a_worker_with_several_task_threads_imports_what_they_would_import_late():
+def test_a_worker_imports_at_start_what_its_task_threads_would_import_late():
+    """The preload (imported once by a ``local:N`` cluster's fork server, or by a hand-started worker) imports
+    what the grading threads would import late and renders one page: the task threads render feedback pages."""
     import subprocess
 
     from .conftest import REPO
-    done = subprocess.run([sys.executable, "-c", _PRELOAD_SETUP], cwd=REPO, capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-c", _PRELOAD], cwd=REPO, capture_output=True, text=True,
                           timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)))
     assert done.returncode == 0, done.stderr[-2000:]
-    assert done.stdout.strip() == "[False, True]"  # one thread imports alone; two would import at once
+    assert done.stdout.strip() == "True ['feedback', 'imports']"
+
+
+def _executed_notebook(path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook, new_output
+    nb = new_notebook(cells=[new_code_cell("print(4)", outputs=[new_output("stream", name="stdout", text="4\n")]),
+                             new_code_cell("### BEGIN HIDDEN TESTS\nhidden_answer_42 = 1\n### END HIDDEN TESTS\n"
+                                           "visible_name_7 = 2")])
+    nb.metadata["language_info"] = {"name": "python", "pygments_lexer": "ipython3"}
+    nbformat.write(nb, path)
+    return path
+
+
+def test_a_worker_returns_the_executed_notebook_rendered_for_its_feedback(tmp_path):
+    """``task_record`` sends the executed notebook's bytes and its feedback rendering (hidden tests
+    removed) and removes the file; a grade without an executed notebook sends neither."""
+    from autograder.cluster.worker import task_record
+    from autograder.grading.report import StudentGrade, notebook_feedback_html
+    from autograder.grading.scoring import CheckResult
+
+    executed = _executed_notebook(tmp_path / "s1.ipynb")
+    data, expected = executed.read_bytes(), notebook_feedback_html(executed)
+    assert "hidden_answer_42" not in expected and "visible_name_7" in expected
+    grade = StudentGrade("s1", "ok", [CheckResult("a", 1.0, 1.0, [])], ["a note"], executed=executed,
+                         timings={"kernel": 3.0})
+    record = task_record(grade, "tcp://w1")
+    assert record["executed"] == data and record["notebook_html"] == expected and not executed.exists()
+    assert record["timings"]["worker"] == "tcp://w1" and record["timings"]["render"] >= 0
+    assert record["checks"] == [{"grade_id": "a", "points": 1.0, "max_points": 1.0, "messages": []}]
+    bare = task_record(StudentGrade("s2", "error: timeout", []), "tcp://w1")
+    assert bare["executed"] is None and bare["notebook_html"] is None and "render" not in bare["timings"]
+
+
+def test_the_grader_writes_a_workers_rendering_into_the_feedback_page(tmp_path, monkeypatch):
+    """A grade that arrives rendered is written as it came (the grader renders nothing), and dropped
+    once written; one without a rendering is rendered by the grader from its executed notebook."""
+    from autograder.grading import report
+    from autograder.grading.report import StudentGrade, write_feedback
+
+    executed = _executed_notebook(tmp_path / "s1.ipynb")
+    rendered = StudentGrade("s1", "ok", [], executed=executed, notebook_html="<p>rendered on the worker</p>")
+    monkeypatch.setattr(report, "_notebook_html", lambda path: "<p>rendered by the grader</p>")
+    page = write_feedback(tmp_path / "fb", rendered, 1.0).read_text()
+    assert "rendered on the worker" in page and "rendered by the grader" not in page
+    plain = StudentGrade("s2", "ok", [], executed=executed)
+    assert "rendered by the grader" in write_feedback(tmp_path / "fb", plain, 1.0).read_text()
 
 
 def test_the_cpu_census_names_each_process_of_a_run_by_its_role():

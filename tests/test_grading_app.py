@@ -176,6 +176,10 @@ def test_a_local_cluster_grades_the_class_like_local_jobs(graded_class, tmp_path
     timings = json.loads((tmp_path / "out" / "timings.json").read_text())
     assert timings["run"]["cluster"] == "local:2" and timings["run"]["jobs"] == 2
     assert len({s.get("worker") for s in timings["students"].values() if "kernel" in s}) == 2, "both workers graded"
+    for sid, t in timings["students"].items():  # each executed notebook was rendered on its worker
+        if (tmp_path / "out" / "executed" / f"{sid}.ipynb").is_file():
+            assert "render" in t, sid
+            assert "Your notebook as graded" in (tmp_path / "out" / "feedback" / f"{sid}.html").read_text(), sid
 
 
 NETWORK_SAMPLES = ("reference", "mistake_random_selection", "untouched_release", "mistake_finetune_masks_dropped",

@@ -7,7 +7,10 @@
 through the scheduler (:mod:`autograder.cluster.store`), so each model is measured once per run, as
 in local grading. Everything else stays in the grader: reusing
 the journal, the gradebook, feedback and ``grades.csv`` (:mod:`autograder.grading.batch`), so a
-result is durable as soon as its task returns, whatever happens to the cluster afterwards.
+result is durable as soon as its task returns, whatever happens to the cluster afterwards. Every result
+passes through the grader, so its work per submission bounds how many workers help; the workers
+therefore also render each executed notebook for its feedback page (about 0.3 CPU s, more than the
+rest of the page), and the grader writes the page around it.
 
 A worker that dies while running a task (``kill -9``, a lost machine) has that task run again
 on another worker once; if that worker dies too, the submission is reported as an error and
@@ -197,7 +200,8 @@ class DaskCluster:
             executed = jobs.executed_dir / f"{sub.student_id}.ipynb"
             executed.write_bytes(record["executed"])
         return StudentGrade(sub.student_id, record["status"], [CheckResult(**c) for c in record["checks"]],
-                            record["notes"], executed=executed, timings=record["timings"])
+                            record["notes"], executed=executed, timings=record["timings"],
+                            notebook_html=record.get("notebook_html"))
 
     def restarts(self) -> int:
         """Kernel servers restarted on the workers during this run."""

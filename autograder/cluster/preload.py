@@ -1,10 +1,12 @@
 """Imported by a Dask worker when it starts (``distributed.worker.preload``): the libraries grading needs.
 
-A ``local:N`` cluster's workers import them while the grader imports its own and loads the grading
-data, instead of when the run's :class:`~autograder.cluster.worker.GradingPlugin` arrives; a
-hand-started worker does the same with ``dask worker ADDRESS --preload autograder.cluster.preload``.
-Importing this module has no other effect; with more than one task thread, the worker also imports what
-they would otherwise import late (:func:`dask_setup`).
+A ``local:N`` cluster's workers are forked from one server that imported this module once
+(:mod:`autograder.cluster.client`), instead of each importing it when the run's
+:class:`~autograder.cluster.worker.GradingPlugin` arrives; a hand-started worker imports it as it starts
+with ``dask worker ADDRESS --preload autograder.cluster.preload``. Importing it imports the grading code,
+torch, and what the task threads would otherwise import late, and renders one small page
+(:func:`~autograder.grading.imports.import_before_threads`: a worker renders each executed notebook for
+its feedback page); it has no other effect.
 """
 
 import nbformat  # noqa: F401
@@ -14,11 +16,4 @@ import helpers  # noqa: F401
 from autograder.grading import grade, jobs, scoring  # noqa: F401
 from autograder.grading.imports import import_before_threads
 
-__all__ = ["dask_setup"]
-
-
-def dask_setup(worker) -> None:
-    """Called by Dask when the worker starts: a worker with several task threads imports what they would
-    import late, at once (one thread imports alone; the grader writes the feedback)."""
-    if worker.state.nthreads > 1:
-        import_before_threads(feedback=False)
+import_before_threads()

@@ -8,7 +8,8 @@ the worker has threads, with the run's time, memory and process limits
 (:func:`autograder.grading.grade.open_slots`). :func:`grade_task` then grades one submission in
 one of those slots, exactly as local grading does
 (:func:`autograder.grading.jobs.run_and_score`): the notebook runs in the sandbox, the hidden
-checks and scores run here, in the worker's own trusted code, never in a kernel. The
+checks and scores run here, in the worker's own trusted code, never in a kernel; the executed notebook is
+rendered here for its feedback page too (:func:`task_record`). The
 grader publishes its measurements of the reference solution
 (:class:`~autograder.grading.scoring.Measurements`) as soon as it has them, while the first notebooks
 run; the worker adopts them once, or measures the reference itself if it grades on another kind of
@@ -33,7 +34,7 @@ from distributed import WorkerPlugin, get_worker
 
 from ..config import REPO_ROOT, GradeConfig
 
-__all__ = ["GradingPlugin", "grade_task", "code_digest", "PLUGIN_NAME"]
+__all__ = ["GradingPlugin", "grade_task", "task_record", "code_digest", "PLUGIN_NAME"]
 
 #: The plugin's name on every worker (one grading run at a time per cluster).
 PLUGIN_NAME = "pruning-grader"
@@ -132,8 +133,8 @@ class GradingPlugin(WorkerPlugin):
         cfg.out.mkdir()
         torch.set_num_threads(cfg.threads_per_job)
         steady_allocator()  # every hidden check's training and evaluation here, whatever runs first
-        if nthreads > 1:  # before the task threads (done if preloaded); one thread imports alone, and the
-            import_before_threads(feedback=False)  # reference's thread trains and renders nothing
+        import_before_threads()  # before the task threads, which render feedback pages, and the reference's
+        # thread, which trains (nothing when preloaded: autograder.cluster.preload)
         root = slot_root()
         self._slots, capped = open_slots(cfg, root)
         self._slot_root = root
@@ -192,7 +193,8 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
     (:meth:`GradingPlugin.start_reference`).
 
     Keys: ``status``, ``checks`` (:class:`~autograder.grading.scoring.CheckResult` fields), ``notes``,
-    ``timings`` (with ``worker``: this worker's address), ``executed`` (bytes or ``None``).
+    ``timings`` (with ``worker``: this worker's address, and ``render``), ``executed`` (bytes or ``None``),
+    ``notebook_html`` (the executed notebook for the feedback page, or ``None``: :func:`task_record`).
     """
     from distributed import get_client
 
@@ -205,9 +207,24 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
         raise WorkerMismatch(f"worker {worker.address} is not prepared for grading")
     plugin.start_reference(get_client())
     grade = run_and_score(Submission(student_id, Path(f"{student_id}.ipynb"), list(notes)), nb_bytes, plugin.jobs)
-    executed = None
+    return task_record(grade, worker.address)
+
+
+def task_record(grade, worker: str) -> dict:
+    """What :func:`grade_task` returns for ``grade`` (a :class:`~autograder.grading.report.StudentGrade` made
+    on worker ``worker``): its executed notebook's bytes (the file is removed) and that notebook rendered for
+    the feedback page here, so that the grader, which every worker's results pass through, only writes it."""
+    import time
+
+    from ..grading.report import notebook_feedback_html
+
+    executed = page = None
+    timings = {**grade.timings, "worker": worker}
     if grade.executed is not None:
         executed = grade.executed.read_bytes()
+        start = time.perf_counter()
+        page = notebook_feedback_html(grade.executed)
+        timings["render"] = round(time.perf_counter() - start, 3)
         grade.executed.unlink()
     return {"status": grade.status, "checks": [asdict(c) for c in grade.checks], "notes": grade.notes,
-            "timings": {**grade.timings, "worker": worker.address}, "executed": executed}
+            "timings": timings, "executed": executed, "notebook_html": page}

@@ -72,7 +72,8 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
 
 def _grade_on_cluster(cfg: GradeConfig, start: float, progress: bool) -> list:
     """Connect to the cluster (``local:N``: start its processes) in a thread while this process imports
-    torch, nbformat and nbgrader, then grade on it."""
+    torch, nbformat and nbgrader and what its grading threads would import late
+    (:func:`~autograder.grading.imports.import_before_threads`), then grade on it."""
     from ..cluster.client import DaskCluster  # light: no torch
     work = Path(tempfile.mkdtemp(prefix="pgrade-client-"))
     try:
@@ -80,6 +81,8 @@ def _grade_on_cluster(cfg: GradeConfig, start: float, progress: bool) -> list:
             connecting = starter.submit(DaskCluster.connect, cfg.cluster, progress)
             try:
                 from .batch import grade_all
+                from .imports import import_before_threads
+                import_before_threads()  # a local:N cluster's fork server imports as much before its workers start
             except BaseException:
                 if connecting.exception() is None:
                     connecting.result().close()

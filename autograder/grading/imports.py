@@ -37,8 +37,8 @@ _done: set[str] = set()  # "imports", "feedback"
 def import_before_threads(feedback: bool = True) -> None:
     """Import :data:`THREAD_IMPORTS` (about 2 s the first time; nothing after); call it before the
     threads that grade start. ``feedback``: also render one small page, for what nbconvert imports
-    at its first page (:func:`~autograder.grading.report.warm_up_rendering`, 0.5 s; a cluster worker
-    writes no feedback). Side effect: only the imports."""
+    at its first page (:func:`~autograder.grading.report.warm_up_rendering`, 0.5 s). Side effect: only
+    the imports."""
     with _lock:
         if "imports" not in _done:
             for name in THREAD_IMPORTS:

@@ -132,6 +132,7 @@ def finish_grade(grade: StudentGrade, key: str | None, reused: bool, run: Run) -
     start = time.perf_counter()
     write_feedback(run.cfg.out / "feedback", grade, sum(run.points[g] for g in graded_checks(run.points)))
     grade.timings["feedback"] = round(time.perf_counter() - start, 3)
+    grade.notebook_html = None  # a class's pages are not all kept in memory until the run ends
     if key is not None and not reused:
         run.journal.add(grade, key)
     return grade

@@ -18,7 +18,8 @@ import nbformat
 from .scoring import CheckResult
 from .submission import SEED_CELL, strip_hidden_tests
 
-__all__ = ["StudentGrade", "write_csv", "write_feedback", "write_timings", "summary_table", "warm_up_rendering"]
+__all__ = ["StudentGrade", "write_csv", "write_feedback", "notebook_feedback_html", "write_timings", "summary_table",
+           "warm_up_rendering"]
 
 _local = threading.local()
 
@@ -33,8 +34,12 @@ class StudentGrade:
     notes: list[str] = field(default_factory=list)
     executed: Path | None = None
     #: Seconds spent on this student: ``prepare``, ``kernel`` (the whole notebook run),
-    #: ``score``, ``record``, ``feedback``, and ``cells`` (seconds per graded cell id).
+    #: ``score``, ``record``, ``feedback``, and ``cells`` (seconds per graded cell id); on a cluster
+    #: also ``render`` (the worker's :func:`notebook_feedback_html`) and ``worker`` (its address).
     timings: dict = field(default_factory=dict)
+    #: The executed notebook as its feedback page shows it (:func:`notebook_feedback_html`), when a cluster
+    #: worker rendered it already; ``None``: :func:`write_feedback` renders it. Dropped once written.
+    notebook_html: str | None = field(default=None, repr=False)
 
     @property
     def score(self) -> float:
@@ -58,6 +63,18 @@ body { font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .3em .6em; }
 .pass { color: #176117; } .fail { color: #a31515; } pre { white-space: pre-wrap; }
 """
+
+
+def notebook_feedback_html(executed: Path | None) -> str | None:
+    """The executed notebook at ``executed`` as an HTML page for its feedback, without the seed cell and
+    every hidden-test region (nbconvert's classic template); ``None`` when there is none or it cannot be
+    rendered (the feedback is then written without it). About 0.3 CPU s for this assignment's notebook."""
+    if executed is None or not executed.is_file():
+        return None
+    try:
+        return _notebook_html(executed)
+    except Exception:  # noqa: BLE001 - feedback without the notebook is still feedback
+        return None
 
 
 def _notebook_html(executed: Path) -> str:
@@ -98,7 +115,8 @@ def warm_up_rendering() -> None:
 
 
 def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
-    """Write ``folder/<student_id>.html``; returns its path."""
+    """Write ``folder/<student_id>.html``; returns its path. The executed notebook in it is
+    ``grade.notebook_html`` when a cluster worker rendered it, else rendered here from ``grade.executed``."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
     for c in grade.checks:
@@ -117,14 +135,11 @@ def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
         parts.append(f"<p>Changes the grader made before running your notebook:</p><ul>{notes}</ul>")
     parts.append("</body></html>")
     page = "".join(parts)
-    if grade.executed and grade.executed.is_file():
-        try:
-            nb_html = _notebook_html(grade.executed)
-            page = page.replace("</body></html>", "<h2>Your notebook as graded</h2>"
-                                f"<iframe srcdoc=\"{html.escape(nb_html)}\" style='width:100%;height:80em;border:0'>"
-                                "</iframe></body></html>")
-        except Exception:  # noqa: BLE001 - feedback without the notebook is still feedback
-            pass
+    nb_html = grade.notebook_html if grade.notebook_html is not None else notebook_feedback_html(grade.executed)
+    if nb_html is not None:
+        page = page.replace("</body></html>", "<h2>Your notebook as graded</h2>"
+                            f"<iframe srcdoc=\"{html.escape(nb_html)}\" style='width:100%;height:80em;border:0'>"
+                            "</iframe></body></html>")
     out = folder / f"{grade.student_id}.html"
     out.write_text(page, encoding="utf-8")
     return out

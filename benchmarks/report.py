@@ -122,7 +122,7 @@ def write_markdown(r: dict, path: Path) -> None:
         if r.get(key):
             lines += _cluster_rows(r[key])
     if r.get("cluster_cpu"):
-        lines += _census_rows(r["cluster_cpu"])
+        lines += _census_rows(r["cluster_cpu"], r.get("cluster_class"))
     ct = r.get("contention")
     if ct:
         lines += [f"| two processes at once: the same fine-tuning ({ct['epochs']} epochs, 1 CPU thread) two at once "
@@ -204,14 +204,16 @@ def _steady_added_rows(cl: dict, span, n: int) -> list[str]:
             for k, t in cl.get("steady_added_s_per_submission", {}).items()]
 
 
-def _census_rows(c: dict) -> list[str]:
-    """RESULTS.md rows of the CPU census (:func:`benchmarks.census.bench_cluster_cpu`)."""
+def _census_rows(c: dict, cl: dict | None = None) -> list[str]:
+    """RESULTS.md rows of the CPU census (:func:`benchmarks.census.bench_cluster_cpu`); with the class bench
+    ``cl`` (:func:`benchmarks.cluster.bench_cluster`), also the workers one grader process keeps busy."""
     from benchmarks.census import grading_side_cpu, kernel_cpu
+    from benchmarks.cluster import scaling
 
     per_round = lambda rows: ", ".join(f"{grading_side_cpu(x):.2f} + {kernel_cpu(x):.2f}" for x in rows)  # noqa: E731
     st, n = c["steady_per_submission"], c["submissions"]
     head = f"| cluster CPU census, {n} submissions ({c['rounds']} rounds, 1 CPU thread per notebook)"
-    return [
+    rows = [
         f"{head}: steady CPU seconds per submission, grading side + kernels, `--jobs 2` / `--cluster local:2`, per "
         f"round | {per_round(st['jobs2'])} / {per_round(st['local2'])} s | - | - |",
         f"{head}: grading-side CPU seconds per submission added by the cluster over `--jobs 2`, steady / whole run "
@@ -219,6 +221,18 @@ def _census_rows(c: dict) -> list[str]:
         f"{', '.join(map(str, c['whole_added_cpu_s']))} s | - | - |",
         f"{head}: the same runs' steady wall time per submission added, per round | "
         f"{', '.join(map(str, c['steady_added_wall_s']))} s | - | - |"]
+    grader = [x["grader"] for x in st["local2"]]
+    rows.append(f"{head}: the grader process's own steady CPU seconds per submission with `--cluster local:2` (the "
+                f"command: client, scheduler and nannies; every result passes through it), per round | "
+                f"{', '.join(f'{x:.2f}' for x in grader)} s | - | - |")
+    if cl and cl.get("scheduler_s_per_task") and max(grader) > 0:
+        task_s = cl["seconds_per_submission"]["local1"]["median_s"]
+        bound = scaling(task_s, cl["scheduler_s_per_task"], max(grader))
+        rows.append(f"{head}: expected speed-up over one worker at " + ", ".join(str(b["workers"]) for b in bound)
+                    + f" workers with the grader's CPU per submission above (the larger) as its bound, tasks of "
+                    f"{task_s:.1f} s (bound: " + ", ".join(b["limited_by"] for b in bound) + ") | "
+                    + ", ".join(f"{b['speedup']}x" for b in bound) + " | - | - |")
+    return rows
 
 
 def _jobs_beside_rows(cl: dict, n: int) -> list[str]:

@@ -457,3 +457,7 @@ def test_results_list_the_census_grading_side_apart_from_the_kernels():
     rows = _census_rows(c)
     assert rows[0].endswith("per round | 2.86 + 11.32, 2.90 + 11.00 / 3.01 + 11.05, 3.10 + 11.10 s | - | - |")
     assert "| 0.15, 0.2 / 1.0, 0.9 s |" in rows[1] and "| -0.07, 0.1 s |" in rows[2]
+    assert rows[3].endswith("| 0.71, 0.70 s | - | - |") and len(rows) == 4  # no class bench: no bound
+    cl = {"seconds_per_submission": {"local1": {"median_s": 14.2}}, "scheduler_s_per_task": 0.002}
+    bound = _census_rows(c, cl)[4]  # 14.2 s tasks / 0.71 CPU s of the grader's: 20 workers at most
+    assert "tasks of 14.2 s (bound: workers, workers, workers, grader) | 1x, 2x, 10x, 20.0x |" in bound

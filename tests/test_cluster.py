@@ -402,8 +402,8 @@ def test_a_worker_returns_the_executed_notebook_rendered_for_its_feedback(tmp_pa
 
 
 def test_the_grader_writes_a_workers_rendering_into_the_feedback_page(tmp_path, monkeypatch):
-    """A grade that arrives rendered is written as it came (the grader renders nothing), and dropped
-    once written; one without a rendering is rendered by the grader from its executed notebook."""
+    """A grade that arrives rendered is written as it came (the grader renders nothing); one without a
+    rendering is rendered by the grader from its executed notebook."""
     from autograder.grading import report
     from autograder.grading.report import StudentGrade, write_feedback
 
@@ -444,6 +444,23 @@ def test_the_cpu_census_counts_only_the_steady_window_per_submission():
     assert steady_cpu(snaps, 2) == {"wall": 6.0, "grader": 4 / 3, "kernel": 6.0, "worker": 4 / 3}
     with pytest.raises(ValueError, match="^need more than 2 grades to see a steady rate, got 2$"):
         steady_cpu(snaps[:3], 2)
+
+
+def test_finishing_a_grade_drops_its_rendering_once_the_page_is_written(tmp_path):
+    """``finish_grade`` writes the page with the worker's rendering and then lets it go, so that a class's
+    pages are not all held in memory until the run ends."""
+    from concurrent.futures import Future
+    from types import SimpleNamespace
+
+    from autograder.grading.jobs import finish_grade
+    from autograder.grading.report import StudentGrade
+
+    course = Future()
+    course.set_exception(RuntimeError("no gradebook in this test"))
+    run = SimpleNamespace(course=course, cfg=SimpleNamespace(out=tmp_path), points={"a": 1.0}, journal=None)
+    grade = StudentGrade("s1", "ok", [], notebook_html="<p>rendered on the worker</p>")
+    assert finish_grade(grade, None, False, run) is grade and grade.notebook_html is None
+    assert "rendered on the worker" in (tmp_path / "feedback" / "s1.html").read_text()
 
 
 def test_results_list_the_census_grading_side_apart_from_the_kernels():

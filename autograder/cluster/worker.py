@@ -26,6 +26,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict
 from pathlib import Path
@@ -214,8 +215,6 @@ def task_record(grade, worker: str) -> dict:
     """What :func:`grade_task` returns for ``grade`` (a :class:`~autograder.grading.report.StudentGrade` made
     on worker ``worker``): its executed notebook's bytes (the file is removed) and that notebook rendered for
     the feedback page here, so that the grader, which every worker's results pass through, only writes it."""
-    import time
-
     from ..grading.report import notebook_feedback_html
 
     executed = page = None

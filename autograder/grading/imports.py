@@ -34,17 +34,17 @@ _lock = threading.Lock()
 _done: set[str] = set()  # "imports", "feedback"
 
 
-def import_before_threads(feedback: bool = True) -> None:
-    """Import :data:`THREAD_IMPORTS` (about 2 s the first time; nothing after); call it before the
-    threads that grade start. ``feedback``: also render one small page, for what nbconvert imports
-    at its first page (:func:`~autograder.grading.report.warm_up_rendering`, 0.5 s). Side effect: only
-    the imports."""
+def import_before_threads() -> None:
+    """Import :data:`THREAD_IMPORTS` and render one small page, for what nbconvert imports at its first
+    page (:func:`~autograder.grading.report.warm_up_rendering`, 0.5 s): about 2.5 s the first time, nothing
+    after; call it before the threads that grade (and render feedback pages) start. Side effect: only the
+    imports."""
     with _lock:
         if "imports" not in _done:
             for name in THREAD_IMPORTS:
                 importlib.import_module(name)
             _done.add("imports")
-        if feedback and "feedback" not in _done:
+        if "feedback" not in _done:
             from .report import warm_up_rendering
             warm_up_rendering()
             _done.add("feedback")

@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 # large is downloaded; elsewhere pyproject.toml's ranges decide.
 TORCH_PACKAGES ?= $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2.14.1 torchvision==0.29.1")
 DEMO_DIR ?= demo-output
-export PATH := $(abspath $(BIN)):$(PATH)
+export PATH := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: venv sandbox-tool demo test lint release bench mutation clean
 
@@ -34,7 +34,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: venv
-	$(BIN)/python -m autograder demo --out $(DEMO_DIR)
+	$(BIN)/python -m autograder demo --out "$(DEMO_DIR)"
 
 lint: venv
 	$(BIN)/ruff check helpers autograder tests benchmarks
@@ -58,4 +58,4 @@ release: venv
 	$(BIN)/python -m autograder release
 
 clean:
-	rm -rf $(VENV) $(DEMO_DIR) .pytest_cache .ruff_cache mutants
+	rm -rf $(VENV) "$(DEMO_DIR)" .pytest_cache .ruff_cache mutants

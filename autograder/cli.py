@@ -45,8 +45,12 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
                        help=f"processes and threads one job slot may have (default {d['pids_limit']})")
     grade.add_argument("--no-sandbox", action="store_true",
                        help="run student kernels without the bubblewrap sandbox (every row is noted 'not sandboxed')")
-    grade.add_argument("--regrade", action="store_true",
-                       help="grade everything again instead of reusing unchanged submissions' grades from the journal")
+    grade.add_argument("--regrade", nargs="?", const=True, default=False, metavar="IDS",
+                       help="grade everything again instead of reusing unchanged submissions' grades from the journal; "
+                            "with student ids (--regrade alice,bob, after SUBMISSIONS), only those")
+    grade.add_argument("--regrade-status", default="", metavar="STATUSES",
+                       help="grade again the students whose last status is one of these (ok, error, timeout; "
+                            "comma-separated, e.g. --regrade-status error,timeout); the rest is reused")
     grade.add_argument("--threads", type=int, default=d["threads"],
                        help="CPU threads per notebook (default: the machine's cores divided by --jobs; on a cluster "
                             "worker, its cores divided by its Dask threads)")
@@ -102,9 +106,17 @@ def _release(args, parser) -> int:
     return 0
 
 
+#: Exit statuses of ``grade``: every row graded; bad input or a machine that cannot grade (nothing written);
+#: some rows not graded because of the grading machine (the rest written and journaled).
+EXIT_OK, EXIT_CANNOT_GRADE, EXIT_NOT_GRADED = 0, 2, 3
+
+
 def _grade(args, parser) -> int:
+    """``grade``: exit :data:`EXIT_OK`, :data:`EXIT_CANNOT_GRADE` (one paragraph on stderr, no row written) or
+    :data:`EXIT_NOT_GRADED` (its last line says how many rows were not graded and why)."""
     from .cluster import ClusterError
     from .config import GradeConfig
+    from .grading.errors import InputError, PreflightError
     from .runner.limits import parse_size
     from .runner.sandbox import SandboxError
     try:
@@ -112,23 +124,36 @@ def _grade(args, parser) -> int:
                           jobs=args.jobs, timeout=args.timeout, cell_timeout=args.cell_timeout,
                           per_class=args.per_class, device=args.device, full_notebook=args.full_notebook,
                           warm_kernels=not args.spawn_kernels, sandbox=not args.no_sandbox, regrade=args.regrade,
+                          regrade_status=args.regrade_status,
                           memory_limit=parse_size(args.memory_limit) if args.memory_limit else None,
                           pids_limit=args.pids_limit, threads=args.threads,
                           cluster=args.cluster)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, OSError) as exc:
         parser.error(str(exc))
     from .grading.grade import grade
+    from .grading.report import not_graded_summary
     try:
-        grade(cfg)
+        grades = grade(cfg)
     except ClusterError as exc:
-        print(f"error: cannot grade on the cluster: {exc}", file=sys.stderr)
-        return 2
+        return _cannot(f"cannot grade on the cluster: {exc}")
     except SandboxError as exc:
-        print(f"error: cannot sandbox student code here: {exc}\n"
-              "Fix that, or grade without the sandbox with --no-sandbox (student code then runs with "
-              "all of your user's rights).", file=sys.stderr)
-        return 2
-    return 0
+        return _cannot(f"cannot sandbox student code here: {exc}\n"
+                       "Fix that, or grade without the sandbox with --no-sandbox (student code then runs with "
+                       "all of your user's rights).")
+    except InputError as exc:
+        return _cannot(str(exc))
+    except PreflightError as exc:
+        return _cannot(str(exc))
+    summary = not_graded_summary(grades)
+    if summary:
+        print(f"error: {summary}", file=sys.stderr)
+        return EXIT_NOT_GRADED
+    return EXIT_OK
+
+
+def _cannot(message: str) -> int:
+    print(f"error: {message}", file=sys.stderr)
+    return EXIT_CANNOT_GRADE
 
 
 def main(argv: list[str] | None = None) -> int:

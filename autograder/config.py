@@ -15,6 +15,8 @@ ASSIGNMENT = "pruning"
 NOTEBOOK = "pruning"
 #: The instructor's source notebook: solutions, hidden-test regions and point values.
 SOURCE_NOTEBOOK = REPO_ROOT / "assignment" / "source" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
+#: Statuses ``--regrade-status`` can name (the part of a row's status before any colon).
+REGRADE_STATUSES = ("ok", "error", "timeout")
 #: Instructor cells of the notebook that only display (plots, the slider); skipped in lean grading.
 DISPLAY_CELLS = ("part1_plots", "slider", "part2_plots", "cost_table")
 
@@ -58,8 +60,11 @@ class GradeConfig:
             preloaded libraries (``None``: :func:`~autograder.runner.limits.default_memory_limit`, three
             quarters of the machine's memory shared by the job slots).
         pids_limit: processes and threads one job slot may have at once.
-        regrade: grade every submission again instead of reusing the journal's grades of
-            submissions whose notebook, model, data and settings are unchanged.
+        regrade: ``True``: grade every submission again instead of reusing the journal's grades of
+            submissions whose notebook, model, data and settings are unchanged; a tuple of student ids:
+            grade those again and reuse the rest (``--regrade alice,bob``).
+        regrade_status: grade again the students whose journaled status is one of these (``error``
+            matches every ``error: ...``; ``--regrade-status error,timeout``) and reuse the rest.
         threads: CPU threads each notebook's kernel (and the grader's own measurements) may use
             (``None``: the machine's cores divided by ``jobs``; on a cluster worker, its cores divided
             by its Dask threads).
@@ -85,7 +90,8 @@ class GradeConfig:
     sandbox: bool = True
     memory_limit: int | None = None
     pids_limit: int = 512
-    regrade: bool = False
+    regrade: bool | tuple[str, ...] = False
+    regrade_status: tuple[str, ...] = ()
     threads: int | None = None
     cluster: str | None = None
 
@@ -103,6 +109,14 @@ class GradeConfig:
                 self.jobs = local
         if self.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {self.jobs}")
+        if isinstance(self.regrade, str):
+            self.regrade = tuple(s.strip() for s in self.regrade.split(",") if s.strip()) or True
+        if isinstance(self.regrade_status, str):
+            self.regrade_status = tuple(s.strip() for s in self.regrade_status.split(",") if s.strip())
+        unknown = [s for s in self.regrade_status if s not in REGRADE_STATUSES]
+        if unknown:
+            raise ValueError(f"--regrade-status takes {', '.join(REGRADE_STATUSES)} (comma-separated), "
+                             f"got {unknown[0]!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
         if self.timeout <= 0:
@@ -123,6 +137,12 @@ class GradeConfig:
             raise ValueError(f"--memory-limit must be at least 64 MiB, got {self.memory_limit} bytes")
         if self.pids_limit < 32:
             raise ValueError(f"--pids-limit must be at least 32 (a kernel has about 20 threads), got {self.pids_limit}")
+
+    def must_regrade(self, student_id: str, status: str) -> bool:
+        """Must ``student_id``, whose journaled grade has ``status``, be graded again (``--regrade``)?"""
+        if self.regrade is True or (self.regrade and student_id in self.regrade):
+            return True
+        return status.split(":", 1)[0].strip() in self.regrade_status
 
     def run_settings(self) -> dict:
         """The settings a grade depends on (part of each submission's journal key)."""

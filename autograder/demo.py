@@ -4,7 +4,8 @@
 2. print correct unstructured and structured pruning sweeps;
 3. generate the student release with the real ``nbgrader generate_assignment``;
 4. fill it with a handful of sample submissions (correct ones and typical mistakes);
-5. grade them with ``--jobs 2``: grade table, ``grades.csv``, feedback, gradebook.
+5. grade them with ``--jobs 2``: grade table, ``grades.csv``, feedback, gradebook; then check that every
+   sample got the grade it declares (the exit status says so).
 
 Everything is written under ``--out`` (default ``demo-output/``).
 """
@@ -12,6 +13,7 @@ Everything is written under ``--out`` (default ``demo-output/``).
 from __future__ import annotations
 
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -46,7 +48,9 @@ def reference_model(out: Path, data_root: str = "synthetic", data: dict | None =
 
 
 def main(config: DemoConfig = DemoConfig()) -> int:
-    """Run the five steps above with ``config``; return the process exit status (0)."""
+    """Run the five steps above with ``config``; return the process exit status (0: every sample got the grade
+    it declares; 1: some did not; 2: the machine cannot grade, with the reason printed)."""
+    from .grading.errors import InputError, PreflightError
     from .grading.grade import grade
     from .runner.sandbox import sandbox_support
     from .samples import load_samples, write_class
@@ -75,12 +79,42 @@ def main(config: DemoConfig = DemoConfig()) -> int:
     print(f"\n== 4. Sample submissions: {', '.join(DEMO_SAMPLES)}")
     submitted = out / "submitted"
     shutil.rmtree(submitted, ignore_errors=True)
-    write_class(submitted, [s for s in load_samples() if s.name in DEMO_SAMPLES], release)
+    samples = [s for s in load_samples() if s.name in DEMO_SAMPLES]
+    write_class(submitted, samples, release)
 
     print(f"\n== 5. Grading with --jobs {jobs}")
     why = sandbox_support()
     if why:
         print(f"note: grading without the sandbox here ({why}); a real class needs it")
-    grade(GradeConfig(submissions=submitted, data_root=data_root, model=model_path, out=out / "grading",
-                      jobs=jobs, timeout=config.timeout, per_class=config.per_class, sandbox=why is None, regrade=True))
+    try:
+        grades = grade(GradeConfig(submissions=submitted, data_root=data_root, model=model_path, out=out / "grading",
+                                   jobs=jobs, timeout=config.timeout, per_class=config.per_class,
+                                   sandbox=why is None, regrade=True))
+    except (InputError, PreflightError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return _compare(grades, samples)
+
+
+def _compare(grades: list, samples: list) -> int:
+    """Say whether every sample got the grade it declares (:mod:`autograder.samples`); the exit status."""
+    from .grading.gradebook import read_points
+    from .grading.report import not_graded_summary
+    points = read_points()
+    by_id = {g.student_id: g for g in grades}
+    wrong = []
+    for sample in samples:
+        g = by_id.get(sample.name)
+        got = {c.grade_id: c.points for c in g.checks} if g is not None else {}
+        expected = sample.expected_points(points)
+        if g is None or not g.graded or got != expected or not g.status.startswith(sample.expect_status):
+            wrong.append(f"  {sample.name}: {g.status if g else 'no row'}, expected {sample.expect_status} with "
+                         f"zero in {', '.join(sorted(sample.expect_zero)) or 'nothing'}")
+    summary = not_graded_summary(grades)
+    if summary:
+        print(f"error: {summary}", file=sys.stderr)
+    if wrong:
+        print("The demo's samples did NOT all get the grades they declare:\n" + "\n".join(wrong), file=sys.stderr)
+        return 1
+    print(f"All {len(samples)} samples got the grades they declare.")
     return 0

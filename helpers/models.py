@@ -157,15 +157,17 @@ def load_model(path: str | os.PathLike, mode: str = "torch",
             f"refusing to load {path}: it contains objects other than tensors and plain data "
             f"(it could run code when unpickled). Only checkpoints from save_model are accepted. "
             f"Detail: {str(exc).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise CheckpointError(f"{path} is not a readable torch checkpoint: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on other files with any error (KeyError: 174812789)
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint written by helpers.save_model")
-    model = build_model(ckpt["arch"], **ckpt.get("config", {}))
     try:
+        model = build_model(ckpt["arch"], **ckpt.get("config", {}))
         _load_state(model, ckpt["state_dict"])
-    except (RuntimeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: weights do not match {ckpt['arch']}: {exc}") from None
+    except (RuntimeError, KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"{path}: its architecture or weights do not match ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
     return model.to(map_location).eval()
 
 

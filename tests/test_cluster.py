@@ -246,8 +246,8 @@ def test_the_scheduler_shares_measurements_between_worker_processes_until_the_ru
         assert grader.get("digest") == 0.625 and grader.get("other") is None
         client.set_metadata([*where, "damaged"], b"not a torch file")
         assert grader.get("damaged") is None
-        assert client.run_on_scheduler(drop_run, "pgrade-t") is True
-        assert grader.get("digest") is None and client.run_on_scheduler(drop_run, "pgrade-t") is False
+        assert drop_run(client, "pgrade-t") is True
+        assert grader.get("digest") is None and drop_run(client, "pgrade-t") is False
         # the reference's measurements: a worker waits for them, the grader publishes them (or why not)
         measured = Measurements("cpu", {"unstructured": {0.5: 0.625, 0.9: 0.125}}, {"unstructured": {0.5: "d5"}})
         waiting = client.submit(_receive, "pgrade-t", workers=[b], pure=False)

@@ -12,9 +12,13 @@ passes through the grader, so its work per submission bounds how many workers he
 therefore also render each executed notebook for its feedback page (about 0.3 CPU s, more than the
 rest of the page), and the grader writes the page around it.
 
-A worker that dies while running a task (``kill -9``, a lost machine) has that task run again
-on another worker once; if that worker dies too, the submission is reported as an error and
-the rest of the class is graded (the scheduler's ``allowed-failures`` is set to 1).
+The scheduler needs nothing of this course: a stock ``dask scheduler`` (or one that dask-jobqueue or
+dask-kubernetes starts) works, since every setting goes through the client and every function the grader
+sends runs on the workers. A worker that dies while running a task (``kill -9``, a lost machine) has that
+task run again on another worker, as many times as the scheduler's ``distributed.scheduler.allowed-failures``
+allows (Dask's default 3; a ``local:N`` cluster, which this process starts, uses :data:`ALLOWED_FAILURES`);
+after that the submission's row says ``not graded`` (never a grade: a rerun tries it again) and the rest of
+the class is graded.
 """
 
 from __future__ import annotations
@@ -36,13 +40,14 @@ if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (a
     from ..grading.report import StudentGrade
     from ..grading.submission import Submission
 
-__all__ = ["DaskCluster", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS", "WORKER_PRELOAD"]
+__all__ = ["DaskCluster", "worker_command", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS", "WORKER_PRELOAD"]
 
-#: How many times a task may lose its worker and run again elsewhere before it is an error.
+#: How many times a task may lose its worker on a ``local:N`` cluster and run again before its row is not graded.
 ALLOWED_FAILURES = 1
 #: GradeConfig fields a worker's own configuration takes from the grader's.
 WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
-                        if f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade", "cluster"})
+                        if f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade",
+                                          "regrade_status", "cluster"})
 #: Submissions sent to the scheduler at least at a time (each waits in a thread of the grader).
 IN_FLIGHT = 64
 #: Seconds to wait for a scheduler, and for at least one worker.
@@ -77,9 +82,14 @@ def _preload_once() -> None:
     get_mp_context().set_forkserver_preload(["distributed", WORKER_PRELOAD])
 
 
-def _set_allowed_failures(dask_scheduler=None, n: int = ALLOWED_FAILURES) -> int:
-    dask_scheduler.allowed_failures = n
-    return n
+def worker_command(address: str) -> str:
+    """The command that starts a worker able to grade for the scheduler at ``address`` (this machine's paths)."""
+    import shlex
+    import sys
+
+    from ..config import REPO_ROOT
+    return (f"PYTHONPATH={shlex.quote(str(REPO_ROOT))} {shlex.quote(sys.executable)} -m distributed.cli.dask_worker "
+            f"{address} --nthreads 1 --preload {WORKER_PRELOAD}")
 
 
 class DaskCluster:
@@ -117,7 +127,6 @@ class DaskCluster:
         except OSError as exc:
             raise ClusterError(f"no Dask scheduler answers at {address} ({exc}); start one with "
                                f"'dask scheduler' and workers with 'dask worker {address}'") from None
-        client.run_on_scheduler(_set_allowed_failures)
         return cls(client)
 
     def __enter__(self) -> DaskCluster:
@@ -130,7 +139,7 @@ class DaskCluster:
         if self._registered:
             try:
                 self.client.unregister_worker_plugin(PLUGIN_NAME)
-                self.client.run_on_scheduler(drop_run, self.run)
+                drop_run(self.client, self.run)
                 forget_measurements(self.client, self.run)
             except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to unregister
                 pass
@@ -175,6 +184,9 @@ class DaskCluster:
             self._registered = True  # also if only some workers took it
             self.client.register_plugin(plugin, name=PLUGIN_NAME)
         except Exception as exc:
+            if isinstance(exc, ModuleNotFoundError) or "No module named" in str(exc):
+                raise ClusterError(f"a worker cannot import the course's code ({exc}); start every worker from "
+                                   f"the course's environment: {worker_command(self.address)}") from None
             raise ClusterError(f"a worker could not prepare for grading: {type(exc).__name__}: {exc}") from None
         return max(IN_FLIGHT, 2 * sum(self.client.nthreads().values()))
 

@@ -87,10 +87,13 @@ class SchedulerStore:
             _log.warning("a measurement could not be shared (%s: %s)", type(exc).__name__, exc)
 
 
-def drop_run(run: str, dask_scheduler=None) -> bool:
-    """Run on the scheduler (``client.run_on_scheduler(drop_run, run)``): forget grading run ``run``'s
-    measurements. Returns whether there were any."""
-    return dask_scheduler.task_metadata.pop(run, None) is not None
+def drop_run(client, run: str) -> bool:
+    """Forget grading run ``run``'s measurements in the scheduler's metadata (the run's entry becomes an
+    empty dict); returns whether there were any. Only the client's own metadata calls: the scheduler runs no
+    code of this course (a stock ``dask scheduler``)."""
+    had = bool(client.get_metadata([run], default=None))
+    client.set_metadata([run], {})
+    return had
 
 
 def _variable(client, run: str):

@@ -5,7 +5,9 @@ the cluster, also to workers that join later or are restarted. On each worker it
 worker's copy of the course code is the grader's, writes the grading data and model it carries
 (checked by SHA-256) into a private folder, and starts as many sandboxed warm kernel slots as
 the worker has threads, with the run's time, memory and process limits
-(:func:`autograder.grading.grade.open_slots`). :func:`grade_task` then grades one submission in
+(:func:`autograder.grading.grade.open_slots`), and runs the preflight notebook in each of them
+(:mod:`autograder.grading.preflight`: a worker that cannot run one fails to prepare, and the grader stops
+with its reason before any row is written). :func:`grade_task` then grades one submission in
 one of those slots, exactly as local grading does
 (:func:`autograder.grading.jobs.run_and_score`): the notebook runs in the sandbox, the hidden
 checks and scores run here, in the worker's own trusted code, never in a kernel; the executed notebook is
@@ -103,12 +105,12 @@ class GradingPlugin(WorkerPlugin):
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-slots")
         try:
             self.jobs = await asyncio.get_running_loop().run_in_executor(self._owner, self._prepare,
-                                                                         worker.state.nthreads)
+                                                                         worker.state.nthreads, worker.address)
         except BaseException:
             self.teardown(worker)
             raise
 
-    def _prepare(self, nthreads: int):
+    def _prepare(self, nthreads: int, address: str):
         import nbformat
         import numpy as np
         import torch
@@ -123,6 +125,7 @@ class GradingPlugin(WorkerPlugin):
         from ..grading.gradebook import read_points
         from ..grading.imports import import_before_threads
         from ..grading.jobs import Jobs
+        from ..grading.preflight import preflight
 
         folder = self._folder
         for name, data in self.files.items():
@@ -150,7 +153,9 @@ class GradingPlugin(WorkerPlugin):
         executed = folder / "executed"
         executed.mkdir()
         source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-        return Jobs(cfg, Future(), source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
+        jobs = Jobs(cfg, Future(), source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
+        self.preflight_seconds = preflight(self._slots.slots, jobs, where=f"of worker {address}")
+        return jobs
 
     def start_reference(self, client) -> None:
         """On the first task: wait, in a thread, for the grader's measurements of the reference (published

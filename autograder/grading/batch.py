@@ -27,17 +27,23 @@ from helpers.models import model_config
 
 from ..config import SOURCE_NOTEBOOK, GradeConfig
 from ..runner.slots import SlotPool
+from .errors import InputError
 from .gradebook import Course, read_points
 from .imports import import_before_threads
 from .jobs import EXPORT_CODE, Jobs, Run, Scorer, grade_one, zero_checks
 from .journal import Journal, file_sha256
 from .parts import SECTION3, graded_checks
+from .preflight import preflight
 from .removal import measure_reference_starts
-from .report import StudentGrade, summary_table, write_csv, write_feedback, write_timings
+from .report import StudentGrade, not_graded, summary_table, write_csv, write_feedback, write_timings
 from .scoring import build_reference, grading_subset, measuring_device
 from .submission import Submission, find_submissions
 
-__all__ = ["grade_all", "address_space_cap", "Cluster"]
+__all__ = ["grade_all", "read_inputs", "address_space_cap", "Cluster", "JOURNAL_FORMAT"]
+
+#: Part of every journal key: grades journaled by an older grader, which journaled failures of its own
+#: machine as grades, are not reused.
+JOURNAL_FORMAT = 2
 
 
 class Cluster(Protocol):
@@ -61,9 +67,9 @@ class Cluster(Protocol):
 
 
 def _executed_dir(cfg: GradeConfig) -> Path:
-    """Where executed notebooks are kept between runs (emptied by ``--regrade``)."""
+    """Where executed notebooks are kept between runs (emptied by ``--regrade`` of the whole class)."""
     folder = cfg.out / "executed"
-    if cfg.regrade:
+    if cfg.regrade is True:
         shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(exist_ok=True)
     return folder
@@ -76,8 +82,28 @@ def address_space_cap(cfg: GradeConfig) -> int:
     return vm + cfg.memory_limit
 
 
+def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray], list[Submission],
+                                            list[tuple[str, str]]]:
+    """The model, the grading data and the submissions of ``cfg``; :class:`InputError` with one sentence when
+    one of them cannot be used (before any job runs or any row is written)."""
+    from helpers.models import CheckpointError
+    try:
+        model = load_model(cfg.model)
+    except (CheckpointError, OSError) as exc:
+        raise InputError(f"--model {cfg.model} cannot be used: {exc}") from None
+    subs, problems = find_submissions(cfg.submissions)
+    if not subs and not problems:
+        raise InputError(f"no submissions in {cfg.submissions}: expected one folder per student holding "
+                         "pruning/pruning.ipynb (nbgrader's submitted/ layout: <student_id>/pruning/pruning.ipynb)")
+    try:
+        data = grading_subset(cfg.data_root, cfg.per_class)
+    except (ValueError, OSError) as exc:  # DatasetError is a ValueError
+        raise InputError(f"--data-root {cfg.data_root} cannot be used: {exc}") from None
+    return model, data, subs, problems
+
+
 def _run_key(cfg: GradeConfig, data: dict[str, np.ndarray]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(f"journal format {JOURNAL_FORMAT}".encode())
     digest.update(file_sha256(cfg.model).encode())
     digest.update(file_sha256(SOURCE_NOTEBOOK).encode())
     digest.update(file_sha256(EXPORT_CODE).encode())
@@ -99,7 +125,6 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     torch.set_num_threads(cfg.threads_per_job)
     device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
     rlimit_as = address_space_cap(cfg) if address_space_limit and device == "cpu" else None
-    executed_dir = _executed_dir(cfg)
 
     def timed(name, fn, *args):
         begin = time.perf_counter()
@@ -109,22 +134,25 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
             setup_seconds[name] = round(time.perf_counter() - begin, 3)
 
     begin = time.perf_counter()
-    model = load_model(cfg.model)
-    data = grading_subset(cfg.data_root, cfg.per_class)
+    model, data, subs, problems = read_inputs(cfg)
     data_file = work / "grading-data.npz"
     np.savez(data_file, **data)
     points = read_points()
     grade_ids = graded_checks(points)
     max_score = sum(points[g] for g in grade_ids)
     source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-    subs, problems = find_submissions(cfg.submissions)
-    shutil.rmtree(cfg.out / "feedback", ignore_errors=True)
-    journal = Journal(cfg.out / "journal.jsonl", fresh=cfg.regrade)
     run_key = _run_key(cfg, data)
     setup_seconds["data"] = round(time.perf_counter() - begin, 3)
-    # A cluster's workers get the run first, so that they start their kernel slots during the imports.
+    # A cluster's workers get the run first, so that they start their kernel slots during the imports;
+    # each worker runs the preflight notebook in its slots while it prepares.
     in_flight = timed("workers", cluster.prepare, cfg, data_file) if cluster is not None else cfg.jobs
     timed("imports", import_before_threads)  # before this run's threads start, so that none imports them first
+    if slots is not None:  # every local slot runs the set-up once: a machine that cannot stops here, no row written
+        setup_seconds["preflight"] = preflight(slots.slots, Jobs(cfg, None, source, data_file, points, slots,
+                                                                 work, rlimit_as))
+    executed_dir = _executed_dir(cfg)
+    shutil.rmtree(cfg.out / "feedback", ignore_errors=True)
+    journal = Journal(cfg.out / "journal.jsonl", fresh=cfg.regrade is True)
 
     grades = [StudentGrade(sid, f"error: {why}", zero_checks(points, why)) for sid, why in problems]
     for g in grades:
@@ -182,7 +210,7 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, cour
     write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score)
     if course.exception() is None:
         timed("scores", course.result().set_scores,
-              {g.student_id: {c.grade_id: c.points for c in g.checks} for g in grades})
+              {g.student_id: {c.grade_id: c.points for c in g.checks} for g in grades if g.graded})
         gradebook = f"gradebook in {course.result().db}"
     else:
         gradebook = f"NO GRADEBOOK: {course.exception()}"
@@ -199,7 +227,6 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, cour
 def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_score: float,
              progress: bool, scorer: Scorer | None, in_flight: int) -> None:
     """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one` with ``scorer``)."""
-    cfg, points = run.cfg, run.points
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="pgrade-job") as pool:
         futures = {pool.submit(grade_one, s, run, scorer): s for s in subs}
@@ -214,9 +241,8 @@ def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_s
                 if getattr(exc, "fatal", False):  # the backend itself is gone (a lost cluster): stop, no rows
                     fatal = fatal or exc
                     continue
-                result = StudentGrade(sub.student_id, f"error: grader failed: {type(exc).__name__}: {exc}",
-                                      zero_checks(points, "the grader failed on this submission"))
-                write_feedback(cfg.out / "feedback", result, max_score)
+                # The grader's failure (a lost worker, a bug), never the student's: no points, no journal line.
+                result = not_graded(sub.student_id, f"the grader failed: {type(exc).__name__}: {exc}", sub.notes)
             result.timings["finished"] = round(time.perf_counter() - began, 3)  # since the first job was sent
             grades.append(result)
             bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")

@@ -33,6 +33,7 @@ from ..config import REPO_ROOT, GradeConfig
 from ..runner.limits import LimitsUnavailable, SlotLimits
 from ..runner.sandbox import Sandbox
 from ..runner.slots import SlotPool
+from .errors import InputError
 
 __all__ = ["grade", "open_slots", "slot_root", "PRELOAD"]
 
@@ -52,10 +53,14 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
     The job slots' kernel servers start first, so that they import torch while this process
     imports its own libraries and prepares the data (:mod:`autograder.grading.batch`).
     Raises :class:`~autograder.runner.sandbox.SandboxError` when the sandbox cannot be built here
-    and ``cfg.sandbox`` is on (the message says why; ``--no-sandbox`` runs without).
+    and ``cfg.sandbox`` is on (the message says why; ``--no-sandbox`` runs without),
+    :class:`~autograder.grading.errors.InputError` when an argument cannot be used and
+    :class:`~autograder.grading.errors.PreflightError` when the job slots cannot run a notebook's set-up
+    (:mod:`autograder.grading.preflight`): in all three cases before any row is written. A submission the
+    machine fails on is retried, then its row says ``not graded`` (:mod:`autograder.grading.jobs`).
     """
     start = time.perf_counter()
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    _check_writable(cfg.out)
     if cfg.cluster is not None:
         return _grade_on_cluster(cfg, start, progress)
     root = slot_root()
@@ -91,6 +96,18 @@ def _grade_on_cluster(cfg: GradeConfig, start: float, progress: bool) -> list:
             return grade_all(cfg, start, work, None, progress, cluster=cluster)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _check_writable(out: Path) -> None:
+    """Make ``out`` and check this process can write there (:class:`InputError` if not), before anything runs."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".pgrade-write-check-{os.getpid()}"
+        probe.write_bytes(b"ok")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"--out {out} cannot be written ({exc.strerror or exc}): give a folder this user can "
+                         "write to") from None
 
 
 def slot_root() -> Path:

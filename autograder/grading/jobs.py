@@ -34,17 +34,26 @@ from ..runner.slots import Slot, SlotPool
 from .collect import ENV_EXPORT, ENV_EXPORT_CODE
 from .journal import Journal, grade_key
 from .parts import graded_checks
-from .report import StudentGrade, write_feedback
+from .report import StudentGrade, not_graded, write_feedback
 from .scoring import CheckResult, score_submission
-from .submission import Submission, SubmissionError, prepare_notebook, read_notebook
+from .submission import Submission, SubmissionError, preamble_end, prepare_notebook, read_notebook
 
 __all__ = ["Jobs", "Run", "Scorer", "grade_one", "run_and_score", "finish_grade", "zero_checks",
-           "job_environment", "NOT_SANDBOXED", "EXPORT_CODE"]
+           "job_environment", "preamble_failure", "MachineFailure", "prepare_job", "execute_job", "log_tail",
+           "with_log", "NOT_SANDBOXED", "EXPORT_CODE", "RETRIES"]
 
 #: The note every row gets when grading ran with ``--no-sandbox``.
 NOT_SANDBOXED = "not sandboxed"
 #: The export code copied into every job folder (run there by the hidden-test regions).
 EXPORT_CODE = Path(__file__).with_name("collect.py")
+#: Fresh kernels a submission gets after a failure of the grading machine before its row says ``not graded``.
+RETRIES = 2
+
+
+class MachineFailure(RuntimeError):
+    """A job failed for a reason of the grading machine's, before any student code ran (its kernel or sandbox
+    could not start, a set-up cell failed, the grader's own files could not be written); the message says why.
+    Never a grade: the job is retried, then reported as not graded (:func:`~autograder.grading.report.not_graded`)."""
 
 
 def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
@@ -111,6 +120,8 @@ def grade_one(sub: Submission, run: Run, scorer: Scorer | None = None) -> Studen
         return finish_grade(grade, None, False, run)
     key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)
     grade = run.journal.reuse(sub.student_id, key, run.jobs.executed_dir)
+    if grade is not None and run.cfg.must_regrade(sub.student_id, grade.status):
+        grade = None
     reused = grade is not None
     if reused:
         with run.lock:  # jobs run in threads
@@ -121,7 +132,21 @@ def grade_one(sub: Submission, run: Run, scorer: Scorer | None = None) -> Studen
 
 
 def finish_grade(grade: StudentGrade, key: str | None, reused: bool, run: Run) -> StudentGrade:
-    """Record ``grade`` in the gradebook (unless it is there), write its feedback, journal it (with a ``key``)."""
+    """Record ``grade`` in the gradebook (unless it is there), write its feedback, journal it (with a ``key``).
+
+    A row that was not graded (the machine's failure) is none of these: it has no points to record and the
+    next run grades it again. A failure to write any of them makes the row not graded as well (nothing of it
+    is journaled, so nothing wrong is reused)."""
+    if not grade.graded:
+        return grade
+    try:
+        return _finish(grade, key, reused, run)
+    except OSError as exc:
+        return not_graded(grade.student_id, f"the grader could not write its results to {run.cfg.out}: {exc}",
+                          grade.notes, grade.timings)
+
+
+def _finish(grade: StudentGrade, key: str | None, reused: bool, run: Run) -> StudentGrade:
     recorded = reused and run.course.exception() is None and run.course.result().has(grade.student_id)
     if grade.executed is not None and not recorded and run.course.exception() is None:  # waits for the course
         start = time.perf_counter()
@@ -152,7 +177,11 @@ def _limit_status(status: str, before: dict, after: dict, cfg: GradeConfig) -> t
 
 def run_and_score(sub: Submission, nb_bytes: bytes, run: Jobs) -> StudentGrade:
     """Prepare, run and score one notebook in a free slot of ``run`` (the executed notebook is kept in
-    ``run.executed_dir``)."""
+    ``run.executed_dir``).
+
+    A failure of the grading machine before any student code ran (:class:`MachineFailure`) is tried again on a
+    fresh kernel server, :data:`RETRIES` times; if it persists, or the grader itself fails, the row says
+    ``not graded: <reason>`` (:func:`~autograder.grading.report.not_graded`), never a grade."""
     cfg, points = run.cfg, run.points
     start = time.perf_counter()
     try:
@@ -163,26 +192,64 @@ def run_and_score(sub: Submission, nb_bytes: bytes, run: Jobs) -> StudentGrade:
     notes = list(sub.notes) + notes
     if not cfg.sandbox:
         notes.append(NOT_SANDBOXED)
-    slot = run.slots.take()
+    tries: list[str] = []
+    for attempt in range(1 + RETRIES):
+        slot = run.slots.take()
+        grade = None
+        try:
+            if attempt:
+                _restart(slot)  # a fresh kernel server too, not only a fresh kernel
+            grade = _run_in_slot(sub, nb, notes, slot, run, start)
+        except MachineFailure as exc:
+            tries.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the grader's own failure: never a grade, not worth a retry
+            grade = not_graded(sub.student_id, f"the grader failed: {type(exc).__name__}: {exc}", notes)
+        finally:
+            begin = time.perf_counter()
+            slot.clean()
+            run.slots.give(slot)
+        if grade is not None:
+            grade.timings["clean"] = round(time.perf_counter() - begin, 3)
+            if tries:
+                grade.timings["machine_failures"] = tries
+            return grade
+    return not_graded(sub.student_id, f"{tries[-1]} ({len(tries)} tries)", notes, {"machine_failures": tries})
+
+
+def _restart(slot: Slot) -> None:
     try:
-        grade = _run_in_slot(sub, nb, notes, slot, run, start)
-    finally:
-        begin = time.perf_counter()
-        slot.clean()
-        run.slots.give(slot)
-    grade.timings["clean"] = round(time.perf_counter() - begin, 3)
-    return grade
+        slot.restart()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise MachineFailure(f"the slot's kernel server could not be restarted: {type(exc).__name__}: {exc}") from None
+
+
+def preamble_failure(nb, status: str) -> str | None:
+    """Why the grading machine failed a run, or ``None``: the executed notebook ``nb`` (prepared by
+    :func:`~autograder.grading.submission.prepare_notebook`) ended with ``status`` before its set-up cells
+    (:func:`~autograder.grading.submission.preamble_end`) had all run, or one of them failed. Up to there only
+    the grader's and the instructor's code runs, in a fresh kernel, so the student cannot be the cause."""
+    for cell in nb.cells[:preamble_end(nb) + 1]:
+        if cell.cell_type != "code":
+            continue
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "the seed cell"
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        if error is not None:
+            return (f"the instructor's set-up cell {gid} failed before any student code ran: "
+                    f"{error.get('ename')}: {str(error.get('evalue'))[:300]}")
+        if cell.get("execution_count") is None:
+            why = "the kernel did not start" if status.startswith("error") else f"status {status}"
+            return f"the kernel stopped before any student code ran, in {gid} ({why}: {status})"
+    return None
 
 
 def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Jobs, start: float) -> StudentGrade:
     cfg, points = run.cfg, run.points
-    job = slot.fresh_job()
-    nbformat.write(nb, job / "pruning.ipynb")
-    shutil.copy(run.data_file, job / "data.npz")  # private copies: a kernel can only spoil its own
-    shutil.copy(cfg.model, job / "model.pt")
-    shutil.copy(EXPORT_CODE, job / "grader_export.py")
+    job = prepare_job(slot, nb, run)
     timings = {"prepare": round(time.perf_counter() - start, 3)}
-    done, limit_notes = _execute(slot, job, run)
+    done, limit_notes = execute_job(slot, job, run)
+    machine = preamble_failure(done["notebook"], done["status"])
+    if machine is not None:
+        raise MachineFailure(with_log(machine, job / "executed.kernel.log", slot.log))
     ref = run.ref.result()
     begin = time.perf_counter()
     checks = score_submission(job / "export", ref, cfg, points)
@@ -195,7 +262,40 @@ def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: Jobs, s
                         timings=timings)
 
 
-def _execute(slot: Slot, job: Path, run: Jobs) -> tuple[dict, list[str]]:
+def prepare_job(slot: Slot, nb, run: Jobs) -> Path:
+    """The slot's fresh job folder with ``nb`` as ``pruning.ipynb`` and private copies of the grading data,
+    the model and the export code (a kernel can only spoil its own); :class:`MachineFailure` when that fails
+    (a full disk, a kernel server that cannot start)."""
+    try:
+        job = slot.fresh_job()
+        nbformat.write(nb, job / "pruning.ipynb")
+        shutil.copy(run.data_file, job / "data.npz")
+        shutil.copy(run.cfg.model, job / "model.pt")
+        shutil.copy(EXPORT_CODE, job / "grader_export.py")
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise MachineFailure(f"the job could not be prepared: {type(exc).__name__}: {exc}") from None
+    return job
+
+
+def log_tail(path: Path, lines: int = 1) -> list[str]:
+    """The last ``lines`` non-empty lines of a log (none when it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.rstrip()[:300] for line in text.splitlines() if line.strip()][-lines:]
+
+
+def with_log(reason: str, *logs: Path) -> str:
+    """``reason`` and the last line of the first of ``logs`` that has one (the kernel's, then its server's)."""
+    for log in logs:
+        tail = log_tail(log)
+        if tail:
+            return f"{reason}; last line of {log.name}: {tail[-1].strip()}"
+    return reason
+
+
+def execute_job(slot: Slot, job: Path, run: Jobs) -> tuple[dict, list[str]]:
     """Run the job's notebook in the slot; the run's result and notes on limits that were hit."""
     cfg = run.cfg
     before = slot.limits.events() if slot.limits else {}

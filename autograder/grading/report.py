@@ -18,10 +18,16 @@ import nbformat
 from .scoring import CheckResult
 from .submission import SEED_CELL, strip_hidden_tests
 
-__all__ = ["StudentGrade", "write_csv", "write_feedback", "notebook_feedback_html", "write_timings", "summary_table",
+__all__ = ["StudentGrade", "NOT_GRADED", "not_graded", "not_graded_summary", "write_csv", "write_feedback",
+           "notebook_feedback_html", "write_timings", "summary_table",
            "warm_up_rendering"]
 
 _local = threading.local()
+
+#: Status of a row the grader could not grade for a reason of its own (its sandbox, kernel, worker, disk):
+#: ``not graded: <reason>``. Such a row has no points (not zeros), no feedback page, no gradebook entry and
+#: no journal line, so the next run of the same command grades it again.
+NOT_GRADED = "not graded"
 
 
 @dataclass
@@ -45,13 +51,45 @@ class StudentGrade:
     def score(self) -> float:
         return sum(c.points for c in self.checks)
 
+    @property
+    def graded(self) -> bool:
+        """``False`` for a :data:`NOT_GRADED` row (the grader's failure, not the student's)."""
+        return not self.status.startswith(NOT_GRADED)
+
+
+def not_graded(student_id: str, reason: str, notes: list[str] = (), timings: dict | None = None) -> StudentGrade:
+    """The row of a submission the grader could not grade for a reason of its own (see :data:`NOT_GRADED`)."""
+    reason = " ".join(reason.split())  # one line in grades.csv and the summary
+    return StudentGrade(student_id, f"{NOT_GRADED}: {reason}", [], list(notes), timings=dict(timings or {}))
+
+
+def not_graded_summary(grades: list[StudentGrade]) -> str | None:
+    """One line on the rows that were not graded and why (``None`` when every row was graded)."""
+    missing = [g for g in grades if not g.graded]
+    if not missing:
+        return None
+    reasons: dict[str, list[str]] = {}
+    for g in missing:
+        reasons.setdefault(g.status[len(NOT_GRADED) + 2:], []).append(g.student_id)
+    why = "; ".join(f"{', '.join(ids[:5])}{' and others' if len(ids) > 5 else ''}: {reason}"
+                    for reason, ids in reasons.items())
+    return (f"{len(missing)} of {len(grades)} submissions NOT GRADED because of the grading machine, not the "
+            f"students ({why}). Their rows have no points and nothing was journaled: fix the cause and run the same "
+            "command again; every graded row is reused.")
+
 
 def write_csv(path: Path, grades: list[StudentGrade], grade_ids: list[str], max_score: float) -> Path:
-    """One row per student: id, score, max_score, status, one column per graded cell, notes."""
+    """One row per student: id, score, max_score, status, one column per graded cell, notes.
+
+    A row that was not graded (:data:`NOT_GRADED`) has empty score and cells."""
     with open(path, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["student_id", "score", "max_score", "status", *grade_ids, "notes"])
         for g in sorted(grades, key=lambda g: g.student_id):
+            if not g.graded:  # no points at all: empty cells, never zeros
+                writer.writerow([g.student_id, "", f"{max_score:g}", g.status, *[""] * len(grade_ids),
+                                 "; ".join(g.notes)])
+                continue
             per_cell = {c.grade_id: c.points for c in g.checks}
             writer.writerow([g.student_id, f"{g.score:g}", f"{max_score:g}", g.status,
                              *[f"{per_cell.get(gid, 0.0):g}" for gid in grade_ids], "; ".join(g.notes)])
@@ -158,6 +196,10 @@ def summary_table(grades: list[StudentGrade], grade_ids: list[str], max_score: f
     head = f"{'student':<{width}} {'score':>7}  " + " ".join(f"{s[:11]:>11}" for s in short) + "  status"
     lines = [head, "-" * len(head)]
     for g in sorted(grades, key=lambda g: g.student_id):
+        if not g.graded:
+            dashes = " ".join(f"{'-':>11}" for _ in grade_ids)
+            lines.append(f"{g.student_id:<{width}} {'-':>3}/{max_score:<3g}  {dashes}  {g.status}")
+            continue
         per = {c.grade_id: c.points for c in g.checks}
         lines.append(f"{g.student_id:<{width}} {g.score:>3g}/{max_score:<3g}  "
                      + " ".join(f"{per.get(gid, 0.0):>11g}" for gid in grade_ids) + f"  {g.status}")

@@ -20,7 +20,7 @@ from ..config import ASSIGNMENT, NOTEBOOK
 from .recognise import recognise_cells, reorder_cells
 
 __all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionError", "SEED_CELL",
-           "strip_hidden_tests"]
+           "strip_hidden_tests", "PREAMBLE_CELLS", "preamble_end"]
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 _BAKED = re.compile(r'^(HELPERS_URL|MODEL_URL|MODEL_SHA256) = ".*"$')
@@ -31,6 +31,13 @@ SEED_CELL = ("# Added by the autograder: fixed seeds for a reproducible run.\n"
              "import random as _r, numpy as _np, torch as _t\n"
              "_r.seed(0); _np.random.seed(0); _t.manual_seed(0)\n"
              "del _r, _np, _t")
+
+
+#: The instructor's cells that set a run up (install check, imports, data and model loading). In a graded run
+#: they run first, right after :data:`SEED_CELL`, before any student code (:func:`prepare_notebook` moves
+#: student cells found among them, such as the editable paths cell, after them), so their failure is the
+#: grading machine's, never the student's (:func:`preamble_end`).
+PREAMBLE_CELLS = ("setup", "imports", "load")
 
 
 class SubmissionError(ValueError):
@@ -173,12 +180,36 @@ def prepare_notebook(submitted, source, lean: bool = False,
     seen: set[str] = set()
     cells = [c for c in (_keep(cell, owned, known, seen, notes) for cell in submitted.cells) if c is not None]
     _reinsert_deleted(cells, [_gid(c) for c in source.cells if _gid(c)], owned, seen, notes)
+    cells = _student_code_after_preamble(cells, owned)
     if lean:
         cells = [_lean(c, display_cells) if _gid(c) in owned else c for c in cells]
     nb = submitted  # already this function's own copy
     nb.cells = [nbformat.v4.new_code_cell(SEED_CELL)] + cells
     nb.metadata["kernelspec"] = copy.deepcopy(source.metadata.get("kernelspec", {}))
     return nb, notes
+
+
+def _student_code_after_preamble(cells: list, owned: dict) -> list:
+    """``cells`` with every code cell the student owns that lies before the last of :data:`PREAMBLE_CELLS`
+    (the editable paths cell, or code a student put at the top) moved, in order, to just after it: no student
+    code runs before the set-up is done, so it can neither change the grader's data and model paths nor make
+    the set-up fail. Such cells only set paths, which a graded run ignores, so no note is made."""
+    ends = [i for i, c in enumerate(cells) if _gid(c) in PREAMBLE_CELLS and _gid(c) in owned]
+    if not ends:
+        return cells
+    end = ends[-1]
+    early = [c for c in cells[:end] if c.cell_type == "code" and _gid(c) not in owned]
+    if not early:
+        return cells
+    head = [c for c in cells[:end + 1] if not any(c is e for e in early)]
+    return head + early + cells[end + 1:]
+
+
+def preamble_end(nb) -> int:
+    """Index in a prepared notebook (:func:`prepare_notebook`) of its last set-up cell (:data:`PREAMBLE_CELLS`):
+    every cell up to it is the grader's or the instructor's; ``0`` (the seed cell) when it has none."""
+    ends = [i for i, c in enumerate(nb.cells) if _gid(c) in PREAMBLE_CELLS]
+    return ends[-1] if ends else 0
 
 
 def _keep(cell, owned: dict, known: set, seen: set, notes: list[str]):

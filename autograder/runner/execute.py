@@ -111,9 +111,11 @@ def _cancel_pending_tasks() -> None:
 
 def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float, timeout: float,
                  server: ForkServer | None = None, km: AsyncKernelManager | None = None) -> dict:
-    """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells"}``.
+    """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells", "notebook"}``.
 
-    ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`.
+    ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`;
+    ``notebook`` is the executed notebook (what ``dst`` holds): a cell that never ran has no
+    ``execution_count``.
 
     Args:
         src: prepared notebook; its folder is the kernel's working folder.
@@ -163,4 +165,4 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
         _cancel_pending_tasks()
     seconds = round(time.perf_counter() - start, 2)
     nbformat.write(client.nb, dst)
-    return {"status": status, "seconds": seconds, "cells": cell_seconds(client.nb)}
+    return {"status": status, "seconds": seconds, "cells": cell_seconds(client.nb), "notebook": client.nb}

@@ -74,15 +74,30 @@ def inside_path(path: Path | str, writable: Path) -> Path:
 
 
 def _python_paths() -> list[Path]:
-    """Folders the kernel's Python needs: installation, virtual environment, site-packages, sys.path."""
-    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    """Folders the kernel's Python needs, by the names Python knows them (installation, virtual
+    environment, site-packages, the interpreter's folder, other ``sys.path`` entries inside those),
+    not resolved: a name that passes through a symbolic link (``~/course -> /data/course``) is shown
+    inside the sandbox under that name too (:meth:`Sandbox.command`)."""
+    paths = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.abspath(sys.executable))}
     paths.update(site.getsitepackages())
     if site.ENABLE_USER_SITE and site.getusersitepackages():
         paths.add(site.getusersitepackages())
-    roots = [Path(p).resolve() for p in paths if os.path.exists(p)]
+    roots = [Path(os.path.abspath(p)) for p in paths if os.path.exists(p)]
     # Other sys.path entries only where they lie inside those (zip files, .pth additions).
-    extra = [Path(p) for p in sys.path if p and os.path.isabs(p) and os.path.exists(p)]
+    extra = [Path(os.path.abspath(p)) for p in sys.path if p and os.path.isabs(p) and os.path.exists(p)]
     return sorted({*roots, *(p for p in extra if any(_inside(p, r) for r in roots))})
+
+
+def _binds(path: Path) -> list[tuple[str, str]]:
+    """``(source, destination)`` read-only binds that show ``path`` inside the sandbox: at its real
+    location, and also under the name given when that passes through a symbolic link."""
+    real = Path(path).resolve()
+    binds = [(str(real), str(real))]
+    named = Path(os.path.abspath(path))
+    if named != real:
+        binds.append((str(real), str(named)))
+    return binds
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -98,7 +113,9 @@ class Sandbox:
     """What a sandboxed kernel sees. Build it with :meth:`build`.
 
     Attributes:
-        readonly: folders and files bound read-only at their own paths.
+        readonly: folders and files bound read-only at their own paths (also at their real paths
+            where a name passes through a symbolic link). They may lie anywhere, ``/tmp`` included:
+            they are bound after the sandbox's private ``/tmp``, so that it does not hide them.
         hidden: folders that must not be visible; :meth:`build` refuses read-only binds
             that would contain one of them.
         cuda: also show the NVIDIA device files, ``/sys`` and the driver's ``/proc`` entries.
@@ -134,7 +151,7 @@ class Sandbox:
             else:
                 raise SandboxError(f"the Python folder {path} contains {covered[0]}, which student code must not "
                                    "see; keep submissions, output and the course repository outside it")
-        packages = [Path(p).resolve() for p in packages]
+        packages = [Path(os.path.abspath(p)) for p in packages]
         pythonpath = os.pathsep.join(dict.fromkeys(str(p.parent) for p in packages)) or None
         return cls(tuple(dict.fromkeys([*ro, *packages])), tuple(hidden), cuda, pythonpath)
 
@@ -163,9 +180,11 @@ class Sandbox:
         for name in _ETC:
             if (Path("/etc") / name).exists():
                 args += ["--ro-bind", f"/etc/{name}", f"/etc/{name}"]
-        for path in self.readonly:
-            args += ["--ro-bind", str(path), str(path)]
+        # The private /tmp first: a bind made before it under /tmp (a course cloned there) would be hidden.
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", KERNEL_HOME]
+        for path in self.readonly:
+            for source, dest in _binds(path):
+                args += ["--ro-bind", source, dest]
         if self.cuda:
             for dev in sorted(glob.glob("/dev/nvidia*")):
                 args += ["--dev-bind", dev, dev]

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -119,8 +121,12 @@ class GradeConfig:
                              f"got {unknown[0]!r}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1, got {self.threads}")
-        if self.timeout <= 0:
-            raise ValueError(f"--timeout must be positive seconds, got {self.timeout}")
+        if not (math.isfinite(self.timeout) and self.timeout > 0):
+            raise ValueError(f"--timeout must be a positive number of seconds, got {self.timeout}")
+        if self.cell_timeout is not None and not (math.isfinite(self.cell_timeout) and self.cell_timeout > 0):
+            raise ValueError(f"--cell-timeout must be a positive number of seconds, got {self.cell_timeout}")
+        if self.device is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.per_class < 1:
             raise ValueError(f"--per-class must be at least 1, got {self.per_class}")
         if not self.submissions.is_dir():

@@ -1,20 +1,19 @@
-"""Runs ``python -m autograder`` with one failure of the grading machine made to happen for real:
-``PGRADE_FAULT=<kind> python -m tests.faults grade ...``.
+"""Runs ``python -m autograder`` with failures of the grading machine made to happen for real:
+``PGRADE_FAULT=<kind>[:<student>[:<times>]],... python -m tests.faults grade ...``.
 
 Nothing here fakes a result: each kind breaks the real thing the grader depends on, and the grader
 must notice it by itself.
 
 * ``hide-python``: every sandbox also mounts an empty folder over the interpreter's own folder, so bubblewrap
   cannot start the kernels' Python (what a course cloned under ``/tmp`` used to meet).
-* ``kill-server``: the warm kernel server of the job slot is killed (SIGKILL) after the job folder is ready
-  and before the kernel is asked for, for submission ``PGRADE_FAULT_STUDENT``.
-* ``kill-kernel``: the kernel of submission ``PGRADE_FAULT_STUDENT`` is killed (SIGKILL) as soon as it is
-  forked, before it answers anything.
+* ``kill-server:<student>``: the warm kernel server of the job slot (bubblewrap and everything in it) is
+  killed (SIGKILL) after the job folder is ready and before the kernel is asked for.
+* ``kill-kernel:<student>``: the kernel is killed (SIGKILL) as soon as it is forked, before it answers anything.
 
-``PGRADE_FAULT_TIMES`` (default 1): how many of that submission's jobs are hit; the rest run normally.
-Imported by a Dask worker (``dask worker ... --preload tests.faults``) with ``PGRADE_FAULT=kill-worker``, it
-makes the worker process kill itself (SIGKILL) when it starts grading ``PGRADE_FAULT_STUDENT``, while the
-file ``PGRADE_FAULT_MARK`` exists.
+``<times>`` (default 1): how many of that submission's jobs are hit; the later ones run normally.
+Imported by a Dask worker (``dask worker ... --preload tests.faults``) with ``PGRADE_FAULT=kill-worker:<student>``,
+it makes the worker process kill itself (SIGKILL) when it starts grading ``<student>``, while the file
+``PGRADE_FAULT_MARK`` exists.
 """
 
 from __future__ import annotations
@@ -27,19 +26,42 @@ import threading
 __all__ = ["install", "main"]
 
 _current = threading.local()
-_hits = {"n": 0}
 _lock = threading.Lock()
 
 
-def _hit() -> bool:
-    """Should this job of the target submission fail (another of ``PGRADE_FAULT_TIMES`` hits)?"""
-    if getattr(_current, "student", None) != os.environ.get("PGRADE_FAULT_STUDENT"):
-        return False
-    with _lock:
-        if _hits["n"] >= int(os.environ.get("PGRADE_FAULT_TIMES", "1")):
+class _Target:
+    """The submission a fault hits, and how many of its jobs are left to hit."""
+
+    def __init__(self, student: str | None, times: int):
+        self.student, self.left = student, times
+
+    def hit(self) -> bool:
+        if getattr(_current, "student", None) != self.student:
             return False
-        _hits["n"] += 1
-        return True
+        with _lock:
+            if self.left <= 0:
+                return False
+            self.left -= 1
+            return True
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``, as this process sees them."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, ValueError, IndexError):
+                continue
+            children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def _track_student() -> None:
@@ -55,8 +77,14 @@ def _track_student() -> None:
     jobs._run_in_slot = run_in_slot
 
 
-def install(kind: str) -> None:
-    """Break the grading machine in the way ``kind`` names (see the module's text)."""
+def install(spec: str) -> None:
+    """Break the grading machine in the ways ``spec`` names (``kind[:student[:times]],...``; the module's text)."""
+    for one in filter(None, spec.split(",")):
+        kind, student, times = (one.split(":") + [None, "1"])[:3]
+        _install(kind, _Target(student, int(times or 1)))
+
+
+def _install(kind: str, target: _Target) -> None:
     if kind == "hide-python":
         from autograder.runner.sandbox import Sandbox
         command = Sandbox.command
@@ -73,8 +101,9 @@ def install(kind: str) -> None:
 
         def prepare_then_kill(slot, nb, run):
             job = prepare(slot, nb, run)
-            if slot.server is not None and _hit():
-                os.killpg(slot.server._proc.pid, signal.SIGKILL)
+            if slot.server is not None and target.hit():
+                for pid in [slot.server._proc.pid, *_descendants(slot.server._proc.pid)]:
+                    os.kill(pid, signal.SIGKILL)  # bubblewrap and the server it runs in its own session
                 slot.server._proc.wait()
             return job
         jobs.prepare_job = prepare_then_kill
@@ -85,7 +114,7 @@ def install(kind: str) -> None:
 
         def spawn_then_kill(self, *args, **kwargs):
             pid = spawn(self, *args, **kwargs)
-            if _hit():
+            if target.hit():
                 os.kill(pid, signal.SIGKILL)
             return pid
         ForkServer.spawn = spawn_then_kill
@@ -95,7 +124,7 @@ def install(kind: str) -> None:
 
         def grade_or_die(student_id, *args, **kwargs):
             mark = os.environ.get("PGRADE_FAULT_MARK")
-            if student_id == os.environ.get("PGRADE_FAULT_STUDENT") and mark and os.path.exists(mark):
+            if student_id == target.student and mark and os.path.exists(mark):
                 os.kill(os.getpid(), signal.SIGKILL)
             return task(student_id, *args, **kwargs)
         worker.grade_task = grade_or_die
@@ -109,8 +138,8 @@ def main(argv: list[str]) -> int:
     return grader(argv)
 
 
-if os.environ.get("PGRADE_FAULT") == "kill-worker" and __name__ != "__main__":
-    install("kill-worker")  # imported by a Dask worker's --preload
+if os.environ.get("PGRADE_FAULT", "").startswith("kill-worker") and __name__ != "__main__":
+    install(os.environ["PGRADE_FAULT"])  # imported by a Dask worker's --preload
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

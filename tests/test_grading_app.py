@@ -212,9 +212,10 @@ def test_a_cluster_across_a_network_loses_no_grade_when_a_worker_is_killed(grade
     logs = {name: open(tmp_path / f"{name}.log", "w") for name in ("scheduler", "w1", "w2", "grader")}  # noqa: SIM115
     with Network(4) as net:
         address = f"tcp://{net.ip(0)}:8786"
+        stock = {k: v for k, v in env.items() if k != "PYTHONPATH"}  # a plain scheduler: no course code
         scheduler = net.popen(0, [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", net.ip(0),
-                                  "--port", "8786", "--no-dashboard"], env=env, stdout=logs["scheduler"],
-                              stderr=subprocess.STDOUT)
+                                  "--port", "8786", "--no-dashboard"], env=stock, cwd=tmp_path,
+                              stdout=logs["scheduler"], stderr=subprocess.STDOUT)
         workers = [net.popen(i, [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
                                  "--no-nanny", "--no-dashboard", "--host", net.ip(i)], env=env, cwd=tmp_path,
                              stdout=logs[f"w{i}"], stderr=subprocess.STDOUT) for i in (1, 2)]

@@ -12,7 +12,6 @@ import csv
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pytest
@@ -25,6 +24,8 @@ from autograder.grading.scoring import CheckResult
 from autograder.grading.submission import PREAMBLE_CELLS, SEED_CELL, preamble_end, prepare_notebook
 from autograder.runner.sandbox import Sandbox, sandbox_support
 from autograder.samples import RELEASE_NOTEBOOK
+
+from .conftest import REPO
 
 
 def gid(cell):
@@ -183,21 +184,22 @@ def test_the_sandbox_still_hides_what_is_hidden_under_tmp(tmp_path):
 
 # --- bad arguments: one sentence and exit status 2 ---------------------------------------------------------
 
-def _grade(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+def _grade(args: list[str]) -> subprocess.CompletedProcess:
     env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
-    return subprocess.run([sys.executable, "-m", "autograder", "grade", *args], cwd=cwd, env=env,
+    return subprocess.run([sys.executable, "-m", "autograder", "grade", *args], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=600)
 
 
 @pytest.mark.slow
 def test_bad_arguments_get_one_sentence_and_status_2_never_a_traceback(tmp_path, trained_model_path):
+    import random
     from autograder.samples import load_samples, write_class
     subs = tmp_path / "submitted"
     write_class(subs, [s for s in load_samples() if s.name == "reference"])
     empty = tmp_path / "empty"
     empty.mkdir()
     not_a_model = tmp_path / "notes.pt"
-    not_a_model.write_bytes(os.urandom(4096))
+    not_a_model.write_bytes(random.Random(0).randbytes(4096))
     text_model = tmp_path / "model.txt"
     text_model.write_text("a checkpoint, honestly\n")
     cases = {
@@ -206,7 +208,7 @@ def test_bad_arguments_get_one_sentence_and_status_2_never_a_traceback(tmp_path,
         "missing submissions": ([str(tmp_path / "nope"), "--data-root", "synthetic", "--model",
                                  str(trained_model_path)], "does not exist"),
         "random bytes as model": ([str(subs), "--data-root", "synthetic", "--model", str(not_a_model)],
-                                  "is not a readable torch checkpoint"),
+                                  f"--model {not_a_model} cannot be used"),
         "text as model": ([str(subs), "--data-root", "synthetic", "--model", str(text_model)],
                           "is not a readable torch checkpoint"),
         "missing model": ([str(subs), "--data-root", "synthetic", "--model", str(tmp_path / "no.pt")],
@@ -226,8 +228,56 @@ def test_bad_arguments_get_one_sentence_and_status_2_never_a_traceback(tmp_path,
     }
     for name, (args, expected) in cases.items():
         out = tmp_path / f"out-{name.replace(' ', '-')}"
-        done = _grade([*args, "--out", str(out), "--per-class", "5"], tmp_path)
+        done = _grade([*args, "--out", str(out), "--per-class", "5"])
         assert done.returncode == 2, f"{name}: status {done.returncode}\n{done.stderr[-2000:]}"
         assert "Traceback" not in done.stderr, f"{name}:\n{done.stderr[-3000:]}"
         assert expected in done.stderr, f"{name}: {done.stderr[-1500:]}"
         assert not (out / "grades.csv").exists() and not (out / "journal.jsonl").exists(), name
+
+
+def test_fuzzed_arguments_stop_with_status_2_and_one_message_never_a_traceback(tmp_path, capsys):
+    """Random bad values for every option that takes one (seeded): each call ends in argparse's status 2 with
+    one ``error:`` line, before anything runs; none raises anything else."""
+    import random
+
+    from autograder.cli import main
+    subs = tmp_path / "subs"
+    subs.mkdir()
+    model = tmp_path / "m.pt"
+    model.write_bytes(b"x")
+    bad = {"--jobs": ["0", "-3", "two", "1.5", ""], "--timeout": ["0", "-1", "nan", "inf", "soon", ""],
+           "--cell-timeout": ["0", "-5", "nan", "x"], "--per-class": ["0", "-1", "many"],
+           "--memory-limit": ["lots", "0", "12Q", "-4G", "1K"], "--pids-limit": ["0", "8", "x"],
+           "--threads": ["0", "-2", "x"], "--cluster": ["local:0", "local:x", "nothing"],
+           "--regrade-status": ["failed", "error,oops"], "--device": ["gpu", "cuda:x", "tpu"]}
+    rng = random.Random(30)
+    for _ in range(60):
+        option = rng.choice(sorted(bad))
+        value = rng.choice(bad[option])
+        argv = ["grade", str(subs), "--data-root", "synthetic", "--model", str(model), "--out", str(tmp_path / "o"),
+                f"{option}={value}"]
+        with pytest.raises(SystemExit) as stop:
+            main(argv)
+        err = capsys.readouterr().err
+        assert stop.value.code == 2, (argv, err)
+        assert [line for line in err.splitlines() if line.startswith(("python -m autograder grade: error:",
+                                                                     "usage:"))], (argv, err)
+        assert "Traceback" not in err and not (tmp_path / "o").exists(), (argv, err)
+
+
+def test_a_slot_limit_can_be_armed_again_higher_or_lower():
+    """A slot whose kernel server restarted arms its memory limit again from its new usage; cgroup v1 refused a
+    limit above the last swap limit (EINVAL), and the slot then lost its warm kernels for the rest of the run."""
+    from autograder.runner.limits import LimitsUnavailable, SlotLimits
+    try:
+        limits = SlotLimits.create(f"pruning-grader-test-{os.getpid()}", 200 * 1024**2, 64)
+    except (LimitsUnavailable, OSError) as exc:
+        pytest.skip(f"no cgroups here: {exc}")
+    try:
+        for memory in (200, 400, 100):
+            limits.memory = memory * 1024**2
+            assert limits.arm() == memory * 1024**2  # nothing runs in it: usage 0
+            name = "memory.max" if limits.version == 2 else "memory.limit_in_bytes"
+            assert limits._read("memory", name).strip() == str(memory * 1024**2)
+    finally:
+        limits.close()

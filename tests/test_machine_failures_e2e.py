@@ -12,6 +12,7 @@ import csv
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -78,6 +79,7 @@ def journaled(out: Path) -> list[str]:
 def assert_expected(row: dict, name: str) -> None:
     sample = next(s for s in load_samples() if s.name == name)
     expected = sample.expected_points(read_points())
+    assert row["score"] != "", (name, row)
     assert {g: float(row[g]) for g in CHECKS} == expected, (name, row)
     assert row["status"].startswith(sample.expect_status), (name, row)
 
@@ -85,21 +87,23 @@ def assert_expected(row: dict, name: str) -> None:
 def test_machine_failures_in_a_class_with_spaces_in_every_path_never_become_grades(spaced_class):
     root = spaced_class[0]
     out = root / "grading out ü"
-    # 1. the reference's kernel server is killed once, just before its kernel is asked for: retried, graded
-    first = grade(spaced_class, out, fault={"PGRADE_FAULT": "kill-server", "PGRADE_FAULT_STUDENT": "reference"})
+    # 1. the reference's kernel server is killed just before its kernel is asked for: a kernel is started the
+    #    usual way in the same sandbox; the untouched release's first kernel is killed as it starts: retried
+    first = grade(spaced_class, out, fault={"PGRADE_FAULT": "kill-server:reference,kill-kernel:untouched_release"})
     assert first.returncode == 0, first.stderr[-3000:]
+    assert "warm kernel unavailable" in first.stderr, first.stderr[-3000:]
     got = rows(out)
     for name in SAMPLES:
         assert_expected(got[name], name)
     timings = json.loads((out / "timings.json").read_text())
     assert timings["run"]["preflight"] > 0, "the preflight is reported"
-    tries = timings["students"]["reference"]["machine_failures"]
-    assert len(tries) == 1 and "before any student code ran" in tries[0], tries
-    assert "machine_failures" not in timings["students"]["untouched_release"]
+    assert timings["run"]["slot_restarts"] >= 2, "the killed server was replaced, and the retry had a fresh one"
+    tries = timings["students"]["untouched_release"]["machine_failures"]
+    assert len(tries) == 1 and "the kernel stopped before any student code ran" in tries[0], tries
+    assert "machine_failures" not in timings["students"]["reference"]
 
     # 2. every kernel of one submission is killed as it starts: not graded, no points, nothing journaled, status 3
-    second = grade(spaced_class, out, "--regrade", fault={"PGRADE_FAULT": "kill-kernel", "PGRADE_FAULT_TIMES": "99",
-                                                          "PGRADE_FAULT_STUDENT": "untouched_release"})
+    second = grade(spaced_class, out, "--regrade", fault={"PGRADE_FAULT": "kill-kernel:untouched_release:99"})
     assert second.returncode == 3, second.stderr[-3000:]
     last = second.stderr.strip().splitlines()[-1]
     assert last.startswith("error: 1 of 2 submissions NOT GRADED because of the grading machine"), last
@@ -170,6 +174,7 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
     address = f"tcp://127.0.0.1:{port}"
     plain = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     plain["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "1"
+    plain["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"  # one task per worker thread (as README says)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     probe = subprocess.run([sys.executable, "-c", "import autograder"], cwd=outside, env=plain, capture_output=True)
@@ -180,7 +185,7 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
 
     def start(name, cmd, env, cwd):
         fh = open(logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=fh, stderr=subprocess.STDOUT, start_new_session=True)
         procs.append((proc, fh))
         return proc
 
@@ -195,19 +200,19 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
                                         "--port", str(port), "--no-dashboard"], plain, outside)
         # a worker started without the course code: one line, the command that starts one right, status 2
         bare = start("bare", [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                              "--no-dashboard"], plain, outside)
+                              "--no-nanny", "--no-dashboard"], plain, outside)
         done = grade_on_cluster(tmp_path / "bare out")
         assert done.returncode == 2, done.stderr[-3000:]
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
         message = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(message) == 1 and "cannot import the course's code" in message[0], done.stderr[-2000:]
         assert "--preload autograder.cluster.preload" in message[0] and f"PYTHONPATH={REPO}" in message[0]
-        bare.kill()
+        os.killpg(bare.pid, signal.SIGKILL)
         bare.wait()
         # workers with the course code, which die whenever they start grading untouched_release while MARK exists
         mark = tmp_path / "kill-untouched"
         mark.touch()
-        env = dict(plain, PYTHONPATH=str(REPO), PGRADE_FAULT="kill-worker", PGRADE_FAULT_STUDENT="untouched_release",
+        env = dict(plain, PYTHONPATH=str(REPO), PGRADE_FAULT="kill-worker:untouched_release",
                    PGRADE_FAULT_MARK=str(mark), TMPDIR=str(tmpdir))
         for i in (1, 2):
             start(f"w{i}", [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
@@ -217,7 +222,9 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
         first = grade_on_cluster(out)
         assert first.returncode == 3, first.stderr[-3000:]
         got = rows(out)
-        assert got["untouched_release"]["status"].startswith("not graded: ") and got["untouched_release"]["score"] == ""
+        assert got["untouched_release"]["status"].startswith("not graded: the grading worker died while running this"
+                                                             " notebook"), got["untouched_release"]
+        assert got["untouched_release"]["score"] == ""
         assert_expected(got["reference"], "reference")
         assert journaled(out) == ["reference"]
         mark.unlink()  # the nannies have started new workers meanwhile
@@ -227,7 +234,10 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
         assert_expected(again["untouched_release"], "untouched_release")
         assert again["reference"] == got["reference"]
     finally:
-        for proc, fh in procs:
-            proc.kill()
+        for proc, fh in procs:  # a nanny and the worker it started are one process group
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
             proc.wait()
             fh.close()

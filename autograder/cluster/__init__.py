@@ -14,7 +14,10 @@ class ClusterError(RuntimeError):
 
 
 class WorkerLost(RuntimeError):
-    """Every worker that ran a submission's task died before it finished (not journaled: a rerun tries again)."""
+    """Every worker that ran a submission's task died before it finished: a failure of the grading machine
+    (``machine``), so the row is not graded and a rerun tries again."""
+
+    machine = True
 
 
 class ClusterLost(ClusterError):

@@ -24,6 +24,7 @@ the class is graded.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import uuid
 from concurrent.futures import CancelledError, Future
 from dataclasses import fields
@@ -40,7 +41,8 @@ if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (a
     from ..grading.report import StudentGrade
     from ..grading.submission import Submission
 
-__all__ = ["DaskCluster", "worker_command", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS", "WORKER_PRELOAD"]
+__all__ = ["DaskCluster", "worker_command", "call_on_worker", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS",
+           "WORKER_PRELOAD"]
 
 #: How many times a task may lose its worker on a ``local:N`` cluster and run again before its row is not graded.
 ALLOWED_FAILURES = 1
@@ -80,6 +82,27 @@ def _preload_once() -> None:
     from distributed.utils import get_mp_context
 
     get_mp_context().set_forkserver_preload(["distributed", WORKER_PRELOAD])
+
+
+class _Call:
+    """``fn(*args)``, called when this object is unpickled (:func:`call_on_worker`)."""
+
+    def __init__(self, fn, args: tuple):
+        self.fn, self.args = fn, args
+
+    def __reduce__(self):
+        return self.fn, self.args
+
+
+def call_on_worker(fn, *args) -> bytes:
+    """A task's argument for ``client.submit(pickle.loads, call_on_worker(fn, *args))``: a pickle whose loading
+    calls ``fn(*args)`` (``fn`` by its module and name) and returns its result.
+
+    Dask's scheduler unpickles every task it is given (to build its graph), so a task whose function is this
+    course's would need the course's code on the scheduler. Submitted this way the scheduler sees only
+    :func:`pickle.loads` and bytes: a stock ``dask scheduler`` runs it, and only the worker imports ``fn``.
+    """
+    return pickle.dumps(_Call(fn, args), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def worker_command(address: str) -> str:
@@ -197,16 +220,17 @@ class DaskCluster:
         from ..grading.report import StudentGrade
         from ..grading.scoring import CheckResult
 
-        future = self.client.submit(grade_task, sub.student_id, nb_bytes, list(sub.notes), pure=False,
-                                    key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")
+        future = self.client.submit(pickle.loads, call_on_worker(grade_task, sub.student_id, nb_bytes, list(sub.notes)),
+                                    pure=False, key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")
         try:
             record = future.result()
         except (CancelledError, OSError) as exc:  # the grader cancels nothing: the scheduler is gone
             raise ClusterLost(f"lost the Dask scheduler at {self.address} ({type(exc).__name__}); every submission "
                               "graded before is journaled: rerun the same command to grade the rest") from None
         except KilledWorker:  # not journaled (the grader's handler makes the row): a rerun tries again
-            raise WorkerLost(f"the grading worker died while running this notebook, and again on another "
-                             f"worker ({ALLOWED_FAILURES + 1} tries); rerun the command to try again") from None
+            raise WorkerLost("the grading worker died while running this notebook, each time the scheduler sent "
+                             "it to one (its distributed.scheduler.allowed-failures); rerun the command to try "
+                             "again") from None
         executed = None
         if record["executed"] is not None:
             executed = jobs.executed_dir / f"{sub.student_id}.ipynb"

@@ -87,6 +87,8 @@ def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray
     """The model, the grading data and the submissions of ``cfg``; :class:`InputError` with one sentence when
     one of them cannot be used (before any job runs or any row is written)."""
     from helpers.models import CheckpointError
+    if (cfg.device or "").startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"--device {cfg.device}: torch sees no CUDA device on this machine; use --device cpu")
     try:
         model = load_model(cfg.model)
     except (CheckpointError, OSError) as exc:
@@ -242,7 +244,8 @@ def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_s
                     fatal = fatal or exc
                     continue
                 # The grader's failure (a lost worker, a bug), never the student's: no points, no journal line.
-                result = not_graded(sub.student_id, f"the grader failed: {type(exc).__name__}: {exc}", sub.notes)
+                why = str(exc) if getattr(exc, "machine", False) else f"the grader failed: {type(exc).__name__}: {exc}"
+                result = not_graded(sub.student_id, why, sub.notes)
             result.timings["finished"] = round(time.perf_counter() - began, 3)  # since the first job was sent
             grades.append(result)
             bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")

@@ -60,7 +60,19 @@ def preflight(slots: list[Slot], jobs: Jobs, where: str = "") -> float:
 
 
 def _one(slot: Slot, nb, jobs: Jobs) -> tuple[str, list[str]] | None:
-    """``None`` when the slot ran the preflight notebook; else what failed and the kernel's last log lines."""
+    """``None`` when the slot ran the preflight notebook (a second time on a fresh kernel server if the first
+    failed: a passing hiccup does not stop a class); else what failed and the kernel's last log lines."""
+    problem = _attempt(slot, nb, jobs)
+    if problem is None:
+        return None
+    try:
+        slot.restart()
+    except (OSError, RuntimeError, ValueError):
+        return problem
+    return _attempt(slot, nb, jobs)
+
+
+def _attempt(slot: Slot, nb, jobs: Jobs) -> tuple[str, list[str]] | None:
     try:
         job = prepare_job(slot, nb, jobs)
         done, _ = execute_job(slot, job, jobs)

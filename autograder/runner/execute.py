@@ -12,6 +12,7 @@ output, ignore interrupts, start children), the grader gets back a status: ``ok`
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import os
 import signal
@@ -160,6 +161,7 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
         status = "timeout" if expired.is_set() else f"error: {type(exc).__name__}: {str(exc)[:200]}"
     finally:
         watchdog.cancel()
+        atexit.unregister(client._cleanup_kernel)  # nbclient leaves it registered when the kernel never started
         for pid in pids:
             _kill_group(pid)  # whatever the notebook started dies with it
         _cancel_pending_tasks()

@@ -165,12 +165,18 @@ class SlotLimits:
             if self._file("memory", "memory.swap.max").exists():
                 self._write("memory", "memory.swap.max", "0")
         else:
-            self._write("memory", "memory.limit_in_bytes", str(limit))
-            if self._file("memory", "memory.memsw.limit_in_bytes").exists():
-                try:
-                    self._write("memory", "memory.memsw.limit_in_bytes", str(limit))
-                except OSError:
-                    pass
+            # cgroup v1 keeps memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every write: a limit raised
+            # above the last memsw limit (a slot armed again after its server restarted) is refused with EINVAL
+            # unless memsw is raised first; a lowered one must be written before memsw.
+            memsw = self._file("memory", "memory.memsw.limit_in_bytes")
+            for first in (True, False):
+                if memsw.exists():
+                    try:
+                        self._write("memory", "memory.memsw.limit_in_bytes", str(limit))
+                    except OSError:
+                        pass
+                if first:
+                    self._write("memory", "memory.limit_in_bytes", str(limit))
         return limit
 
     def events(self) -> dict[str, int]:

@@ -193,6 +193,7 @@ def _grade(args: list[str]) -> subprocess.CompletedProcess:
 @pytest.mark.slow
 def test_bad_arguments_get_one_sentence_and_status_2_never_a_traceback(tmp_path, trained_model_path):
     import random
+
     from autograder.samples import load_samples, write_class
     subs = tmp_path / "submitted"
     write_class(subs, [s for s in load_samples() if s.name == "reference"])

@@ -78,26 +78,38 @@ def _release_parser(sub) -> argparse.ArgumentParser:
     rel = sub.add_parser("release", help="write the student bundle: release notebook, helpers wheel, model")
     rel.add_argument("--out", default=str(d["out"]), help=f"bundle folder, replaced (default {d['out']})")
     rel.add_argument("--model", default=None,
-                     help="the pretrained checkpoint to ship (default: the demo's reference model, "
-                          "trained on the generated dataset if absent)")
+                     help="the pretrained checkpoint to ship, trained on CINIC-10 (python -m helpers.train)")
+    rel.add_argument("--allow-generated-model", action="store_true",
+                     help="ship a model trained on the generated stand-in data (without --model: the demo's); "
+                          "only for trying the bundle out")
     rel.add_argument("--helpers-url", default=None,
-                     help="URL of the helpers wheel, for Colab (baked into the notebook)")
+                     help="direct http(s) link to the helpers wheel, ending in its file name, for Colab (baked "
+                          "into the notebook)")
     rel.add_argument("--model-url", default=None, help="URL the notebook downloads the model from when it finds none")
     return rel
 
 
 def _release(args, parser) -> int:
     from .config import ReleaseConfig
-    from .release import release
+    from .release import TRAIN_COMMAND, ReleaseError, release
     cfg = ReleaseConfig(out=args.out, model=args.model, helpers_url=args.helpers_url, model_url=args.model_url)
     model = cfg.model
+    if model is None and not args.allow_generated_model:
+        print("error: a release needs the model your class prunes, trained on CINIC-10. Train one with\n"
+              f"    {TRAIN_COMMAND}\nthen run  make release MODEL=pruning-model.pt  (or python -m autograder release "
+              "--model pruning-model.pt). To try the bundle out with the demo's model, trained on the generated "
+              "stand-in data, add --allow-generated-model.", file=sys.stderr)
+        return 2
     if model is None:
         from .config import DemoConfig
         from .demo import reference_model
         model = reference_model(DemoConfig().out)
-        print(f"note: shipping {model}, trained on the generated dataset; pass --model for a real class")
+        print(f"note: shipping {model}, trained on the generated dataset: only for trying the bundle out")
     try:
-        out = release(cfg.out, model, cfg.helpers_url, cfg.model_url)
+        out = release(cfg.out, model, cfg.helpers_url, cfg.model_url, allow_generated=args.allow_generated_model)
+    except ReleaseError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (FileNotFoundError, RuntimeError) as exc:
         parser.error(str(exc))
     print(f"student bundle: {out}")

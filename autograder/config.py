@@ -211,11 +211,12 @@ class ReleaseConfig:
 
     Attributes:
         out: the student bundle folder (replaced).
-        model: the pretrained checkpoint students prune (``None``: the demo's reference model
-            in ``demo-output/``, trained on the generated dataset if absent; fine for trying
-            the bundle, not for a class).
-        helpers_url: where Colab installs ``helpers`` from (for example the wheel on the course
-            web page); baked into the notebook. JupyterLab installs the wheel next to it.
+        model: the pretrained checkpoint students prune, trained on CINIC-10 (``None``: only with
+            ``--allow-generated-model``, the demo's reference model in ``demo-output/``, trained on the
+            generated dataset if absent; fine for trying the bundle, not for a class).
+        helpers_url: where Colab installs ``helpers`` from: a direct http(s) link ending in the wheel's
+            file name (:func:`~autograder.release.check_helpers_url`); baked into the notebook.
+            JupyterLab installs the wheel next to it.
         model_url: where the notebook downloads the model when no copy is found; baked in.
     """
 

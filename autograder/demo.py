@@ -44,7 +44,7 @@ def reference_model(out: Path, data_root: str = "synthetic", data: dict | None =
     start = time.perf_counter()
     model = train_model(data, config)
     print(f"trained reference model in {time.perf_counter() - start:.1f} s")
-    return save_model(model, path)
+    return save_model(model, path, trained_on="synthetic" if data_root == "synthetic" else "CINIC-10")
 
 
 def main(config: DemoConfig = DemoConfig()) -> int:

@@ -35,7 +35,33 @@ from helpers.download import sha256sum
 
 from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
 
-__all__ = ["release", "find_leaks", "secret_lines", "bake_setup"]
+__all__ = ["release", "find_leaks", "secret_lines", "bake_setup", "check_helpers_url", "ReleaseError",
+           "TRAIN_COMMAND"]
+
+#: How an instructor trains the model a class prunes (printed when a release refuses the stand-in model).
+TRAIN_COMMAND = "python -m helpers.train --data-root /path/to/CINIC-10.tar.gz --out pruning-model.pt"
+_WHEEL_URL = re.compile(r"^https?://[^\s?#]+/pruning_course_helpers-[0-9][^/\s?#]*-py3-none-any\.whl([?#]\S*)?$")
+
+
+class ReleaseError(ValueError):
+    """The release cannot be made as asked (a stand-in model, a helpers URL pip cannot install); says what to do."""
+
+
+def check_helpers_url(url: str) -> str:
+    """``url`` if pip can install the helpers wheel from it in Colab, else :class:`ReleaseError`.
+
+    pip installs a wheel from a URL only when the URL's last part is the wheel's file name
+    (``https://.../pruning_course_helpers-0.1.0-py3-none-any.whl``): a sharing page (a Google Drive
+    "view" link) or a folder is not one.
+
+    >>> check_helpers_url("https://course.example.org/files/pruning_course_helpers-0.1.0-py3-none-any.whl")
+    'https://course.example.org/files/pruning_course_helpers-0.1.0-py3-none-any.whl'
+    """
+    if not _WHEEL_URL.match(url):
+        raise ReleaseError(f"--helpers-url {url!r} is not a direct http(s) link to the wheel: it must end in the "
+                           "wheel's file name, e.g. https://course.example.org/pruning_course_helpers-0.1.0-py3-none"
+                           "-any.whl (upload the .whl of the bundle to a web server that serves the file itself)")
+    return url
 
 _REGION = re.compile(r"### BEGIN (SOLUTION|HIDDEN TESTS)\n(.*?)### END \1", re.S)
 _MIN_CHARS = 16  # shorter lines ("return pruned", "else:") say nothing about an answer
@@ -156,17 +182,33 @@ def build_wheel(dest: Path) -> Path:
         return Path(shutil.copy(wheels[0], dest))
 
 
-def release(out: Path, model: Path, helpers_url: str | None = None, model_url: str | None = None) -> Path:
+def release(out: Path, model: Path, helpers_url: str | None = None, model_url: str | None = None,
+            allow_generated: bool = False) -> Path:
     """Write the student bundle to ``out`` (replacing it) and return ``out``.
+
+    ``allow_generated``: ship a model trained on the generated stand-in data (for trying the bundle out;
+    students would prune a near-chance model on the real CINIC-10).
 
     Raises:
         FileNotFoundError: ``model`` is missing.
+        ReleaseError: ``model`` records it was trained on the generated data (and ``allow_generated`` is off),
+            or ``helpers_url`` is not a link pip can install the wheel from.
         RuntimeError: the wheel could not be built, or the bundle would leak an answer.
     """
+    from helpers.models import checkpoint_trained_on
+
     from .grading.gradebook import Course
     model, out = Path(model), Path(out)
     if not model.is_file():
         raise FileNotFoundError(f"model checkpoint {model} does not exist")
+    if helpers_url:
+        check_helpers_url(helpers_url)
+    trained_on = checkpoint_trained_on(model)
+    if (trained_on or "").startswith("synthetic") and not allow_generated:
+        raise ReleaseError(f"{model} was trained on the generated stand-in data, not on CINIC-10: students would "
+                           f"prune a near-chance model. Train one on CINIC-10 ({TRAIN_COMMAND}), then release it: "
+                           "make release MODEL=pruning-model.pt (or python -m autograder release --model "
+                           "pruning-model.pt)")
     digest = sha256sum(model)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -21,7 +21,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 __all__ = ["SmallCNN", "build_model", "model_config", "save_model", "load_model", "copy_model", "plain_state_dict",
-           "CheckpointError", "ARCHITECTURES"]
+           "checkpoint_trained_on", "CheckpointError", "ARCHITECTURES"]
 
 _FORMAT = "pruning-course-model/1"
 
@@ -93,18 +93,23 @@ def model_config(model: nn.Module) -> tuple[str, dict]:
     raise ValueError(f"save_model supports {', '.join(ARCHITECTURES)}, got {type(model).__name__}")
 
 
-def save_model(model: nn.Module, path: str | os.PathLike) -> Path:
+def save_model(model: nn.Module, path: str | os.PathLike, trained_on: str | None = None) -> Path:
     """Write ``model`` to ``path`` (atomically) in the checkpoint format above.
 
     A model with active ``torch.nn.utils.prune`` masks is saved with its ``weight_orig`` /
-    ``weight_mask`` entries and comes back pruned from :func:`load_model`.
+    ``weight_mask`` entries and comes back pruned from :func:`load_model`. ``trained_on``: the data
+    the model was trained on (``"CINIC-10"``, or ``"synthetic"`` for the generated stand-in), kept in
+    the checkpoint (:func:`checkpoint_trained_on`) so that a release can refuse a stand-in model.
     """
     arch, config = model_config(model)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": _FORMAT, "arch": arch, "config": config, "state_dict": state}, tmp)
+    ckpt = {"format": _FORMAT, "arch": arch, "config": config, "state_dict": state}
+    if trained_on is not None:
+        ckpt["trained_on"] = str(trained_on)
+    torch.save(ckpt, tmp)
     os.replace(tmp, path)
     return path
 
@@ -169,6 +174,21 @@ def load_model(path: str | os.PathLike, mode: str = "torch",
         raise CheckpointError(f"{path}: its architecture or weights do not match ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from None
     return model.to(map_location).eval()
+
+
+def checkpoint_trained_on(path: str | os.PathLike) -> str | None:
+    """The training data a checkpoint of :func:`save_model` records (``None``: not recorded).
+
+    Raises :class:`CheckpointError` like :func:`load_model` when ``path`` is not such a checkpoint.
+    """
+    try:
+        ckpt = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - as load_model
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
+                              f"{str(exc)[:200]})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a checkpoint written by helpers.save_model")
+    return ckpt.get("trained_on")
 
 
 def copy_model(model: nn.Module) -> nn.Module:

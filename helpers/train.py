@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from ._speed.allocator import steady_allocator
 from .batches import check_images_labels, iterate_batches, to_model_input
-from .data import get_CINIC10_data
+from .data import SYNTHETIC, get_CINIC10_data
 from .evaluate import default_device, test_model
 from .models import SmallCNN, save_model
 
@@ -150,7 +150,10 @@ def main(argv: list[str] | None = None) -> int:
     took = time.perf_counter() - start
     print(f"trained {config.epochs} epochs on {len(data['y_train'])} images in {took:.1f} s")
     test_model(model, [data["X_test"], data["y_test"]], device=args.device)
-    save_model(model, args.out)
+    trained_on = SYNTHETIC if args.data_root == SYNTHETIC else "CINIC-10"
+    if args.n_per_class:
+        trained_on += f" ({args.n_per_class} images per class)"
+    save_model(model, args.out, trained_on=trained_on)
     print(f"saved {args.out}")
     return 0
 

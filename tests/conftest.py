@@ -79,4 +79,4 @@ def trained_model_path(tmp_path_factory):
     from helpers.train import TrainConfig, train_model
     data = make_synthetic({"train": 500, "val": 20, "test": 20})
     model = train_model(data, TrainConfig(epochs=3), device="cpu", progress=False)
-    return save_model(model, tmp_path_factory.mktemp("model") / "model.pt")
+    return save_model(model, tmp_path_factory.mktemp("model") / "model.pt", trained_on="synthetic")

@@ -102,7 +102,7 @@ class Lab:
 def student_lab(tmp_path_factory, trained_model_path):
     """(lab, folder): JupyterLab of a clean venv serving a copy of a fresh student bundle."""
     tmp = tmp_path_factory.mktemp("browser")
-    bundle = release(tmp / "bundle", trained_model_path)
+    bundle = release(tmp / "bundle", trained_model_path, allow_generated=True)
     work = tmp / "student"
     shutil.copytree(bundle, work)
     python = clean_venv(tmp / "machine")

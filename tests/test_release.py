@@ -26,7 +26,7 @@ MODEL_URL = "https://course.example.org/pruning-model.pt"
 @pytest.fixture(scope="module")
 def bundle(tmp_path_factory, trained_model_path):
     out = tmp_path_factory.mktemp("release") / "student"
-    return release(out, trained_model_path, helpers_url=HELPERS_URL, model_url=MODEL_URL)
+    return release(out, trained_model_path, helpers_url=HELPERS_URL, model_url=MODEL_URL, allow_generated=True)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +160,40 @@ def test_a_model_nowhere_and_an_unreachable_url_say_what_to_do(bundle, student_p
                             f"(could not download {unreachable}")
     assert error.endswith("): check your internet connection and run the set-up cell again, or put pruning-model.pt "
                           "next to this notebook.")
+
+
+# --- a release for a real class -------------------------------------------------------------------------------
+
+def test_a_release_refuses_a_model_trained_on_the_generated_data(tmp_path, trained_model_path):
+    from autograder.release import ReleaseError
+    from helpers import load_model, save_model
+    from helpers.models import checkpoint_trained_on
+    assert checkpoint_trained_on(trained_model_path) == "synthetic"
+    with pytest.raises(ReleaseError, match="trained on the generated stand-in data.*python -m helpers.train"):
+        release(tmp_path / "out", trained_model_path)
+    assert not (tmp_path / "out").exists()
+    real = save_model(load_model(trained_model_path), tmp_path / "real.pt", trained_on="CINIC-10")
+    assert checkpoint_trained_on(real) == "CINIC-10"
+    unknown = save_model(load_model(trained_model_path), tmp_path / "old.pt")
+    assert checkpoint_trained_on(unknown) is None  # an older checkpoint: nothing recorded, not refused
+
+
+def test_release_without_a_model_stops_with_the_command_to_run(tmp_path, capsys):
+    """``make release`` without ``MODEL=`` runs ``python -m autograder release`` without ``--model``."""
+    from autograder.cli import main
+    assert main(["release", "--out", str(tmp_path / "bundle")]) == 2
+    err = capsys.readouterr().err
+    assert "python -m helpers.train --data-root" in err and "make release MODEL=pruning-model.pt" in err, err
+    assert not (tmp_path / "bundle").exists()
+
+
+@pytest.mark.parametrize("url", ["https://drive.google.com/file/d/abc/view?usp=sharing",
+                                 "https://course.example.org/files/",
+                                 "ftp://course.example.org/pruning_course_helpers-0.1.0-py3-none-any.whl",
+                                 "https://course.example.org/helpers.whl",
+                                 "course.example.org/pruning_course_helpers-0.1.0-py3-none-any.whl"])
+def test_a_helpers_url_pip_cannot_install_from_is_refused(url):
+    from autograder.release import ReleaseError, check_helpers_url
+    with pytest.raises(ReleaseError, match="must end in the wheel's file name"):
+        check_helpers_url(url)
+    assert check_helpers_url(HELPERS_URL) == HELPERS_URL

@@ -7,7 +7,9 @@ nothing else:
   source notebook with the model's SHA-256 and the optional ``--helpers-url`` and
   ``--model-url`` baked into its set-up cell (so nbgrader's checksums of the locked cells hold);
 * ``pruning_course_helpers-<version>-py3-none-any.whl``: the ``helpers`` package, built with
-  pip from this repository (``helpers/`` only); the set-up cell installs it from here;
+  pip from this repository (``helpers/`` only), its version labelled with a digest of the code
+  (:func:`helpers_version`, also baked into the set-up cell as ``HELPERS_VERSION``); the set-up cell
+  installs it from here, also over an older version a student installed from an earlier bundle;
 * ``pruning-model.pt`` and ``pruning-model.pt.sha256``: the pretrained model and its digest;
 * ``README.md``: what to do with the folder, for students.
 
@@ -19,6 +21,7 @@ reference solutions (:mod:`autograder.grading.reference`); a bundle with one is 
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import re
 import shutil
@@ -35,7 +38,8 @@ from helpers.download import sha256sum
 
 from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
 
-__all__ = ["release", "find_leaks", "secret_lines", "bake_setup", "check_helpers_url", "ReleaseError",
+__all__ = ["release", "find_leaks", "secret_lines", "bake_setup", "check_helpers_url", "helpers_version",
+           "build_wheel", "ReleaseError",
            "TRAIN_COMMAND"]
 
 #: How an instructor trains the model a class prunes (printed when a release refuses the stand-in model).
@@ -152,9 +156,10 @@ def find_leaks(bundle: Path, source: Path = SOURCE_NOTEBOOK) -> list[str]:
     return leaks
 
 
-def bake_setup(nb, helpers_url: str | None, model_url: str | None, model_sha256: str):
+def bake_setup(nb, helpers_url: str | None, model_url: str | None, model_sha256: str, helpers_version: str = ""):
     """Write the release's values into the set-up cell's ``HELPERS_URL = ""`` lines (in place)."""
-    values = {"HELPERS_URL": helpers_url or "", "MODEL_URL": model_url or "", "MODEL_SHA256": model_sha256}
+    values = {"HELPERS_URL": helpers_url or "", "HELPERS_VERSION": helpers_version, "MODEL_URL": model_url or "",
+              "MODEL_SHA256": model_sha256}
     cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "setup")
     for name, value in values.items():
         cell.source, n = re.subn(rf'^{name} = ""$', f"{name} = {json.dumps(value)}", cell.source, flags=re.M)
@@ -163,16 +168,33 @@ def bake_setup(nb, helpers_url: str | None, model_url: str | None, model_sha256:
     return nb
 
 
-def build_wheel(dest: Path) -> Path:
-    """Build the ``helpers`` wheel into ``dest`` with pip (no dependencies, no network).
+def helpers_version() -> str:
+    """The version of the ``helpers`` wheel a release ships: ``pyproject.toml``'s, with a digest of ``helpers/``
+    and ``pyproject.toml`` as a local label (``0.1.0+3f9c2a1b7d``), so that a re-released bundle whose code
+    changed has another version, which the set-up cell installs over an older one."""
+    text = (REPO_ROOT / "pyproject.toml").read_text()
+    base = re.search(r'^version = "([^"]+)"$', text, re.M).group(1)
+    digest = hashlib.sha256(text.encode())
+    for path in sorted((REPO_ROOT / "helpers").rglob("*.py")):
+        digest.update(path.relative_to(REPO_ROOT).as_posix().encode())
+        digest.update(path.read_bytes())
+    return f"{base}+{digest.hexdigest()[:10]}"
+
+
+def build_wheel(dest: Path, version: str | None = None) -> Path:
+    """Build the ``helpers`` wheel into ``dest`` with pip (no dependencies, no network), as ``version``
+    (default: :func:`helpers_version`).
 
     Built from a copy of ``pyproject.toml`` and ``helpers/`` alone: setuptools reuses a
     ``build/`` folder left in the repository, which can hold modules that no longer exist.
     """
+    version = version or helpers_version()
     with tempfile.TemporaryDirectory() as tmp:
         src, wheels_dir = Path(tmp) / "src", Path(tmp) / "wheels"
         src.mkdir()
-        shutil.copy(REPO_ROOT / "pyproject.toml", src)
+        text = (REPO_ROOT / "pyproject.toml").read_text()
+        (src / "pyproject.toml").write_text(re.sub(r'^version = "[^"]+"$', f'version = "{version}"', text,
+                                                   count=1, flags=re.M))
         shutil.copytree(REPO_ROOT / "helpers", src / "helpers", ignore=shutil.ignore_patterns("__pycache__"))
         done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation",
                                "-w", str(wheels_dir), str(src)], capture_output=True, text=True)
@@ -210,16 +232,17 @@ def release(out: Path, model: Path, helpers_url: str | None = None, model_url: s
                            "make release MODEL=pruning-model.pt (or python -m autograder release --model "
                            "pruning-model.pt)")
     digest = sha256sum(model)
+    version = helpers_version()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         baked = tmp / f"{NOTEBOOK}.ipynb"
-        nbformat.write(bake_setup(nbformat.read(SOURCE_NOTEBOOK, as_version=4), helpers_url, model_url, digest),
-                       baked)
+        nbformat.write(bake_setup(nbformat.read(SOURCE_NOTEBOOK, as_version=4), helpers_url, model_url, digest,
+                                  version), baked)
         Course(tmp / "course", source=baked)
         bundle = tmp / "bundle"
         bundle.mkdir()
         shutil.copy(tmp / "course" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb", bundle)
-        wheel = build_wheel(bundle)
+        wheel = build_wheel(bundle, version)
         shutil.copy(model, bundle / MODEL_FILE)
         (bundle / f"{MODEL_FILE}.sha256").write_text(f"{digest}  {MODEL_FILE}\n")
         (bundle / "README.md").write_text(STUDENT_README.format(

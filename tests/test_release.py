@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 import zipfile
+from pathlib import Path
 
 import nbformat
 import pytest
 
-from autograder.release import find_leaks, release, secret_lines
+from autograder.release import find_leaks, helpers_version, release, secret_lines
 from autograder.samples import build_notebook, load_samples
 from helpers.download import sha256sum
 
@@ -37,7 +39,8 @@ def student_python(tmp_path_factory):
 def test_the_bundle_holds_what_a_student_needs(bundle, trained_model_path):
     names = sorted(p.name for p in bundle.iterdir())
     assert names == ["README.md", "pruning-model.pt", "pruning-model.pt.sha256", "pruning.ipynb",
-                     "pruning_course_helpers-0.1.0-py3-none-any.whl"]
+                     f"pruning_course_helpers-{helpers_version()}-py3-none-any.whl"]
+    assert re.fullmatch(r"0\.1\.0\+[0-9a-f]{10}", helpers_version())
     digest = hashlib.sha256(trained_model_path.read_bytes()).hexdigest()
     assert (bundle / "pruning-model.pt.sha256").read_text() == f"{digest}  pruning-model.pt\n"
     assert sha256sum(bundle / "pruning-model.pt") == digest
@@ -45,6 +48,7 @@ def test_the_bundle_holds_what_a_student_needs(bundle, trained_model_path):
     assert f'HELPERS_URL = "{HELPERS_URL}"' in setup
     assert f'MODEL_URL = "{MODEL_URL}"' in setup
     assert f'MODEL_SHA256 = "{digest}"' in setup
+    assert f'HELPERS_VERSION = "{helpers_version()}"' in setup
 
 
 def test_the_wheel_ships_helpers_alone(bundle):
@@ -52,7 +56,7 @@ def test_the_wheel_ships_helpers_alone(bundle):
     with zipfile.ZipFile(wheel) as whl:
         tops = {name.split("/")[0] for name in whl.namelist()}
         names = whl.namelist()
-    assert tops == {"helpers", "pruning_course_helpers-0.1.0.dist-info"}
+    assert tops == {"helpers", f"pruning_course_helpers-{helpers_version()}.dist-info"}
     assert "helpers/_speed/inference.py" in names and "helpers/locate.py" in names
     assert not [n for n in names if n.endswith(".pyc")]
 
@@ -120,7 +124,8 @@ def test_in_a_clean_venv_the_notebook_installs_helpers_from_the_bundle_and_runs(
     nb = _run(student_python, work / "pruning.ipynb", work, env)
     assert _errors(nb) == []
     setup = "".join(o.get("text", "") for o in cell_by_id(nb, "setup").outputs)
-    assert "Installing the course's helper package from pruning_course_helpers-0.1.0-py3-none-any.whl" in setup
+    assert f"Installing the course's helper package from pruning_course_helpers-{helpers_version()}-py3-none-any.whl" \
+        in setup
     assert f"model: {work}/pruning-model.pt" in setup
     shown = subprocess.run([str(student_python), "-c", "import helpers; print(helpers.__file__)"], env=env,
                            cwd=tmp_path, capture_output=True, text=True).stdout
@@ -139,8 +144,8 @@ def test_a_bundle_without_its_wheel_says_what_to_do(bundle, tmp_path):
     nbformat.write(nb, work / "pruning.ipynb")
     ran = _run(student_python, work / "pruning.ipynb", work, env)
     assert _errors(ran) == ["SystemExit: The course's helper package is missing: put the "
-                            "pruning_course_helpers-*.whl file of your course bundle next to this notebook, "
-                            "then run this cell again."]
+                            "pruning_course_helpers-*.whl file of your course bundle next to this notebook (in Colab: "
+                            "in the pruning-course folder of your Google Drive), then run this cell again."]
 
 
 def test_a_model_nowhere_and_an_unreachable_url_say_what_to_do(bundle, student_python, tmp_path):
@@ -197,3 +202,73 @@ def test_a_helpers_url_pip_cannot_install_from_is_refused(url):
     with pytest.raises(ReleaseError, match="must end in the wheel's file name"):
         check_helpers_url(url)
     assert check_helpers_url(HELPERS_URL) == HELPERS_URL
+
+
+# --- the set-up cell on a student's machine ----------------------------------------------------------------------
+
+def _setup_only(bundle, work: Path, **replace: str) -> Path:
+    """The bundle's notebook cut after its set-up cell, written into ``work`` (with ``replace``d set-up text)."""
+    nb = nbformat.read(bundle / "pruning.ipynb", as_version=4)
+    setup = cell_by_id(nb, "setup")
+    for old, new in replace.items():
+        setup.source = setup.source.replace(old, new)
+    nb.cells = nb.cells[:nb.cells.index(setup) + 1]
+    work.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, work / "pruning.ipynb")
+    return work / "pruning.ipynb"
+
+
+def _version(python: Path, env: dict) -> str:
+    code = "import importlib.metadata as m; print(m.version('pruning-course-helpers'))"
+    return subprocess.run([str(python), "-c", code], env=env, cwd=python.parents[2], capture_output=True,
+                          text=True).stdout.strip()
+
+
+def test_a_newer_bundle_installs_its_helpers_over_an_older_one(bundle, tmp_path):
+    """A student who installed the helpers of an earlier bundle gets this bundle's version from its set-up cell."""
+    from autograder.release import build_wheel
+    python = clean_venv(tmp_path / "machine")
+    env = student_env(tmp_path / "home", CINIC10_ROOT="synthetic")
+    old = build_wheel(tmp_path, version="0.0.9")
+    subprocess.run([str(python), "-m", "pip", "install", "-q", "--no-deps", str(old)], env=env, cwd=tmp_path,
+                   check=True)
+    assert _version(python, env) == "0.0.9"
+    work = tmp_path / "student"
+    nb_path = _setup_only(bundle, work)
+    for name in ("pruning-model.pt", next(bundle.glob("*.whl")).name):
+        shutil.copy(bundle / name, work)
+    ran = _run(python, nb_path, work, env)
+    assert _errors(ran) == []
+    assert f"from pruning_course_helpers-{helpers_version()}-py3-none-any.whl" in "".join(
+        o.get("text", "") for o in cell_by_id(ran, "setup").outputs)
+    assert _version(python, env) == helpers_version()
+
+
+def test_a_helpers_file_next_to_the_notebook_is_named_as_what_hides_the_package(bundle, student_python, tmp_path):
+    env = student_env(tmp_path / "home", CINIC10_ROOT="synthetic")
+    work = tmp_path / "student"
+    nb_path = _setup_only(bundle, work)
+    (work / "helpers.py").write_text("# my own helper functions\n")
+    [error] = _errors(_run(student_python, nb_path, work, env))
+    assert error == (f"SystemExit: {work / 'helpers.py'} is not the course's helper package but hides it (it has the "
+                     "same name, helpers): rename or move it, restart the kernel and run this cell again.")
+
+
+def test_a_failed_install_names_its_cause(bundle, tmp_path):
+    """A wheel whose requirement pip cannot find (no index reachable): the message names that, not the network
+    alone or the wheel's place."""
+    python = clean_venv(tmp_path / "machine")
+    env = student_env(tmp_path / "home", CINIC10_ROOT="synthetic", PIP_NO_INDEX="1")
+    work = tmp_path / "student"
+    nb_path = _setup_only(bundle, work, **{f'HELPERS_VERSION = "{helpers_version()}"': 'HELPERS_VERSION = "9.9.9"'})
+    wheel = work / "pruning_course_helpers-9.9.9-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as whl:  # a real wheel whose one requirement exists nowhere
+        info = "pruning_course_helpers-9.9.9.dist-info"
+        whl.writestr("helpers_stub.py", "")
+        whl.writestr(f"{info}/METADATA", "Metadata-Version: 2.1\nName: pruning-course-helpers\nVersion: 9.9.9\n"
+                                         "Requires-Dist: pruning-course-requirement-nowhere\n")
+        whl.writestr(f"{info}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        whl.writestr(f"{info}/RECORD", "")
+    [error] = _errors(_run(python, nb_path, work, env))
+    assert error.startswith(f"SystemExit: Installing the helper package from ./{wheel.name} failed: a package the "
+                            "helpers need has no version for this Python"), error

@@ -23,7 +23,7 @@ __all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionErro
            "strip_hidden_tests", "PREAMBLE_CELLS", "preamble_end"]
 
 _STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
-_BAKED = re.compile(r'^(HELPERS_URL|MODEL_URL|MODEL_SHA256) = ".*"$')
+_BAKED = re.compile(r'^(HELPERS_URL|HELPERS_VERSION|MODEL_URL|MODEL_SHA256) = ".*"$')
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
 #: First cell of every graded run: the same random state for python, numpy and torch.

@@ -72,20 +72,44 @@ _MIN_CHARS = 16  # shorter lines ("return pruned", "else:") say nothing about an
 
 STUDENT_README = """# Pruning assignment: your files
 
-* `pruning.ipynb`: the assignment. Open it in JupyterLab (or upload it to Google Colab).
-* `{wheel}`: the course's helper package. The notebook's set-up cell installs it from this
-  file when it is next to the notebook{url_note}.
-* `{model}`: the pretrained model you prune (SHA-256 in `{model}.sha256`). The set-up cell
-  finds it next to the notebook{model_note}. Elsewhere? Put its path in `MODEL_PATH` in the
-  notebook's paths cell (the cell before the set-up cell).
+| file | what it is | size |
+|---|---|---|
+| `pruning.ipynb` | the assignment: read it from the top, it says what to write and how it is graded | {nb_kb} KB |
+| `{wheel}` | the course's helper package; the notebook's set-up cell installs it | {wheel_kb} KB |
+| `{model}` | the pretrained model you prune (its SHA-256 is in `{model}.sha256`) | {model_mb} MB |
 
-JupyterLab: keep the three files together in one folder, start JupyterLab there and open the notebook.
-Colab: upload the notebook; put `{model}` in `MyDrive/pruning-course/` of your Google Drive (or
-set `MODEL_PATH`). The dataset (CINIC-10) is downloaded once by the notebook; if you already have
-`CINIC-10.tar.gz` or the extracted folder, put its path in `DATA_PATH`.
+The notebook downloads the CINIC-10 dataset (about 700 MB) the first time it runs and keeps it in a cache. If you
+already have `CINIC-10.tar.gz` or its extracted folder, put its path in `DATA_PATH`, in the notebook's paths cell
+(the first code cell).
 
-Run the notebook part by part: your code cell, then the check cells below it. Each check says
-what is wrong and how to fix it.
+## In JupyterLab (your own machine)
+
+1. Keep the three files together in one folder.
+2. In a terminal, in that folder, with the Python environment of your course active (Python 3.9 or newer with
+   PyTorch; in a virtual environment, not your system's Python), start `jupyter lab` and open `pruning.ipynb`.
+3. Run the first cells: the set-up cell installs the helper package from `{wheel}`{url_note}, finds
+   `{model}` next to the notebook{model_note} and prints where data and model come from.
+
+## In Google Colab
+
+1. In your Google Drive, make a folder `pruning-course` in *My Drive* and upload `{wheel}` and `{model}` into it.
+2. Upload `pruning.ipynb` to Colab (*File > Upload notebook*). Choose a GPU runtime (*Runtime > Change runtime
+   type*): the notebook runs many times faster on one.
+3. Run the first cells: the set-up cell asks to connect your Google Drive, installs the helper package from the
+   `pruning-course` folder{url_note} and finds the model there. The dataset is cached in that folder too, so
+   a new session does not download it again.
+
+## How long it takes
+
+On a 2-core CPU a correct notebook computes for 15 to 25 minutes in all (about 70 evaluations of the 90,000 test
+images, about 12 s each, and two fine-tuning epochs), plus the first download. On a Colab GPU, much less.
+
+## What to hand in
+
+`pruning.ipynb`, with its outputs: run *Kernel > Restart Kernel and Run All Cells* (Colab: *Runtime > Restart
+and run all*), check that it ran to the end and that every check printed `OK`, save, and submit the file as your
+course says. Keep its name, keep your code in the cells marked *YOUR CODE HERE* and your answers in the answer
+cells, and do not edit or delete the locked cells.
 """
 
 
@@ -246,9 +270,10 @@ def release(out: Path, model: Path, helpers_url: str | None = None, model_url: s
         shutil.copy(model, bundle / MODEL_FILE)
         (bundle / f"{MODEL_FILE}.sha256").write_text(f"{digest}  {MODEL_FILE}\n")
         (bundle / "README.md").write_text(STUDENT_README.format(
-            wheel=wheel.name, model=MODEL_FILE,
-            url_note=f", else from {helpers_url}" if helpers_url else "",
-            model_note=f", else downloads it from {model_url}" if model_url else ""))
+            wheel=wheel.name, model=MODEL_FILE, nb_kb=round((bundle / f"{NOTEBOOK}.ipynb").stat().st_size / 1024),
+            wheel_kb=round(wheel.stat().st_size / 1024), model_mb=f"{model.stat().st_size / 1e6:.1f}",
+            url_note=f" (else from {helpers_url})" if helpers_url else "",
+            model_note=f" (else it downloads it from {model_url})" if model_url else ""))
         leaks = find_leaks(bundle)
         if leaks:
             raise RuntimeError("the student bundle would give answers away:\n" + "\n".join(leaks[:20]))

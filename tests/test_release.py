@@ -272,3 +272,14 @@ def test_a_failed_install_names_its_cause(bundle, tmp_path):
     [error] = _errors(_run(python, nb_path, work, env))
     assert error.startswith(f"SystemExit: Installing the helper package from ./{wheel.name} failed: a package the "
                             "helpers need has no version for this Python"), error
+
+
+def test_the_student_readme_says_how_to_start_in_both_places_and_what_to_hand_in(bundle):
+    text = (bundle / "README.md").read_text()
+    wheel = next(bundle.glob("*.whl"))
+    for needed in ("## In JupyterLab", "## In Google Colab", "## What to hand in", "## How long it takes",
+                   "folder `pruning-course` in *My Drive*", f"upload `{wheel.name}` and `pruning-model.pt`",
+                   "GPU runtime", "Restart Kernel and Run All Cells", f"(else from {HELPERS_URL})",
+                   f"| {round(wheel.stat().st_size / 1024)} KB |",
+                   f"| {(bundle / 'pruning-model.pt').stat().st_size / 1e6:.1f} MB |"):
+        assert needed in text, needed

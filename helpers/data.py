@@ -38,6 +38,8 @@ _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
 def _how_to_provide(where: Path, config: CinicConfig) -> str:
     return (
         f"CINIC-10 was not found at {where}. Provide it in one of these ways:\n"
+        f"  - in the course notebook: set DATA_PATH in the paths cell (the first code cell) to your "
+        f"{config.archive_name} or the extracted folder, then run that cell and the set-up cell again\n"
         f"  - download {config.url} and pass its path: get_CINIC10_data('/path/to/{config.archive_name}')\n"
         f"  - extract it and pass the folder holding train/ valid/ test/\n"
         f"  - set the environment variable {ENV_ROOT} to either of those\n"

@@ -49,6 +49,8 @@ def compounded(targets=TARGETS) -> list[float]:
 
 def _layers(pruned: nn.Module, original: nn.Module, types=(nn.Conv2d, nn.Linear)):
     """Pair up the layers of both models; a message if the architecture differs."""
+    if pruned is None:
+        return None, "got None instead of a model: does the function end with `return` and the pruned copy?"
     if not isinstance(pruned, nn.Module):
         return None, f"expected a torch.nn.Module, got {type(pruned).__name__}"
     a = prunable_layers(pruned, types)

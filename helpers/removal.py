@@ -102,6 +102,8 @@ def inspect_removal(removed: nn.Module, masked: nn.Module, images: np.ndarray) -
         masked: the model it was made from (pruned by ``prune_structured``; masks may be attached).
         images: uint8 ``(N, 32, 32, 3)`` images to compare the logits on (a few hundred suffice).
     """
+    if removed is None:
+        return "got None instead of a model: does the function end with `return` and the smaller copy?"
     if not isinstance(removed, nn.Module):
         return f"expected a torch.nn.Module, got {type(removed).__name__}"
     want = surviving_filters(masked)
@@ -114,12 +116,21 @@ def inspect_removal(removed: nn.Module, masked: nn.Module, images: np.ndarray) -
                     "whose weights are all zero")
     zeros = {name: int(_dead(conv).sum()) for name, conv in _convs(removed)}
     if any(zeros.values()):
-        return f"zeroed filters are still there: {zeros}"
+        return (f"zeroed filters are still there ({zeros}), so filters that were not zero were removed instead: "
+                "remove exactly the filters whose weights are all zero (zeroed_filters(model) lists them)")
     x = to_model_input(np.asarray(images))
+    try:
+        with torch.inference_mode():
+            out = removed.eval()(x)
+    except Exception as exc:  # noqa: BLE001 - a student's broken model gets a message, not a traceback
+        return (f"the removed model cannot run on an image ({type(exc).__name__}: {str(exc)[:160]}): a layer still "
+                "expects the channels of the filters removed before it; remove each zeroed filter together with the "
+                "input channels that read it in the next layer (Torch-Pruning's DependencyGraph does both)")
     with torch.inference_mode():
-        diff = float((removed.eval()(x) - without_dead_biases(masked)(x)).abs().max())
+        diff = float((out - without_dead_biases(masked)(x)).abs().max())
     if not diff <= OUTPUT_TOL:
-        return (f"removing changed what the model computes (largest logit difference {diff:.3g}): remove each "
+        return (f"removing changed what the model computes (largest difference of the outputs, the logits: "
+                f"{diff:.3g}): remove each "
                 "zeroed filter together with the input channels that read it in the next layer (Torch-Pruning's "
                 "DependencyGraph does both)")
     return None

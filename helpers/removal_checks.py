@@ -27,11 +27,13 @@ from .evaluate import test_model
 from .removal import inspect_removal, surviving_filters
 from .sparsity import effective_weight, global_sparsity, prunable_layers
 
-__all__ = ["check_removal", "check_finetuning", "FINETUNE_TARGETS", "FINETUNE_MARGIN", "MACS_TOL", "CHANCE_BAND",
-           "inspect_finetuned", "at_chance", "removable", "gain_required"]
+__all__ = ["check_removal", "check_finetuning", "FINETUNE_TARGETS", "STARTS", "FINETUNE_MARGIN", "MACS_TOL",
+           "CHANCE_BAND", "inspect_finetuned", "at_chance", "removable", "gain_required"]
 
 #: The model of each kind that part 3 fine-tunes, by target.
 FINETUNE_TARGETS = {"structured": 0.5, "unstructured": 0.9}
+#: Where each fine-tuning starts from: the results list of the model at its target.
+STARTS = {"structured": "removal_results", "unstructured": "unstructured_results"}
 #: Accuracy (fraction) fine-tuning must add to the model it starts from; measured, see benchmarks/RESULTS.md.
 FINETUNE_MARGIN = 0.01
 #: Accuracy above chance (1 / classes) below which a starting model counts as broken (no gain asked).
@@ -46,9 +48,10 @@ def _by_target(results) -> dict[float, dict]:
             if isinstance(r, dict) and isinstance(r.get("target"), numbers.Real)}
 
 
-def _claim(name: str, claimed, measured: float, tol: float) -> str | None:
+def _claim(name: str, claimed, measured: float, tol: float, whose: str = "the stored model") -> str | None:
+    """A message when ``claimed`` is not ``measured`` (within ``tol``), naming the model measured (``whose``)."""
     if isinstance(claimed, bool) or not isinstance(claimed, numbers.Real) or abs(float(claimed) - measured) > tol:
-        return f"'{name}' says {claimed!r} but the stored model gives {measured:.4f}"
+        return f"'{name}' says {claimed!r} but {whose} gives {measured:.4f}"
     return None
 
 
@@ -167,7 +170,9 @@ def check_finetuning(finetune_results, removal_results, unstructured_results, te
             continue
         before = test_model(start["model"], test_data, verbose=False)
         after = test_model(entry["model"], test_data, verbose=False)
-        for msg in (_claim("before", entry["before"], before, 1e-6), _claim("after", entry["after"], after, 1e-6)):
+        started = f"the model you started from ({STARTS[kind]} at {target})"
+        for msg in (_claim("before", entry["before"], before, 1e-6, started),
+                    _claim("after", entry["after"], after, 1e-6, "the fine-tuned model")):
             if msg:
                 lines.append(f"{kind}: {msg}")
         unpruned = test_model(model, test_data, verbose=False) if model is not None else 1.0

@@ -161,6 +161,7 @@ def test_missing_data_explains_how_to_provide(tmp_path):
         get_CINIC10_data(tmp_path / "nowhere", progress=False)
     msg = str(info.value)
     assert "CINIC10_ROOT" in msg and "download=True" in msg and "synthetic" in msg
+    assert msg.splitlines()[1].startswith("  - in the course notebook: set DATA_PATH in the paths cell")
 
 
 def test_default_location_without_download_explains(isolated_cache):

@@ -93,7 +93,7 @@ def test_removal_mistakes_get_their_messages():
     with torch.no_grad():  # conv2 reads conv1's surviving channels in the wrong order
         wrong.conv2.weight.copy_(wrong.conv2.weight[:, [1, 0, 2]])
     assert inspect_removal(wrong, m, IMAGES).startswith(
-        "removing changed what the model computes (largest logit difference ")
+        "removing changed what the model computes (largest difference of the outputs, the logits: ")
     assert inspect_removal(wrong, m, IMAGES).endswith(
         "): remove each zeroed filter together with the input channels that read it in the next layer "
         "(Torch-Pruning's DependencyGraph does both)")
@@ -101,8 +101,14 @@ def test_removal_mistakes_get_their_messages():
     with torch.no_grad():
         kept_zero.conv2.weight[0] = 0
     assert inspect_removal(kept_zero, m, IMAGES) == (
-        "zeroed filters are still there: {'conv1': 0, 'conv2': 1, 'conv3': 0}")
+        "zeroed filters are still there ({'conv1': 0, 'conv2': 1, 'conv3': 0}), so filters that were not zero were "
+        "removed instead: remove exactly the filters whose weights are all zero (zeroed_filters(model) lists them)")
     assert inspect_removal("model", m, IMAGES) == "expected a torch.nn.Module, got str"
+    assert inspect_removal(None, m, IMAGES) == (
+        "got None instead of a model: does the function end with `return` and the smaller copy?")
+    cannot_run = removed_by_hand(m, DEAD)
+    cannot_run.conv2 = torch.nn.Conv2d(cannot_run.conv2.in_channels + 1, cannot_run.conv2.out_channels, 3, padding=1)
+    assert inspect_removal(cannot_run, m, IMAGES).startswith("the removed model cannot run on an image (RuntimeError: ")
 
 
 def test_small_differences_within_the_output_tolerance_pass():
@@ -437,8 +443,8 @@ def test_visible_finetuning_check_line_by_line(monkeypatch):
     assert check_finetuning(good, removal, unstructured, data, pretrained) == ""
     claims = [{**good[0], "before": 0.41, "after": 0.4500009}, {**good[1], "after": 0.5500011}]
     assert check_finetuning(claims, removal, unstructured, data, pretrained).splitlines() == [
-        "structured: 'before' says 0.41 but the stored model gives 0.4000",
-        "unstructured: 'after' says 0.5500011 but the stored model gives 0.5500"]
+        "structured: 'before' says 0.41 but the model you started from (removal_results at 0.5) gives 0.4000",
+        "unstructured: 'after' says 0.5500011 but the fine-tuned model gives 0.5500"]
     masks_lost = [{**good[0], "model": base()}, {**good[1], "model": lost}]
     got = check_finetuning(masks_lost, removal, unstructured, data, pretrained).splitlines()
     assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
@@ -647,11 +653,13 @@ def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeyp
                                  {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
     assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
                       "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
-    assert got[1] == f"unstructured: 'before' says 0.9 but the stored model gives {before_u:.4f}"
+    assert got[1] == ("unstructured: 'before' says 0.9 but the model you started from (unstructured_results at 0.9) "
+                      f"gives {before_u:.4f}")
     got = hidden.check_finetuned(finetune, {"results": []},
                                  {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
     assert got[0] == "structured: no model at target 0.5 to start from (no model was saved)"
-    assert got[1] == f"unstructured: 'before' says 0.9 but the stored model gives {before_u:.4f}"
+    assert got[1] == ("unstructured: 'before' says 0.9 but the model you started from (unstructured_results at 0.9) "
+                      f"gives {before_u:.4f}")
 
 
 def test_visible_checks_of_broken_entries_and_of_both_kinds(monkeypatch):
@@ -684,7 +692,8 @@ def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
     tuned_u = copy_model(u)
     monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
     wrong_u = {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.4, "after": 0.55}
-    claim = "unstructured: 'before' says 0.4 but the stored model gives 0.5000"
+    claim = ("unstructured: 'before' says 0.4 but the model you started from (unstructured_results at 0.9) "
+             "gives 0.5000")
     in_place = {"kind": "structured", "target": 0.5, "model": r, "before": 0, "after": 0}
     assert check_finetuning([in_place, wrong_u], [{"target": 0.5, "model": r}], [{"target": 0.9, "model": u}],
                             data).splitlines()[1:] == [claim]

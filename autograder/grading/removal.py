@@ -16,6 +16,7 @@ from helpers.removal_checks import (
     FINETUNE_MARGIN,
     FINETUNE_TARGETS,
     MACS_TOL,
+    STARTS,
     gain_required,
     inspect_finetuned,
     removable,
@@ -46,12 +47,16 @@ def _model(state, ref, removed: bool):
     return small_cnn_from_state(state) if removed else _model_from_state(state, ref)
 
 
-def _claims(where: str, item: dict, measured: dict[str, float], tols: dict[str, float]) -> list[str]:
+def _claims(where: str, item: dict, measured: dict[str, float], tols: dict[str, float],
+            whose: dict[str, str] | None = None) -> list[str]:
+    """Messages for the stored numbers of ``item`` that are not ``measured`` (within ``tols``), each naming the
+    model measured (``whose``; default the stored model)."""
     out = []
     for name, value in measured.items():
         claimed = item.get(name)
         if claimed is None or abs(claimed - value) > tols[name]:
-            out.append(f"{where}: '{name}' says {claimed} but the stored model gives {value:.4f}")
+            model = (whose or {}).get(name, "the stored model")
+            out.append(f"{where}: '{name}' says {claimed} but {model} gives {value:.4f}")
     return out
 
 
@@ -162,7 +167,9 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
         before = ref.accuracy_of(start, start_digest)
         after = ref.accuracy_of(tuned, model_digest(tuned))
         problems += _claims(kind, item, {"before": before, "after": after},
-                            {"before": cfg.claim_tol, "after": cfg.claim_tol})
+                            {"before": cfg.claim_tol, "after": cfg.claim_tol},
+                            {"before": f"the model you started from ({STARTS[kind]} at {FINETUNE_TARGETS[kind]})",
+                             "after": "the fine-tuned model"})
         need = required_gain(ref, unpruned, before, start, start_digest, masked=not removed)
         if need and after < before + need:
             problems.append(f"{kind}: fine-tuning took the accuracy from {before:.4f} to {after:.4f} on the grader's "

@@ -19,7 +19,7 @@ from .parts import Part, get_part
 from .sparsity import global_sparsity
 
 __all__ = ["TARGETS", "RESULT_KEYS", "compounded", "inspect_unstructured", "inspect_structured",
-           "check_results", "check_accuracies", "shared_models"]
+           "check_results", "check_accuracies", "shared_models", "entry_problem"]
 
 #: Keys every results entry must have.
 RESULT_KEYS = ("target", "model", "sparsity", "accuracy")
@@ -59,6 +59,24 @@ def _list_problem(results, original: nn.Module, part: Part, empty: str) -> str:
     if global_sparsity(original) > 0:
         return _PRUNED_ORIGINAL
     return shared_models(results, part)
+
+
+def entry_problem(where: str, entry, keys) -> str | None:
+    """``None`` when ``entry`` is a dict with every key of ``keys``, else a message naming what is wrong with it
+    (``where``: how to call it, e.g. ``"unstructured_results[4]"``): not a dict, or which keys it lacks.
+
+    >>> entry_problem("results[0]", {"target": 0.1, "acc": 0.5}, ("target", "accuracy"))
+    "results[0] lacks 'accuracy' (it has 'target', 'acc'): every entry needs the keys target and accuracy"
+    """
+    needed = " and ".join([", ".join(keys[:-1]), keys[-1]] if len(keys) > 1 else keys)
+    if not isinstance(entry, dict):
+        return f"{where} is a {type(entry).__name__}, not a dict: every entry needs the keys {needed}"
+    missing = [k for k in keys if k not in entry]
+    if missing:
+        has = ", ".join(repr(k) for k in entry) or "no keys"
+        lacks = ", ".join(repr(k) for k in missing)
+        return f"{where} lacks {lacks} (it has {has}): every entry needs the keys {needed}"
+    return None
 
 
 def _target_text(target) -> str:
@@ -102,9 +120,10 @@ def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, 
     if whole:
         return whole
     problems = []
-    for entry in results[::every]:
-        if not isinstance(entry, dict) or set(RESULT_KEYS) - set(entry):
-            return f"every entry of {name} must be a dict with keys {list(RESULT_KEYS)}"
+    for i, entry in list(enumerate(results))[::every]:
+        malformed = entry_problem(f"{name}[{i}]", entry, RESULT_KEYS)
+        if malformed:
+            return malformed
         acc, target = entry["accuracy"], _target_text(entry["target"])
         if not isinstance(acc, numbers.Real):
             problems.append(f"target {target}: 'accuracy' must be test_model's number, got {acc!r}")
@@ -140,8 +159,9 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
     if len(results) != len(targets):
         problems.append(f"{name} has {len(results)} entries, expected {len(targets)} (targets {list(targets)})")
     for i, (entry, target) in enumerate(zip(results, targets)):
-        if not isinstance(entry, dict) or set(RESULT_KEYS) - set(entry):
-            problems.append(f"{name}[{i}] must be a dict with keys {list(RESULT_KEYS)}")
+        malformed = entry_problem(f"{name}[{i}]", entry, RESULT_KEYS)
+        if malformed:
+            problems.append(malformed)
             continue
         if not isinstance(entry["target"], numbers.Real) or not math.isclose(entry["target"], target):
             problems.append(f"{name}[{i}]['target'] is {entry['target']!r}, expected {target}")

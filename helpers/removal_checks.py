@@ -22,6 +22,7 @@ import numbers
 import torch
 from torch import nn
 
+from .checks import entry_problem
 from .cost import count_macs
 from .evaluate import test_model
 from .removal import inspect_removal, surviving_filters
@@ -63,15 +64,17 @@ def removable(model) -> bool:
 def check_removal(removal_results, structured_results, test_data) -> str:
     """Is each entry's model its structured model with the zeroed filters removed, and are its numbers its own?"""
     if not isinstance(removal_results, (list, tuple)) or not removal_results:
-        return "removal_results is empty: build one entry per target of structured_results (see the cell above)"
+        return ("removal_results is empty: build one dict per model of structured_results with target, model (what "
+                "remove_filters returned for it), macs (count_macs(model)[0]) and accuracy (test_model of it)")
     masked = {t: r for t, r in _by_target(structured_results).items() if removable(r.get("model"))}
     lines = []
     if len(removal_results) < len(masked):
         lines.append(f"removal_results has {len(removal_results)} entries for {len(masked)} models of "
                      "structured_results that keep a filter in every layer: one per target")
     for i, entry in enumerate(removal_results):
-        if not isinstance(entry, dict) or not {"target", "model", "macs", "accuracy"} <= set(entry):
-            lines.append(f"removal_results[{i}] must be a dict with target, model, macs and accuracy")
+        malformed = entry_problem(f"removal_results[{i}]", entry, ("target", "model", "macs", "accuracy"))
+        if malformed:
+            lines.append(malformed)
             continue
         source = masked.get(round(float(entry["target"]), 6)) if isinstance(entry["target"], numbers.Real) else None
         if source is None:

@@ -326,7 +326,8 @@ def test_visible_check_of_the_list_itself(base):
         "unstructured_results has 7 entries, expected 11 (targets [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, "
         "0.98])")
     assert check_results(["x"] + results[1:], base, "unstructured") == (
-        "unstructured_results[0] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']")
+        "unstructured_results[0] is a str, not a dict: "
+        "every entry needs the keys target, model, sparsity and accuracy")
     assert check_results([], base, "structured") == (
         "structured_results is empty: fill it in the cell above, one dict per target "
         "[0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98]")
@@ -449,7 +450,8 @@ def test_every_problem_of_a_list_is_reported_on_its_own_line(base):
         "unstructured_results[0]['target'] is 0.15, expected 0.1",
         f"target 0.30: 'sparsity' says '0.3' but the model's zeros over all Conv2d and Linear weights give "
         f"{sparsity(results[2]['model']):.4f}",
-        "unstructured_results[4] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']"])
+        "unstructured_results[4] lacks 'accuracy' (it has 'target', 'model', 'sparsity'): "
+        "every entry needs the keys target, model, sparsity and accuracy"])
 
 
 def test_a_model_that_cannot_be_inspected_gets_a_message(base):
@@ -500,7 +502,8 @@ def test_the_accuracy_check_message_by_message(base, capsys):
         "stored with it: store the accuracy of that same pruned model"])
     wrong[6] = {"target": 0.7}
     assert check_accuracies(wrong, base, "unstructured", data) == (
-        "every entry of unstructured_results must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']")
+        "unstructured_results[6] lacks 'model', 'sparsity', 'accuracy' (it has 'target'): "
+        "every entry needs the keys target, model, sparsity and accuracy")
     wrong[0]["target"] = "ten"
     assert check_accuracies(wrong[:1], base, "unstructured", data) == (
         "target 'ten': 'accuracy' must be test_model's number, got 'high'")

@@ -261,11 +261,12 @@ def test_check_removal_of_a_right_and_a_wrong_list():
         f"target 0.50: 'macs' says {off[0]['macs']!r} but the stored model gives {good[0]['macs']:.4f}",
         f"target 0.50: 'accuracy' says 0.99 but the stored model gives {good[0]['accuracy']:.4f}"]
     assert check_removal([], _structured_results(), test) == (
-        "removal_results is empty: build one entry per target of structured_results (see the cell above)")
+        "removal_results is empty: build one dict per model of structured_results with target, model (what "
+        "remove_filters returned for it), macs (count_macs(model)[0]) and accuracy (test_model of it)")
     assert check_removal([{"target": 0.3, "model": r, "macs": 1, "accuracy": 1}], _structured_results(), test) == (
         "removal_results[0]: no model of structured_results with a filter left in every layer has target 0.3")
     assert check_removal(["x"], _structured_results(), test) == (
-        "removal_results[0] must be a dict with target, model, macs and accuracy")
+        "removal_results[0] is a str, not a dict: every entry needs the keys target, model, macs and accuracy")
 
 
 def _finetune_case(monkeypatch, start_acc: float, tuned_acc: float, unpruned: float = 0.7):
@@ -475,7 +476,7 @@ def test_visible_removal_check_line_by_line(monkeypatch):
     listed = [good, "x", {**good, "target": "0.5"}, {**good, "target": 0.3}, {**good, "model": base()},
               {**good, "target": 0.7, "macs": macs * 1.0101}]
     assert check_removal(listed, structured, data).splitlines() == [
-        "removal_results[1] must be a dict with target, model, macs and accuracy",
+        "removal_results[1] is a str, not a dict: every entry needs the keys target, model, macs and accuracy",
         "removal_results[2]: no model of structured_results with a filter left in every layer has target '0.5'",
         "removal_results[3]: no model of structured_results with a filter left in every layer has target 0.3",
         "target 0.50: conv1 has 4 filters, expected 3 (its nonzero ones): remove exactly the filters whose weights "
@@ -670,7 +671,8 @@ def test_visible_checks_of_broken_entries_and_of_both_kinds(monkeypatch):
     tuned_u = copy_model(u)
     monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
     assert check_removal([{"target": 0.5, "model": r}], [{"target": 0.5, "model": masked(base(), DEAD)}],
-                         data) == "removal_results[0] must be a dict with target, model, macs and accuracy"
+                         data) == ("removal_results[0] lacks 'macs', 'accuracy' (it has 'target', 'model'): "
+                                   "every entry needs the keys target, model, macs and accuracy")
     good_u = {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.5, "after": 0.55}
     assert check_finetuning([{"kind": "structured", "target": 0.5, "model": r, "before": 0, "after": 0}, good_u],
                             ["junk", {"target": 0.5, "model": r}], [{"target": 0.9, "model": u}, "junk"],
@@ -724,7 +726,8 @@ def test_a_malformed_entry_does_not_hide_a_wrong_model_after_it():
     results = [{"target": 0.1, "model": copy_model(m)},
                {"target": 0.2, "model": copy_model(m), "sparsity": 0.0, "accuracy": 0.1}]
     lines = check_results(results, m, "unstructured", targets=(0.1, 0.2)).splitlines()
-    assert lines == ["unstructured_results[0] must be a dict with keys ['target', 'model', 'sparsity', 'accuracy']",
+    assert lines == ["unstructured_results[0] lacks 'sparsity', 'accuracy' (it has 'target', 'model'): "
+        "every entry needs the keys target, model, sparsity and accuracy",
                      "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]
 
 

@@ -26,7 +26,8 @@ RESULT_KEYS = ("target", "model", "sparsity", "accuracy")
 
 
 _PRUNED_ORIGINAL = ("the pretrained `model` itself is pruned: prune a copy (copy.deepcopy(model)) so that "
-                    "every target starts from the original weights; reload it with load_model to start over")
+                    "every target starts from the original weights; to start over, run the cell under "
+                    "'0. Data and the pretrained model' again (it loads the model afresh), then your cells")
 
 
 def shared_models(results, kind: str | Part) -> str:
@@ -169,7 +170,8 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
         try:
             msg = part.inspect(entry["model"], original, target)
         except Exception as exc:  # a broken student object must give a message, not a traceback
-            msg = f"could not inspect the model: {type(exc).__name__}: {exc}"
+            msg = (f"the stored 'model' is not a pruned copy of the course's model (inspecting it failed: "
+                   f"{type(exc).__name__}: {exc})")
         if msg:
             problems.append(msg if msg.startswith("target") else f"target {target:.2f}: {msg}")
             continue

@@ -156,6 +156,12 @@ def inspect_structured(pruned: nn.Module, original: nn.Module, target: float, to
             for s in compounded():
                 if got == int(round(s * out_ch)) and got != want:
                     return f"{msg}: {_COMPOUND_HINT}"
+            convs = [(wc.shape[0], int((wc.flatten(1) == 0).all(dim=1).sum())) for _, wc, _ in pairs if wc.dim() == 4]
+            total = sum(n for n, _ in convs)
+            if len(convs) > 1 and sum(z for _, z in convs) in (int(round(target * total)),
+                                                              sum(int(round(target * n)) for n, _ in convs)):
+                return (f"{msg}: the filters of all Conv2d layers were ranked together; prune each Conv2d by its "
+                        "own fraction (ln_structured on every layer with the same amount)")
             return msg
         norms = wb.flatten(1).norm(dim=1)
         if got and got < out_ch and float(norms[zero_rows].max()) > float(norms[~zero_rows].min()) * (1 + 1e-6):

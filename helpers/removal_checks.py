@@ -107,7 +107,9 @@ def inspect_finetuned(kind: str, tuned: nn.Module, start: nn.Module) -> str | No
     if kind == "structured":
         want, got = ({n: m.out_channels for n, m in prunable_layers(x, (nn.Conv2d,))} for x in (start, tuned))
         if got != want:
-            return f"the fine-tuned model's filters per layer are {got}, expected {want} (the removed model's)"
+            return (f"the fine-tuned model's filters per layer are {got}, expected {want} (the removed model's): "
+                    "fine-tune a copy of the removed model (removal_results at 0.5), not the masked one of "
+                    "structured_results")
         return None
     try:
         before, after = _zero_mask(start), _zero_mask(tuned)

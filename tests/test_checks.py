@@ -94,3 +94,18 @@ def test_a_pruning_kind_is_one_object(base):
     results = [{"target": 0.5, "model": reference.prune_unstructured(base, 0.5), "sparsity": 0.5, "accuracy": 0.1}]
     assert check_results(results, base, half) == ""
     assert "half_results has 1 entries, expected 2" in check_results(results, base, replace(half, targets=(0.5, 0.6)))
+
+
+def test_filters_ranked_over_all_conv_layers_together_are_named(base):
+    """One ranking of every conv filter by L2 norm (instead of each layer by its own fraction): the message says so."""
+    m = copy.deepcopy(base)
+    convs = [mod for _, mod in prunable_layers(m, (nn.Conv2d,))]
+    norms = torch.cat([c.weight.detach().flatten(1).norm(dim=1) for c in convs])
+    cut = norms.sort().values[int(round(0.5 * len(norms))) - 1]
+    with torch.no_grad():
+        for c in convs:
+            c.weight[c.weight.flatten(1).norm(dim=1) <= cut] = 0
+    message = inspect_structured(m, base, 0.5)
+    assert message.endswith(": the filters of all Conv2d layers were ranked together; prune each Conv2d by its own "
+                            "fraction (ln_structured on every layer with the same amount)"), message
+    assert "filters zeroed, expected" in message

@@ -465,7 +465,8 @@ def test_a_model_that_cannot_be_inspected_gets_a_message(base):
             raise RuntimeError("no modules here")
     results[1] = {**results[1], "model": Broken()}
     assert check_results(results, base, "unstructured") == (
-        "target 0.20: could not inspect the model: RuntimeError: no modules here")
+        "target 0.20: the stored 'model' is not a pruned copy of the course's model (inspecting it failed: "
+        "RuntimeError: no modules here)")
 
 
 def test_long_advice_is_merged_and_short_lines_are_not(base):

@@ -230,7 +230,8 @@ def test_fine_tuning_with_masks_attached_keeps_the_zeros_and_without_loses_them(
     assert inspect_finetuned("structured", fine_tune(copy_model(r), _data(), progress=False), r) is None
     assert inspect_finetuned("structured", base(), r) == (
         "the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, expected "
-        "{'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
+        "{'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's): "
+        "fine-tune a copy of the removed model (removal_results at 0.5), not the masked one of structured_results")
 
 
 def test_fine_tune_checks_its_arguments():
@@ -449,7 +450,8 @@ def test_visible_finetuning_check_line_by_line(monkeypatch):
     masks_lost = [{**good[0], "model": base()}, {**good[1], "model": lost}]
     got = check_finetuning(masks_lost, removal, unstructured, data, pretrained).splitlines()
     assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
-                      "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
+                      "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's): "
+        "fine-tune a copy of the removed model (removal_results at 0.5), not the masked one of structured_results")
     assert len(got) == 2 and got[1].startswith("unstructured: ") and "no longer zero" in got[1]
     by_hand = check_finetuning([good[0], {**good[1], "model": lost_hand}], removal,
                                [{"target": 0.9, "model": hand}], data, pretrained).splitlines()
@@ -653,7 +655,8 @@ def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeyp
     got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
                                  {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
     assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
-                      "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's)")
+                      "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's): "
+        "fine-tune a copy of the removed model (removal_results at 0.5), not the masked one of structured_results")
     assert got[1] == ("unstructured: 'before' says 0.9 but the model you started from (unstructured_results at 0.9) "
                       f"gives {before_u:.4f}")
     got = hidden.check_finetuned(finetune, {"results": []},

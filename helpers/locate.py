@@ -91,6 +91,10 @@ def find_model(model_path: str | os.PathLike | None = None, model_url: str | Non
     try:
         return download_file(model_url, dest, sha256=sha256, progress=progress)
     except DownloadError as exc:
+        place = f"in {download_to}" if download_to else "next to this notebook"
+        if "checksum mismatch" in str(exc):  # the address answers, with another file (a sharing page's HTML, say)
+            raise SetupError(f"The pretrained model could not be downloaded ({exc}): the address {model_url} gives "
+                             "another file than the course's model; tell your instructor, and meanwhile put the "
+                             f"{MODEL_FILE} of your course bundle {place}.") from None
         raise SetupError(f"The pretrained model could not be downloaded ({exc}): check your internet "
-                         f"connection and run the set-up cell again, or put {MODEL_FILE} next to this "
-                         "notebook.") from None
+                         f"connection and run the set-up cell again, or put {MODEL_FILE} {place}.") from None

@@ -66,6 +66,9 @@ def test_the_model_is_downloaded_and_checked_when_nowhere_else(tmp_path, model_f
                    download_to=tmp_path / "other", progress=False)
     assert str(err.value).startswith(f"The pretrained model could not be downloaded (checksum mismatch for "
                                      f"{path.as_uri()}: SHA-256 {digest}, expected {'0' * 64}; ")
+    assert str(err.value).endswith(f"): the address {path.as_uri()} gives another file than the course's model; "
+                                   "tell your instructor, and meanwhile put the pruning-model.pt of your course "
+                                   f"bundle in {tmp_path / 'other'}.")
     assert not (tmp_path / "other" / "pruning-model.pt").exists()
 
 

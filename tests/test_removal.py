@@ -781,10 +781,11 @@ def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):
     got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
                                  {"results": []}, ref, cfg)
     sims = split.split_similarity(ref, r, model_digest(r), tuned_r, False)
-    assert got[0] == (f"structured: the weights changed as fine-tuning on the test split changes them (cosine "
-                      f"similarity {sims['test']:.2f}, against {sims['train']:.2f} for the training split, measured by "
-                      "the grader): fine-tune on train_data; a model trained on the test split makes its test "
-                      "accuracy meaningless")
+    assert got[0] == ("structured: your fine-tuning looks like training on the test split: the weights changed as "
+                      "the grader's fine-tuning on the test split changes them, more than as on the training split "
+                      f"(how alike the changes are, from -1 to 1: {sims['test']:.2f} against {sims['train']:.2f}); "
+                      "fine-tune on train_data, since a model trained on the test split makes its test accuracy "
+                      "meaningless")
     assert sims["test"] > 0.99 and len(got) == 2 and got[1].startswith("unstructured: ")
 
 

@@ -159,10 +159,11 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
         start_digest = model_digest(start)
         sims = split_similarity(ref, start, start_digest, tuned, masked=not removed)
         if trained_on_test(sims):
-            problems.append(f"{kind}: the weights changed as fine-tuning on the test split changes them (cosine "
-                            f"similarity {sims['test']:.2f}, against {sims['train']:.2f} for the training split, "
-                            "measured by the grader): fine-tune on train_data; a model trained on the test split "
-                            "makes its test accuracy meaningless")
+            problems.append(f"{kind}: your fine-tuning looks like training on the test split: the weights changed "
+                            "as the grader's fine-tuning on the test split changes them, more than as on the "
+                            f"training split (how alike the changes are, from -1 to 1: {sims['test']:.2f} against "
+                            f"{sims['train']:.2f}); fine-tune on train_data, since a model trained on the test "
+                            "split makes its test accuracy meaningless")
             continue
         before = ref.accuracy_of(start, start_digest)
         after = ref.accuracy_of(tuned, model_digest(tuned))

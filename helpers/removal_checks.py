@@ -28,11 +28,15 @@ from .evaluate import test_model
 from .removal import inspect_removal, surviving_filters
 from .sparsity import effective_weight, global_sparsity, prunable_layers
 
-__all__ = ["check_removal", "check_finetuning", "FINETUNE_TARGETS", "STARTS", "FINETUNE_MARGIN", "MACS_TOL",
+__all__ = ["check_removal", "check_finetuning", "FINETUNE_TARGETS", "STARTS", "NO_MASKS", "FINETUNE_MARGIN", "MACS_TOL",
            "CHANCE_BAND", "inspect_finetuned", "at_chance", "removable", "gain_required"]
 
 #: The model of each kind that part 3 fine-tunes, by target.
 FINETUNE_TARGETS = {"structured": 0.5, "unstructured": 0.9}
+#: Why a model without masks lost its zeros while fine-tuning, and what to do (visible and hidden checks).
+NO_MASKS = ("the model you started from has no masks (its zeros were set directly), so nothing kept them zero: "
+            "attach masks of its zeros to the copy before fine-tuning, prune.custom_from_mask(m, 'weight', "
+            "(m.weight != 0).float()) for every Conv2d and Linear layer m")
 #: Where each fine-tuning starts from: the results list of the model at its target.
 STARTS = {"structured": "removal_results", "unstructured": "unstructured_results"}
 #: Accuracy (fraction) fine-tuning must add to the model it starts from; measured, see benchmarks/RESULTS.md.
@@ -169,9 +173,7 @@ def check_finetuning(finetune_results, removal_results, unstructured_results, te
         if problem:
             lines.append(f"{kind}: {problem}")
             if kind == "unstructured" and not any(hasattr(m, "weight_mask") for m in start["model"].modules()):
-                lines.append(f"{kind}: the model you started from has no masks (its zeros were set directly): "
-                             "attach masks of its zeros first, "
-                             "prune.custom_from_mask(m, 'weight', (m.weight != 0).float())")
+                lines.append(f"{kind}: {NO_MASKS}")
             continue
         before = test_model(start["model"], test_data, verbose=False)
         after = test_model(entry["model"], test_data, verbose=False)

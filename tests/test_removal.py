@@ -26,7 +26,7 @@ from helpers.removal import (
     surviving_filters,
     without_dead_biases,
 )
-from helpers.removal_checks import FINETUNE_MARGIN, check_finetuning, check_removal, inspect_finetuned
+from helpers.removal_checks import FINETUNE_MARGIN, NO_MASKS, check_finetuning, check_removal, inspect_finetuned
 
 SMALL = {"channels": (4, 6, 8), "hidden": 16}
 IMAGES = np.random.default_rng(0).integers(0, 256, (16, 32, 32, 3), dtype=np.uint8)
@@ -455,9 +455,9 @@ def test_visible_finetuning_check_line_by_line(monkeypatch):
     assert len(got) == 2 and got[1].startswith("unstructured: ") and "no longer zero" in got[1]
     by_hand = check_finetuning([good[0], {**good[1], "model": lost_hand}], removal,
                                [{"target": 0.9, "model": hand}], data, pretrained).splitlines()
-    assert by_hand[1:] == [
-        "unstructured: the model you started from has no masks (its zeros were set directly): attach masks of its "
-        "zeros first, prune.custom_from_mask(m, 'weight', (m.weight != 0).float())"]
+    assert by_hand[1:] == [f"unstructured: {NO_MASKS}"]
+    assert NO_MASKS.startswith("the model you started from has no masks (its zeros were set directly), so nothing "
+                               "kept them zero: attach masks of its zeros")
     assert check_finetuning([{"kind": "structured", "target": 0.5}, good[1]], [], unstructured, data,
                             pretrained).splitlines() == [
         "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after"]
@@ -988,3 +988,26 @@ def test_a_correct_fine_tuning_of_a_model_that_pruning_barely_hurt_is_not_charge
     got = hidden.check_finetuned({"results": [{**entry, "state": plain_state_dict(r)}]}, starts, {"results": []},
                                  ref, cfg)
     assert got[0].startswith("structured: the fine-tuned model's weights are exactly the starting model's")
+
+
+def test_the_grader_names_a_start_without_masks_as_the_cause_of_lost_zeros(ref, cfg):
+    """A part-1 model whose zeros were set directly (exported with ``masked`` False) that lost them while
+    fine-tuning: the hidden check says there were no masks to keep, as the visible one does."""
+    from autograder.grading import removal as hidden
+    u = unstructured_90()
+    hand = copy_model(u)
+    for layer in (hand.conv2, hand.fc1):
+        prune.remove(layer, "weight")  # the zeros stay, the masks go
+    lost = copy_model(hand)
+    with torch.no_grad():
+        lost.fc1.weight.add_(0.01)
+    finetune = {"results": [{"kind": "unstructured", "target": 0.9, "state": plain_state_dict(lost), "before": 0.5,
+                             "after": 0.5, "error": None}]}
+    for masked_start, hint in ((False, True), (True, False), (None, False)):
+        start = {"target": 0.9, "state": plain_state_dict(hand)}
+        if masked_start is not None:
+            start["masked"] = masked_start
+        got = [line for line in hidden.check_finetuned(finetune, {"results": []}, {"results": [start]}, ref, cfg)
+               if line.startswith("unstructured: ")]
+        assert "no longer zero" in got[0]
+        assert (got[1:] == [f"unstructured: {NO_MASKS}"]) is hint, (masked_start, got)

@@ -86,6 +86,8 @@ def _results(kind, results) -> list[dict]:
             item.update(target=_number(entry.get("target")), sparsity=_number(entry.get("sparsity")),
                         accuracy=_number(entry.get("accuracy")))
             item["state"] = plain_state_dict(entry["model"])
+            # whether pruning masks were attached (the state above folds them in): only chooses a message
+            item["masked"] = any(hasattr(m, "weight_mask") for m in entry["model"].modules())
         except Exception as exc:  # noqa: BLE001 - anything a student stored
             item["error"] = f"{kind.results_name}[{i}]: {_describe(exc)}"
         saved.append(item)

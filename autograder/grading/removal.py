@@ -16,6 +16,7 @@ from helpers.removal_checks import (
     FINETUNE_MARGIN,
     FINETUNE_TARGETS,
     MACS_TOL,
+    NO_MASKS,
     STARTS,
     gain_required,
     inspect_finetuned,
@@ -151,6 +152,8 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
         problem = why or inspect_finetuned(kind, tuned, start)
         if problem:
             problems.append(f"{kind}: {problem}")
+            if not why and not removed and (saved.get(round(target, 6)) or {}).get("masked") is False:
+                problems.append(f"{kind}: {NO_MASKS}")  # the cause: there were no masks to keep
             continue
         if not bool(weight_change(tuned, start).any()):
             problems.append(f"{kind}: the fine-tuned model's weights are exactly the starting model's: nothing was "

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -206,7 +207,8 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
         assert "Traceback" not in done.stderr, done.stderr[-3000:]
         message = [line for line in done.stderr.splitlines() if line.startswith("error:")]
         assert len(message) == 1 and "cannot import the course's code" in message[0], done.stderr[-2000:]
-        assert "--preload autograder.cluster.preload" in message[0] and f"PYTHONPATH={REPO}" in message[0]
+        assert "--preload autograder.cluster.preload" in message[0]
+        assert f"PYTHONPATH={shlex.quote(str(REPO))} " in message[0], message[0]  # a path with a space is quoted
         os.killpg(bare.pid, signal.SIGKILL)
         bare.wait()
         # workers with the course code, which die whenever they start grading untouched_release while MARK exists

@@ -178,8 +178,13 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
         measured = part.sparsity(entry["model"])
         claimed = entry["sparsity"]
         if not isinstance(claimed, numbers.Real) or abs(float(claimed) - measured) > tol:
+            hint = ""
+            if (isinstance(claimed, numbers.Real) and part.name == "structured"
+                    and abs(float(claimed) - global_sparsity(entry["model"])) <= tol):
+                hint = (": that is the fraction over all layers; for structured pruning store "
+                        "global_sparsity(pruned, (nn.Conv2d,))")
             problems.append(f"target {target:.2f}: 'sparsity' says {claimed!r} but the model's zeros over "
-                            f"{part.layers_text} give {measured:.4f}")
+                            f"{part.layers_text} give {measured:.4f}{hint}")
         acc = entry["accuracy"]
         if not isinstance(acc, numbers.Real) or not 0.0 <= float(acc) <= 1.0:
             problems.append(f"target {target:.2f}: 'accuracy' must be test_model's number in [0, 1], got {acc!r}")

@@ -56,6 +56,9 @@ def _by_target(results) -> dict[float, dict]:
 def _claim(name: str, claimed, measured: float, tol: float, whose: str = "the stored model") -> str | None:
     """A message when ``claimed`` is not ``measured`` (within ``tol``), naming the model measured (``whose``)."""
     if isinstance(claimed, bool) or not isinstance(claimed, numbers.Real) or abs(float(claimed) - measured) > tol:
+        if name == "macs":
+            return (f"'macs' says {claimed!r} but the stored model has {measured:,.0f} MACs: store "
+                    "count_macs(model)[0], the first of the two numbers count_macs returns")
         return f"'{name}' says {claimed!r} but {whose} gives {measured:.4f}"
     return None
 
@@ -70,20 +73,27 @@ def check_removal(removal_results, structured_results, test_data) -> str:
     if not isinstance(removal_results, (list, tuple)) or not removal_results:
         return ("removal_results is empty: build one dict per model of structured_results with target, model (what "
                 "remove_filters returned for it), macs (count_macs(model)[0]) and accuracy (test_model of it)")
-    masked = {t: r for t, r in _by_target(structured_results).items() if removable(r.get("model"))}
+    every = _by_target(structured_results)
+    masked = {t: r for t, r in every.items() if removable(r.get("model"))}
     lines = []
     if len(removal_results) < len(masked):
-        lines.append(f"removal_results has {len(removal_results)} entries for {len(masked)} models of "
-                     "structured_results that keep a filter in every layer: one per target")
+        left_out = len(every) - len(masked)
+        lines.append(f"removal_results has {len(removal_results)} entries; expected one per model of "
+                     f"structured_results, {len(masked)}"
+                     + (f" (leaving out {left_out} with a Conv2d layer that lost every filter)" if left_out else ""))
     for i, entry in enumerate(removal_results):
         malformed = entry_problem(f"removal_results[{i}]", entry, ("target", "model", "macs", "accuracy"))
         if malformed:
             lines.append(malformed)
             continue
-        source = masked.get(round(float(entry["target"]), 6)) if isinstance(entry["target"], numbers.Real) else None
+        key = round(float(entry["target"]), 6) if isinstance(entry["target"], numbers.Real) else None
+        source = masked.get(key)
         if source is None:
-            lines.append(f"removal_results[{i}]: no model of structured_results with a filter left in every layer "
-                         f"has target {entry['target']!r}")
+            lines.append(f"removal_results[{i}]: " + (
+                f"structured_results' model at target {entry['target']!r} has a Conv2d layer that lost every "
+                "filter, so nothing would be left to compute: leave that target out" if key in every else
+                f"structured_results has no model at target {entry['target']!r} (finish part 2 first; targets are "
+                "numbers like 0.5)"))
             continue
         where = f"target {float(entry['target']):.2f}"
         problem = inspect_removal(entry["model"], source["model"], test_data[0][:_COMPARE_IMAGES])

@@ -109,3 +109,15 @@ def test_filters_ranked_over_all_conv_layers_together_are_named(base):
     assert message.endswith(": the filters of all Conv2d layers were ranked together; prune each Conv2d by its own "
                             "fraction (ln_structured on every layer with the same amount)"), message
     assert "filters zeroed, expected" in message
+
+
+def test_a_structured_sparsity_over_all_layers_is_named(base):
+    """Part 2's commonest slip: global_sparsity(pruned) (all layers) stored instead of over the Conv2d layers."""
+    from helpers import global_sparsity
+    from helpers.inspection import TARGETS
+    models = {t: reference.prune_structured(base, t) for t in TARGETS}
+    results = [{"target": t, "model": m, "sparsity": global_sparsity(m), "accuracy": 0.5} for t, m in models.items()]
+    lines = check_results(results, base, "structured").splitlines()
+    assert len(lines) == len(TARGETS) and all(
+        line.endswith(": that is the fraction over all layers; for structured pruning store "
+                      "global_sparsity(pruned, (nn.Conv2d,))") for line in lines), lines

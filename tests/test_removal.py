@@ -259,13 +259,15 @@ def test_check_removal_of_a_right_and_a_wrong_list():
     assert check_removal(good, _structured_results(), test) == ""
     off = [{**good[0], "macs": good[0]["macs"] * 1.02, "accuracy": 0.99}]
     assert check_removal(off, _structured_results(), test).splitlines() == [
-        f"target 0.50: 'macs' says {off[0]['macs']!r} but the stored model gives {good[0]['macs']:.4f}",
+        f"target 0.50: 'macs' says {off[0]['macs']!r} but the stored model has {good[0]['macs']:,.0f} MACs: store "
+        "count_macs(model)[0], the first of the two numbers count_macs returns",
         f"target 0.50: 'accuracy' says 0.99 but the stored model gives {good[0]['accuracy']:.4f}"]
     assert check_removal([], _structured_results(), test) == (
         "removal_results is empty: build one dict per model of structured_results with target, model (what "
         "remove_filters returned for it), macs (count_macs(model)[0]) and accuracy (test_model of it)")
     assert check_removal([{"target": 0.3, "model": r, "macs": 1, "accuracy": 1}], _structured_results(), test) == (
-        "removal_results[0]: no model of structured_results with a filter left in every layer has target 0.3")
+        "removal_results[0]: structured_results has no model at target 0.3 (finish part 2 first; targets are numbers "
+        "like 0.5)")
     assert check_removal(["x"], _structured_results(), test) == (
         "removal_results[0] is a str, not a dict: every entry needs the keys target, model, macs and accuracy")
 
@@ -479,14 +481,21 @@ def test_visible_removal_check_line_by_line(monkeypatch):
               {**good, "target": 0.7, "macs": macs * 1.0101}]
     assert check_removal(listed, structured, data).splitlines() == [
         "removal_results[1] is a str, not a dict: every entry needs the keys target, model, macs and accuracy",
-        "removal_results[2]: no model of structured_results with a filter left in every layer has target '0.5'",
-        "removal_results[3]: no model of structured_results with a filter left in every layer has target 0.3",
+        "removal_results[2]: structured_results has no model at target '0.5' (finish part 2 first; targets are "
+        "numbers like 0.5)",
+        "removal_results[3]: structured_results has no model at target 0.3 (finish part 2 first; targets are "
+        "numbers like 0.5)",
         "target 0.50: conv1 has 4 filters, expected 3 (its nonzero ones): remove exactly the filters whose weights "
         "are all zero",
-        f"target 0.70: 'macs' says {macs * 1.0101!r} but the stored model gives {macs:.4f}"]
+        f"target 0.70: 'macs' says {macs * 1.0101!r} but the stored model has {macs:,.0f} MACs: store "
+        "count_macs(model)[0], the first of the two numbers count_macs returns"]
     assert check_removal([good], structured, data).splitlines() == [
-        "removal_results has 1 entries for 2 models of structured_results that keep a filter in every layer: one "
-        "per target"]
+        "removal_results has 1 entries; expected one per model of structured_results, 2 (leaving out 1 with a Conv2d "
+        "layer that lost every filter)"]
+    assert check_removal([good, {**good, "target": 0.9}, {**good, "target": 0.7}], structured,
+                         data).splitlines()[0] == (
+        "removal_results[1]: structured_results' model at target 0.9 has a Conv2d layer that lost every filter, so "
+        "nothing would be left to compute: leave that target out")
 
 
 def test_hidden_part3_through_score_submission(monkeypatch, tmp_path, ref, cfg):

@@ -572,3 +572,21 @@ def test_trailing_spaces_do_not_hide_an_instructor_cell_and_every_deleted_cell_r
     _, notes = prepare_notebook(kept, source)
     assert notes == ["answer cell prune_unstructured is missing", "restored deleted cell part2_intro",
                      "answer cell prune_structured is missing"]
+
+
+def test_a_copied_or_moved_course_folder_opens_its_own_gradebook(tmp_path):
+    """The course's nbgrader_config.py names the gradebook next to itself, not the folder it was written in."""
+    import shutil
+
+    from nbgrader.api import Gradebook
+    from traitlets.config import PyFileConfigLoader
+
+    from autograder.grading.gradebook import Course
+    Course(tmp_path / "course")
+    moved = tmp_path / "elsewhere ü" / "course"
+    shutil.copytree(tmp_path / "course", moved)
+    shutil.rmtree(tmp_path / "course")
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(moved)).load_config()
+    assert config.CourseDirectory.db_url == f"sqlite:///{moved / 'gradebook.db'}"
+    with Gradebook(config.CourseDirectory.db_url) as gb:
+        assert [a.name for a in gb.assignments] == ["pruning"]

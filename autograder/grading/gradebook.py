@@ -33,12 +33,15 @@ from ..config import ASSIGNMENT, NOTEBOOK, SOURCE_NOTEBOOK
 __all__ = ["Course", "create_gradebook", "read_points"]
 
 _CONFIG = '''"""Written by the autograder for one grading run."""
+import os
+
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds, LimitOutput,
                                     OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "pruning-course"
-c.CourseDirectory.db_url = "sqlite:///{db}"
+# The gradebook next to this file, wherever the course folder is copied or moved to.
+c.CourseDirectory.db_url = "sqlite:///" + os.path.join(os.path.dirname(os.path.abspath(__file__)), "gradebook.db")
 # The notebooks already ran under the grader's time limits: keep their outputs, do not execute.
 c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
@@ -70,7 +73,7 @@ class Course:
         src = self.root / "source" / ASSIGNMENT
         src.mkdir(parents=True, exist_ok=True)
         shutil.copy(source, src / f"{NOTEBOOK}.ipynb")
-        (self.root / "nbgrader_config.py").write_text(_CONFIG.format(db=self.db))
+        (self.root / "nbgrader_config.py").write_text(_CONFIG)
         create_gradebook(self.db)
         self._api = self._make_api()
         with self._lock:

@@ -2,7 +2,8 @@
 
 Each ``autograder/samples/<name>.py`` holds the code of the solution cells it changes (after
 the markers ``### prune_unstructured`` and ``### prune_structured``; a cell it leaves out is
-the reference solution's, taken from the source notebook's solution cells) and, in its header, the
+the reference solution's, taken from the source notebook's solution cells), optionally the text of
+written answers (after ``### answer_unstructured`` and the like: graded by hand, in formgrader) and, in its header, the
 expected outcome: ``# expect-zero:`` lists the graded cells that must score 0 (all others
 score full points) and ``# expect-status:`` the status. They are written into the student
 release to make complete notebooks. A few hostile submissions are built here in code. The
@@ -25,6 +26,8 @@ __all__ = ["Sample", "load_samples", "write_class", "RELEASE_NOTEBOOK"]
 SAMPLES_DIR = Path(__file__).with_name("samples")
 RELEASE_NOTEBOOK = REPO_ROOT / "assignment" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
 _SOLUTION_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
+#: The written answers (markdown cells graded by hand); a sample may give their text after ``### <grade_id>``.
+_ANSWER_CELLS = ("answer_unstructured", "answer_structured", "answer_removal")
 
 
 @dataclass
@@ -51,7 +54,9 @@ def _parse(path: Path) -> Sample:
             header[key] = value.strip()
     cells, current = {}, None
     for line in text.splitlines(keepends=True):
-        if line.startswith("### ") and line[4:].strip() in _SOLUTION_CELLS:
+        if current in _ANSWER_CELLS and line.startswith("# "):  # an answer is written as comment lines
+            line = line[2:]
+        if line.startswith("### ") and line[4:].strip() in (*_SOLUTION_CELLS, *_ANSWER_CELLS):
             current = line[4:].strip()
             cells[current] = ""
         elif current:

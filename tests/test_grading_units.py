@@ -590,3 +590,25 @@ def test_a_copied_or_moved_course_folder_opens_its_own_gradebook(tmp_path):
     assert config.CourseDirectory.db_url == f"sqlite:///{moved / 'gradebook.db'}"
     with Gradebook(config.CourseDirectory.db_url) as gb:
         assert [a.name for a in gb.assignments] == ["pruning"]
+
+
+def test_a_samples_written_answers_reach_the_gradebook_for_grading_by_hand(tmp_path):
+    """The demo's class has written answers: recorded, they are cells formgrader asks a TA to grade by hand."""
+    from nbgrader.api import Gradebook
+
+    from autograder.grading.gradebook import Course
+    sample = next(s for s in load_samples() if s.name == "correct_manual_topk")
+    assert {"answer_unstructured", "answer_structured", "answer_removal"} <= set(sample.cells)
+    nb, _ = prepare_notebook(build_notebook(sample), nbformat.read(SOURCE_NOTEBOOK, as_version=4))
+    executed = tmp_path / "executed.ipynb"
+    nbformat.write(nb, executed)
+    course = Course(tmp_path / "course")
+    assert course.record(sample.name, executed) is None
+    points = read_points()
+    with Gradebook(f"sqlite:///{course.db}") as gb:
+        for gid in ("answer_unstructured", "answer_structured", "answer_removal"):
+            grade = gb.find_grade(gid, "pruning", "pruning", sample.name)
+            assert grade.needs_manual_grade and grade.max_score == points[gid] == 2, gid
+    recorded = nbformat.read(course.root / "autograded" / sample.name / "pruning" / "pruning.ipynb", as_version=4)
+    answer = next(c for c in recorded.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "answer_unstructured")
+    assert answer.source.startswith("Up to about 80% sparsity the accuracy stayed within a point or two")

@@ -73,7 +73,7 @@ def test_source_runs_on_generated_data(tmp_path, trained_model_path):
     for gid in ("part1_plots", "part2_plots"):
         figures += [o.data["image/png"] for o in outputs_of(cell_by_id(nb, gid), "display_data")
                     if "image/png" in o.data]
-    assert len(figures) == 3, "weight histogram, per-layer bars and the two sweeps expected"
+    assert len(figures) == 4, "part 1: its sweep, the weight histograms and per-layer bars; part 2: both sweeps"
     for i, encoded in enumerate(figures):
         png = tmp_path / f"figure{i}.png"
         png.write_bytes(base64.b64decode(encoded))

@@ -103,13 +103,18 @@ def _said_once(problems: list[str]) -> list[str]:
     return out
 
 
-def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, every: int = 3) -> str:
-    """Check that the stored accuracies are what :func:`helpers.test_model` gives for the stored models.
+def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, every: int = 3,
+                     tol: float = 0.001) -> str:
+    """Check that the numbers stored with each model are that model's own: its ``sparsity`` (every entry), that its
+    ``accuracy`` is a number in ``[0, 1]`` (every entry), and that it is what :func:`helpers.test_model` gives
+    (every ``every``-th entry: evaluations take time). The grader's accuracy check covers the same claims, for
+    every entry, so a wrong stored number costs the same cell's points in both.
 
     Args:
         results, original, kind: as for :func:`check_results`.
         test_data: ``[X_test, y_test]``, as given to ``test_model``.
-        every: test every ``every``-th entry (the first, the fourth, ...), to keep the check quick.
+        every: test the accuracy of every ``every``-th entry (the first, the fourth, ...), to keep the check quick.
+        tol: allowed distance of a stored sparsity from the model's.
 
     Returns:
         ``""`` when they match, else the problems, one per line, numbers rounded to 4 decimals.
@@ -121,30 +126,57 @@ def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, 
     if whole:
         return whole
     problems = []
-    for i, entry in list(enumerate(results))[::every]:
+    for i, entry in enumerate(results):
         malformed = entry_problem(f"{name}[{i}]", entry, RESULT_KEYS)
         if malformed:
-            return malformed
-        acc, target = entry["accuracy"], _target_text(entry["target"])
-        if not isinstance(acc, numbers.Real):
-            problems.append(f"target {target}: 'accuracy' must be test_model's number, got {acc!r}")
+            problems.append(malformed)
             continue
-        measured = test_model(entry["model"], test_data, verbose=False)
+        target = _target_text(entry["target"])
+        problems += _sparsity_claim(part, entry, target, tol)
+        acc = entry["accuracy"]
+        if isinstance(acc, bool) or not isinstance(acc, numbers.Real) or not 0.0 <= float(acc) <= 1.0:
+            problems.append(f"target {target}: 'accuracy' must be test_model's number in [0, 1], got {acc!r}")
+            continue
+        if i % every:
+            continue
+        try:
+            measured = test_model(entry["model"], test_data, verbose=False)
+        except Exception:  # noqa: BLE001 - the model's own check (the cell above) says what is wrong with it
+            continue
         if abs(measured - float(acc)) >= 1e-6:
             problems.append(f"target {target}: 'accuracy' says {float(acc):.4f} but test_model gives {measured:.4f} "
                             "for the model stored with it: store the accuracy of that same pruned model")
-    return "\n".join(problems)
+    return "\n".join(_said_once(problems))
 
 
-def check_results(results, original: nn.Module, kind: str | Part, targets=None, tol: float = 0.001) -> str:
-    """Check a notebook's ``unstructured_results`` or ``structured_results`` list.
+def _sparsity_claim(part: Part, entry: dict, target: str, tol: float) -> list[str]:
+    """A message when the entry's stored ``sparsity`` is not its model's (none when the model cannot be measured:
+    its own check says why)."""
+    try:
+        measured = part.sparsity(entry["model"])
+    except Exception:  # noqa: BLE001 - a broken student object
+        return []
+    claimed = entry["sparsity"]
+    if isinstance(claimed, numbers.Real) and not isinstance(claimed, bool) and abs(float(claimed) - measured) <= tol:
+        return []
+    hint = ""
+    if (isinstance(claimed, numbers.Real) and part.name == "structured"
+            and abs(float(claimed) - global_sparsity(entry["model"])) <= tol):
+        hint = (": that is the fraction over all layers; for structured pruning store "
+                "global_sparsity(pruned, (nn.Conv2d,))")
+    return [f"target {target}: 'sparsity' says {claimed!r} but the model's zeros over {part.layers_text} give "
+            f"{measured:.4f}{hint}"]
+
+
+def check_results(results, original: nn.Module, kind: str | Part, targets=None) -> str:
+    """Check a notebook's ``unstructured_results`` or ``structured_results`` list: its length and targets, and each
+    model's pruning. The numbers stored with the models are :func:`check_accuracies`'s, as in the grader.
 
     Args:
         results: list of dicts with keys ``target``, ``model``, ``sparsity``, ``accuracy``.
         original: the pretrained model (must itself be unpruned).
         kind: the pruning kind (:mod:`helpers.parts`) or its name, ``"unstructured"`` or ``"structured"``.
         targets: the targets the list must follow (default: the kind's).
-        tol: allowed distance of a claimed sparsity from the model's.
 
     Returns:
         ``""`` when everything is right, else the problems, one per line.
@@ -174,18 +206,4 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None, 
                    f"{type(exc).__name__}: {exc})")
         if msg:
             problems.append(msg if msg.startswith("target") else f"target {target:.2f}: {msg}")
-            continue
-        measured = part.sparsity(entry["model"])
-        claimed = entry["sparsity"]
-        if not isinstance(claimed, numbers.Real) or abs(float(claimed) - measured) > tol:
-            hint = ""
-            if (isinstance(claimed, numbers.Real) and part.name == "structured"
-                    and abs(float(claimed) - global_sparsity(entry["model"])) <= tol):
-                hint = (": that is the fraction over all layers; for structured pruning store "
-                        "global_sparsity(pruned, (nn.Conv2d,))")
-            problems.append(f"target {target:.2f}: 'sparsity' says {claimed!r} but the model's zeros over "
-                            f"{part.layers_text} give {measured:.4f}{hint}")
-        acc = entry["accuracy"]
-        if not isinstance(acc, numbers.Real) or not 0.0 <= float(acc) <= 1.0:
-            problems.append(f"target {target:.2f}: 'accuracy' must be test_model's number in [0, 1], got {acc!r}")
     return "\n".join(_said_once(problems))

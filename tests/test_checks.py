@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,7 +12,7 @@ from torch.nn.utils import prune
 
 from autograder.grading import reference
 from helpers import SmallCNN, prunable_layers
-from helpers.checks import check_results, compounded, inspect_structured, inspect_unstructured
+from helpers.checks import check_accuracies, check_results, compounded, inspect_structured, inspect_unstructured
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +66,10 @@ def test_check_results_messages(base):
     good = [{"target": t, "model": reference.prune_unstructured(base, t), "sparsity": t, "accuracy": 0.5}
             for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)]
     assert check_results(good, base, "unstructured") == ""
-    good[2]["sparsity"] = 0.9
-    assert "'sparsity' says 0.9" in check_results(good, base, "unstructured")
+    good[2]["sparsity"] = 0.9  # a stored number: the accuracy check's, as in the grader
+    assert check_results(good, base, "unstructured") == ""
+    data = [np.zeros((4, 32, 32, 3), dtype=np.uint8), np.zeros(4, dtype=np.int64)]
+    assert "target 0.30: 'sparsity' says 0.9" in check_accuracies(good, base, "unstructured", data)
     with pytest.raises(ValueError, match="kind"):
         check_results(good, base, "sideways")
 
@@ -117,7 +120,9 @@ def test_a_structured_sparsity_over_all_layers_is_named(base):
     from helpers.inspection import TARGETS
     models = {t: reference.prune_structured(base, t) for t in TARGETS}
     results = [{"target": t, "model": m, "sparsity": global_sparsity(m), "accuracy": 0.5} for t, m in models.items()]
-    lines = check_results(results, base, "structured").splitlines()
+    assert check_results(results, base, "structured") == ""
+    data = [np.zeros((4, 32, 32, 3), dtype=np.uint8), np.zeros(4, dtype=np.int64)]
+    lines = [line for line in check_accuracies(results, base, "structured", data).splitlines() if "'sparsity'" in line]
     assert len(lines) == len(TARGETS) and all(
         line.endswith(": that is the fraction over all layers; for structured pruning store "
                       "global_sparsity(pruned, (nn.Conv2d,))") for line in lines), lines

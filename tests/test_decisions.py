@@ -305,18 +305,27 @@ def visible_results(base, fraction_fn=zero_smallest):
 
 
 def test_visible_check_boundaries(base):
+    """The stored numbers are the accuracy check's (as in the grader); the list's own check looks at the models."""
+    from helpers import test_model
+    images = np.random.default_rng(1).integers(0, 256, (12, 32, 32, 3), dtype=np.uint8)
+    data = [images, np.zeros(12, dtype=np.int64)]
     results = visible_results(base)
+    for r in results:
+        r["accuracy"] = test_model(r["model"], data, verbose=False)
     assert check_results(results, base, "unstructured") == ""
+    assert check_accuracies(results, base, "unstructured", data) == ""
     measured = results[0]["sparsity"]
     for claim, ok in ((measured + 0.0009, True), (measured + 0.0011, False)):
         results[0] = {**results[0], "sparsity": claim}
-        assert check_results(results, base, "unstructured") == ("" if ok else (
+        assert check_results(results, base, "unstructured") == ""
+        assert check_accuracies(results, base, "unstructured", data) == ("" if ok else (
             f"target 0.10: 'sparsity' says {claim!r} but the model's zeros over all Conv2d and Linear weights "
             f"give {measured:.4f}"))
     results[0] = {**results[0], "sparsity": measured}
-    for acc, ok in ((1.0, True), (0.0, True), (1.0001, False), (65.3, False), (-0.1, False)):
-        results[1] = {**results[1], "accuracy": acc}
-        assert check_results(results, base, "unstructured") == ("" if ok else (
+    for acc, ok in ((1.0, True), (0.0, True), (1.0001, False), (65.3, False), (-0.1, False), (True, False)):
+        results[1] = {**results[1], "accuracy": acc}  # entry 1 is not evaluated (every third is): only its range
+        assert check_results(results, base, "unstructured") == ""
+        assert check_accuracies(results, base, "unstructured", data) == ("" if ok else (
             f"target 0.20: 'accuracy' must be test_model's number in [0, 1], got {acc!r}"))
 
 
@@ -446,10 +455,8 @@ def test_every_problem_of_a_list_is_reported_on_its_own_line(base):
     results[0] = {**results[0], "target": 0.15}
     results[2] = {**results[2], "sparsity": "0.3"}
     results[4] = {k: v for k, v in results[4].items() if k != "accuracy"}
-    assert check_results(results, base, UNSTRUCTURED.part) == "\n".join([
+    assert check_results(results, base, UNSTRUCTURED.part) == "\n".join([  # the stored sparsity: check_accuracies
         "unstructured_results[0]['target'] is 0.15, expected 0.1",
-        f"target 0.30: 'sparsity' says '0.3' but the model's zeros over all Conv2d and Linear weights give "
-        f"{sparsity(results[2]['model']):.4f}",
         "unstructured_results[4] lacks 'accuracy' (it has 'target', 'model', 'sparsity'): "
         "every entry needs the keys target, model, sparsity and accuracy"])
 
@@ -488,7 +495,7 @@ def test_the_accuracy_check_message_by_message(base, capsys):
     for r in results:
         r["accuracy"] = test_model(r["model"], data, verbose=False)
     capsys.readouterr()
-    assert check_accuracies(results, base, STRUCTURED.part, data) == ""
+    assert check_accuracies(results, base, UNSTRUCTURED.part, data) == ""
     assert capsys.readouterr().out == ""  # quiet: the cell prints its own OK line
     assert check_accuracies({}, base, "unstructured", data) == "unstructured_results must be a list of dicts, got dict"
     assert check_accuracies([], base, "unstructured", data) == (
@@ -496,18 +503,19 @@ def test_the_accuracy_check_message_by_message(base, capsys):
     assert check_accuracies(results, zero_smallest(base, 0.1), "unstructured", data).startswith(
         "the pretrained `model` itself is pruned")
     wrong = [dict(r) for r in results]
-    wrong[0]["accuracy"], wrong[3]["accuracy"] = "high", 2.0
-    assert check_accuracies(wrong, base, "unstructured", data) == "\n".join([
-        "target 0.10: 'accuracy' must be test_model's number, got 'high'",
-        f"target 0.40: 'accuracy' says 2.0000 but test_model gives {results[3]['accuracy']:.4f} for the model "
-        "stored with it: store the accuracy of that same pruned model"])
+    wrong[0]["accuracy"], wrong[3]["accuracy"] = "high", 0.99
+    lines = [
+        "target 0.10: 'accuracy' must be test_model's number in [0, 1], got 'high'",
+        f"target 0.40: 'accuracy' says 0.9900 but test_model gives {results[3]['accuracy']:.4f} for the model "
+        "stored with it: store the accuracy of that same pruned model"]
+    assert check_accuracies(wrong, base, "unstructured", data) == "\n".join(lines)
     wrong[6] = {"target": 0.7}
-    assert check_accuracies(wrong, base, "unstructured", data) == (
+    assert check_accuracies(wrong, base, "unstructured", data) == "\n".join([*lines, (
         "unstructured_results[6] lacks 'model', 'sparsity', 'accuracy' (it has 'target'): "
-        "every entry needs the keys target, model, sparsity and accuracy")
+        "every entry needs the keys target, model, sparsity and accuracy")])
     wrong[0]["target"] = "ten"
     assert check_accuracies(wrong[:1], base, "unstructured", data) == (
-        "target 'ten': 'accuracy' must be test_model's number, got 'high'")
+        "target 'ten': 'accuracy' must be test_model's number in [0, 1], got 'high'")
 
 
 def test_structured_diagnoses_at_their_edges():

@@ -152,9 +152,7 @@ def _grade(args, parser) -> int:
         return _cannot(f"cannot sandbox student code here: {exc}\n"
                        "Fix that, or grade without the sandbox with --no-sandbox (student code then runs with "
                        "all of your user's rights).")
-    except InputError as exc:
-        return _cannot(str(exc))
-    except PreflightError as exc:
+    except (InputError, PreflightError) as exc:
         return _cannot(str(exc))
     summary = not_graded_summary(grades)
     if summary:

@@ -155,18 +155,7 @@ def load_model(path: str | os.PathLike, mode: str = "torch",
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}; train one with "
                                 "`python -m helpers.train --out PATH` or set PRUNING_MODEL")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise CheckpointError(
-            f"refusing to load {path}: it contains objects other than tensors and plain data "
-            f"(it could run code when unpickled). Only checkpoints from save_model are accepted. "
-            f"Detail: {str(exc).splitlines()[0]}") from None
-    except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on other files with any error (KeyError: 174812789)
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
-                              f"{str(exc)[:200]})") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
-        raise CheckpointError(f"{path} is not a checkpoint written by helpers.save_model")
+    ckpt = _read_checkpoint(path, map_location)
     try:
         model = build_model(ckpt["arch"], **ckpt.get("config", {}))
         _load_state(model, ckpt["state_dict"])
@@ -181,14 +170,25 @@ def checkpoint_trained_on(path: str | os.PathLike) -> str | None:
 
     Raises :class:`CheckpointError` like :func:`load_model` when ``path`` is not such a checkpoint.
     """
+    return _read_checkpoint(Path(path).expanduser(), "cpu").get("trained_on")
+
+
+def _read_checkpoint(path: Path, map_location) -> dict:
+    """The dict :func:`save_model` wrote at ``path``, read with ``weights_only=True``; :class:`CheckpointError`
+    when the file would run code when unpickled, is not a torch file, or is not one of this course's."""
     try:
-        ckpt = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - as load_model
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"refusing to load {path}: it contains objects other than tensors and plain data "
+            f"(it could run code when unpickled). Only checkpoints from save_model are accepted. "
+            f"Detail: {str(exc).splitlines()[0]}") from None
+    except Exception as exc:  # noqa: BLE001 - torch's unpickler fails on other files with any error (KeyError: 174812789)
         raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(exc).__name__}: "
                               f"{str(exc)[:200]})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a checkpoint written by helpers.save_model")
-    return ckpt.get("trained_on")
+    return ckpt
 
 
 def copy_model(model: nn.Module) -> nn.Module:

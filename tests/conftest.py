@@ -68,6 +68,20 @@ def cinic_archive(tmp_path, cinic_tree):
 REPO = Path(__file__).resolve().parents[1]
 SOURCE_NB = REPO / "assignment" / "source" / "pruning" / "pruning.ipynb"
 RELEASE_NB = REPO / "assignment" / "release" / "pruning" / "pruning.ipynb"
+
+
+@pytest.fixture(scope="module")
+def source():
+    """The instructor's source notebook (shared by a module's tests: do not change it)."""
+    import nbformat
+    return nbformat.read(SOURCE_NB, as_version=4)
+
+
+@pytest.fixture()
+def release():
+    """A fresh copy of the student release notebook (a test may change it)."""
+    import nbformat
+    return nbformat.read(RELEASE_NB, as_version=4)
 REAL_FIXTURE = Path(__file__).parent / "fixtures" / "cinic-mini.tar.gz"
 
 

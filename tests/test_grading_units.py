@@ -25,7 +25,7 @@ from autograder.grading.submission import (
     read_notebook,
     strip_hidden_tests,
 )
-from autograder.samples import RELEASE_NOTEBOOK, build_notebook, load_samples
+from autograder.samples import build_notebook, load_samples
 from helpers import SmallCNN
 from helpers.checks import TARGETS
 from helpers.models import plain_state_dict
@@ -35,16 +35,6 @@ from .conftest import REPO
 
 def gid(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-@pytest.fixture(scope="module")
-def source():
-    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-
-
-@pytest.fixture(scope="module")
-def release():
-    return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
 
 
 def test_release_needs_no_restoring(source, release):

@@ -16,30 +16,16 @@ import sys
 import nbformat
 import pytest
 
-from autograder.config import SOURCE_NOTEBOOK, GradeConfig
+from autograder.config import GradeConfig
 from autograder.grading.jobs import preamble_failure
 from autograder.grading.preflight import PREFLIGHT_MARK, preflight_notebook
 from autograder.grading.report import StudentGrade, not_graded, not_graded_summary, summary_table, write_csv
 from autograder.grading.scoring import CheckResult
 from autograder.grading.submission import PREAMBLE_CELLS, SEED_CELL, preamble_end, prepare_notebook
 from autograder.runner.sandbox import Sandbox, sandbox_support
-from autograder.samples import RELEASE_NOTEBOOK
 
 from .conftest import REPO
-
-
-def gid(cell):
-    return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-@pytest.fixture(scope="module")
-def source():
-    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-
-
-@pytest.fixture()
-def release():
-    return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
+from .notebooks import grade_id
 
 
 def _executed(nb, upto: int | None, error_in: str | None = None):
@@ -50,7 +36,7 @@ def _executed(nb, upto: int | None, error_in: str | None = None):
             continue
         if upto is not None and i <= upto:
             cell.execution_count = i + 1
-            if error_in is not None and gid(cell) == error_in:
+            if error_in is not None and grade_id(cell) == error_in:
                 cell.outputs = [nbformat.v4.new_output("error", ename="ModuleNotFoundError",
                                                        evalue="No module named 'helpers'", traceback=[])]
     return nb
@@ -64,8 +50,9 @@ def test_student_code_above_the_set_up_runs_after_it(source, release):
     release.cells.insert(0, nbformat.v4.new_code_cell("import os; os._exit(1)  # top of the notebook"))
     nb, notes = prepare_notebook(release, source)
     end = preamble_end(nb)
-    assert gid(nb.cells[end]) == "load" and nb.cells[0].source == SEED_CELL
-    assert all(gid(c) in PREAMBLE_CELLS or c.source == SEED_CELL for c in nb.cells[:end + 1] if c.cell_type == "code")
+    assert grade_id(nb.cells[end]) == "load" and nb.cells[0].source == SEED_CELL
+    setup = [c for c in nb.cells[:end + 1] if c.cell_type == "code"]
+    assert all(grade_id(c) in PREAMBLE_CELLS or c.source == SEED_CELL for c in setup)
     moved = [c.source for c in nb.cells[end + 1:end + 3]]
     assert moved[0].startswith("import os; os._exit(1)") and "DATA_PATH = None" in moved[1]
     assert not [n for n in notes if "paths" in n.lower()], "moving the paths cell is not a note for the student"
@@ -95,7 +82,7 @@ def test_a_run_that_stops_after_the_set_up_is_the_students(source, release):
 def test_the_preflight_notebook_is_the_set_up_and_one_check(source):
     nb = preflight_notebook(source)
     assert nb.cells[0].source == SEED_CELL
-    assert [gid(c) for c in nb.cells[1:-1]] == list(PREAMBLE_CELLS)
+    assert [grade_id(c) for c in nb.cells[1:-1]] == list(PREAMBLE_CELLS)
     assert PREFLIGHT_MARK in nb.cells[-1].source and "import helpers, torch" in nb.cells[-1].source
     assert all(not c.outputs and c.execution_count is None for c in nb.cells)
     assert not any("BEGIN SOLUTION" in c.source for c in nb.cells)

@@ -8,7 +8,6 @@ import json
 import nbformat
 import pytest
 
-from autograder.config import SOURCE_NOTEBOOK
 from autograder.grading.submission import (
     SubmissionError,
     _instructor_owned,
@@ -16,21 +15,10 @@ from autograder.grading.submission import (
     prepare_notebook,
     read_notebook,
 )
-from autograder.samples import RELEASE_NOTEBOOK
 
 
 def gid(cell):
     return cell.metadata.get("nbgrader", {}).get("grade_id")
-
-
-@pytest.fixture(scope="module")
-def source():
-    return nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-
-
-@pytest.fixture()
-def release():
-    return nbformat.read(RELEASE_NOTEBOOK, as_version=4)
 
 
 def cell_of(nb, grade_id):

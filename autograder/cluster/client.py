@@ -25,13 +25,15 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import shlex
+import sys
 import uuid
 from concurrent.futures import CancelledError, Future
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import GradeConfig, local_workers
+from ..config import REPO_ROOT, GradeConfig, local_workers
 from . import ClusterError, ClusterLost, WorkerLost
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
@@ -107,10 +109,6 @@ def call_on_worker(fn, *args) -> bytes:
 
 def worker_command(address: str) -> str:
     """The command that starts a worker able to grade for the scheduler at ``address`` (this machine's paths)."""
-    import shlex
-    import sys
-
-    from ..config import REPO_ROOT
     return (f"PYTHONPATH={shlex.quote(str(REPO_ROOT))} {shlex.quote(sys.executable)} -m distributed.cli.dask_worker "
             f"{address} --nthreads 1 --preload {WORKER_PRELOAD}")
 

@@ -39,8 +39,8 @@ from .scoring import CheckResult, score_submission
 from .submission import Submission, SubmissionError, preamble_end, prepare_notebook, read_notebook
 
 __all__ = ["Jobs", "Run", "Scorer", "grade_one", "run_and_score", "finish_grade", "zero_checks",
-           "job_environment", "preamble_failure", "MachineFailure", "prepare_job", "execute_job", "log_tail",
-           "with_log", "NOT_SANDBOXED", "EXPORT_CODE", "RETRIES"]
+           "job_environment", "preamble_failure", "MachineFailure", "prepare_job", "execute_job", "restart_slot",
+           "log_tail", "with_log", "NOT_SANDBOXED", "EXPORT_CODE", "RETRIES"]
 
 #: The note every row gets when grading ran with ``--no-sandbox``.
 NOT_SANDBOXED = "not sandboxed"
@@ -198,7 +198,7 @@ def run_and_score(sub: Submission, nb_bytes: bytes, run: Jobs) -> StudentGrade:
         grade = None
         try:
             if attempt:
-                _restart(slot)  # a fresh kernel server too, not only a fresh kernel
+                restart_slot(slot)  # a fresh kernel server too, not only a fresh kernel
             grade = _run_in_slot(sub, nb, notes, slot, run, start)
         except MachineFailure as exc:
             tries.append(str(exc))
@@ -216,7 +216,8 @@ def run_and_score(sub: Submission, nb_bytes: bytes, run: Jobs) -> StudentGrade:
     return not_graded(sub.student_id, f"{tries[-1]} ({len(tries)} tries)", notes, {"machine_failures": tries})
 
 
-def _restart(slot: Slot) -> None:
+def restart_slot(slot: Slot) -> None:
+    """Give ``slot`` a fresh kernel server; :class:`MachineFailure` when it cannot start."""
     try:
         slot.restart()
     except (OSError, RuntimeError, ValueError) as exc:

@@ -15,13 +15,12 @@ from __future__ import annotations
 import copy
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import nbformat
 
 from ..runner.slots import Slot
 from .errors import PreflightError
-from .jobs import Jobs, MachineFailure, execute_job, log_tail, preamble_failure, prepare_job
+from .jobs import Jobs, MachineFailure, execute_job, log_tail, preamble_failure, prepare_job, restart_slot
 from .submission import SEED_CELL, preamble_end
 
 __all__ = ["preflight", "preflight_notebook", "PreflightError", "PREFLIGHT_MARK"]
@@ -62,18 +61,15 @@ def preflight(slots: list[Slot], jobs: Jobs, where: str = "") -> float:
 def _one(slot: Slot, nb, jobs: Jobs) -> tuple[str, list[str]] | None:
     """``None`` when the slot ran the preflight notebook (a second time on a fresh kernel server if the first
     failed: a passing hiccup does not stop a class); else what failed and the kernel's last log lines."""
-    problem = _attempt(slot, nb, jobs)
-    if problem is None:
+    if _attempt(slot, nb, jobs) is None:
         return None
-    try:
-        slot.restart()
-    except (OSError, RuntimeError, ValueError):
-        return problem
-    return _attempt(slot, nb, jobs)
+    return _attempt(slot, nb, jobs, fresh_server=True)
 
 
-def _attempt(slot: Slot, nb, jobs: Jobs) -> tuple[str, list[str]] | None:
+def _attempt(slot: Slot, nb, jobs: Jobs, fresh_server: bool = False) -> tuple[str, list[str]] | None:
     try:
+        if fresh_server:
+            restart_slot(slot)
         job = prepare_job(slot, nb, jobs)
         done, _ = execute_job(slot, job, jobs)
         executed = done["notebook"]
@@ -122,7 +118,6 @@ def _advice(text: str, jobs: Jobs) -> str:
 def _paragraph(problem: tuple[str, list[str]], where: str, jobs: Jobs) -> str:
     reason, lines = problem
     log = "\n".join(f"    {line}" for line in lines) if lines else "    (the kernel's log is empty)"
-    slot_log = Path(jobs.cfg.out) / "kernels-0.log"
     return (f"the grading machine{f' {where}' if where else ''} cannot run a notebook, so nothing was graded: "
-            f"{reason}.\nLast lines of the kernel's log (all of it in {slot_log.parent}/kernels-*.log):\n{log}\n"
+            f"{reason}.\nLast lines of the kernel's log (all of it in {jobs.cfg.out}/kernels-*.log):\n{log}\n"
             f"What to do: {_advice(reason + ' ' + ' '.join(lines), jobs)}.")

@@ -135,6 +135,25 @@ def write_markdown(r: dict, path: Path) -> None:
                   f"{_met(n['generated_s'], 120, False)} |",
                   f"| student notebook end to end (parts 1-3), CPU, real sample | {n.get('real_sample_s')} s | "
                   f"<= 180 s | {_met(n.get('real_sample_s'), 180, False)} |"]
+    st = r.get("student_time")
+    if st:
+        per_part = ", ".join(f"{k} {v}" for k, v in st["parts_s"].items())
+        lines += [f"| student notebook at CINIC-10's sizes ({st['test_images']:,} test and {st['train_images']:,} "
+                  f"training images, generated), reference solution, notebook defaults, {st['device'].upper()} "
+                  f"({st['threads']} threads): compute, per part ({per_part}) | {st['total_s']} s | "
+                  f"<= {st['goal_s']} s | {_met(st['total_s'], st['goal_s'], False)} |"]
+    rr = r.get("reference_run")
+    if rr and "baseline" in rr:
+        def sweep(kind):
+            return ", ".join(f"{float(t):.0%} {a:.3f}" for t, a in rr[kind].items()
+                             if float(t) in (0.5, 0.8, 0.9, 0.98))
+        tuned = "; ".join(f"{f['kind']} {f['target']:.0%}: {f['before']:.3f} -> {f['after']:.3f}"
+                          for f in rr["finetune"])
+        lines += [f"| reference run on the real sample (model trained {rr['train_epochs']} epochs on its "
+                  f"{rr['train_images']:,} training images; {rr['test_images']:,} test images), "
+                  f"{rr['device'].upper()}: unpruned accuracy / unstructured / structured / fine-tuned "
+                  f"({rr['finetune_epochs']} epoch) | {rr['baseline']:.3f} / {sweep('unstructured')} / "
+                  f"{sweep('structured')} / {tuned} | - | - |"]
     p3 = r.get("part3")
     if p3:
         lines += [f"| part 3: MACs per image, pretrained / 50% of filters removed (Torch-Pruning's count) | "

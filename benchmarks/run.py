@@ -5,8 +5,9 @@ the student notebook, grading memory. Writes ``benchmarks/results.json`` and
 Every comparison is measured side by side in the same run; times are medians over repeats
 with their spread (min-max).
 
-    python -m benchmarks.run [--only eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,
-                                     cluster_cpu,contention] [--images 90000] [--rounds 3] [--eval-rounds 7]
+    python -m benchmarks.run [--only eval,data,grading,notebook,student_time,reference_run,memory,allocator,part3,
+                                     cluster,cluster_class,cluster_cpu,contention] [--images 90000] [--rounds 3]
+                                     [--eval-rounds 7]
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ import torch
 from benchmarks.census import bench_cluster_cpu
 from benchmarks.cluster import CLASS_COPIES, bench_cluster, bench_contention
 from benchmarks.part3 import bench_part3
+from benchmarks.reference_run import bench_reference_run
+from benchmarks.student_time import bench_student_time
 
 REPO = Path(__file__).resolve().parents[1]
 OUT = REPO / "benchmarks"
@@ -561,8 +564,8 @@ def reference_checkpoint(work: Path) -> Path:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--only",
-                        default="eval,data,grading,notebook,memory,allocator,part3,cluster,cluster_class,cluster_cpu,"
-                                "contention",
+                        default="eval,data,grading,notebook,student_time,reference_run,memory,allocator,part3,cluster,"
+                                "cluster_class,cluster_cpu,contention",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -574,13 +577,16 @@ def main(argv=None) -> int:
     results["machine"] = machine()
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
-        needs_model = {"grading", "notebook", "memory", "part3", "cluster", "cluster_class", "cluster_cpu"}
+        needs_model = {"grading", "notebook", "student_time", "memory", "part3", "cluster", "cluster_class",
+                       "cluster_cpu"}
         model = reference_checkpoint(work) if set(wanted) & needs_model else None
         steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
                  "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
                  "data": lambda: bench_data(args.images, work),
                  "grading": lambda: bench_grading(work, model, args.rounds),
                  "notebook": lambda: bench_notebook(work, model),
+                 "student_time": lambda: bench_student_time(work, model),
+                 "reference_run": lambda: bench_reference_run(work, SHARED_SAMPLE),
                  "memory": lambda: bench_memory(work, model),
                  "allocator": bench_allocator,
                  "part3": lambda: bench_part3(work, model, SHARED_SAMPLE),

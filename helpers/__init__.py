@@ -10,7 +10,7 @@ What students use::
 """
 
 from .config import CINIC10, CinicConfig, default_cache_dir
-from .data import DatasetError, get_CINIC10_data, stratified_indices
+from .data import DatasetError, evaluation_data, get_CINIC10_data, stratified_indices
 from .evaluate import predict, test_model
 from .models import CheckpointError, SmallCNN, build_model, copy_model, load_model, save_model
 from .sparsity import (
@@ -25,7 +25,7 @@ from .sparsity import (
 
 __all__ = [
     "CINIC10", "CinicConfig", "default_cache_dir",
-    "DatasetError", "get_CINIC10_data", "stratified_indices",
+    "DatasetError", "evaluation_data", "get_CINIC10_data", "stratified_indices",
     "predict", "test_model",
     "CheckpointError", "SmallCNN", "build_model", "copy_model", "load_model", "save_model",
     "count_nonzero_parameters", "effective_weight", "global_sparsity", "layer_sparsity",

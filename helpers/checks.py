@@ -103,17 +103,17 @@ def _said_once(problems: list[str]) -> list[str]:
     return out
 
 
-def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, every: int = 3,
+def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, every: int = 1,
                      tol: float = 0.001) -> str:
     """Check that the numbers stored with each model are that model's own: its ``sparsity`` (every entry), that its
     ``accuracy`` is a number in ``[0, 1]`` (every entry), and that it is what :func:`helpers.test_model` gives
-    (every ``every``-th entry: evaluations take time). The grader's accuracy check covers the same claims, for
-    every entry, so a wrong stored number costs the same cell's points in both.
+    (every entry, or every ``every``-th). The grader's accuracy check covers the same claims, for every entry, so
+    a wrong stored number costs the same cell's points in both.
 
     Args:
         results, original, kind: as for :func:`check_results`.
         test_data: ``[X_test, y_test]``, as given to ``test_model``.
-        every: test the accuracy of every ``every``-th entry (the first, the fourth, ...), to keep the check quick.
+        every: test the accuracy of every ``every``-th entry (1: all; 3: the first, the fourth, ...).
         tol: allowed distance of a stored sparsity from the model's.
 
     Returns:

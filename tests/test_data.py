@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from helpers import DatasetError, get_CINIC10_data, stratified_indices
+from helpers import DatasetError, evaluation_data, get_CINIC10_data, stratified_indices
 from helpers._speed import decode as decode_mod
 from helpers.config import CINIC10, CinicConfig
 from helpers.download import DownloadError, download_file
@@ -289,3 +289,54 @@ def test_the_archive_progress_bar_has_its_total(cinic_tree, tmp_path, capsys, pr
     decode_mod.build_cache(archive, tmp_path / "cache", workers=1, progress=True)
     err = capsys.readouterr().err
     assert f"{n}/{n}" in err and "/?" not in err
+
+
+def _test_split(per_class: list[int]):
+    y = np.concatenate([np.full(n, c, dtype=np.int64) for c, n in enumerate(per_class)])
+    order = np.random.default_rng(3).permutation(len(y))
+    X = np.arange(len(y), dtype=np.int64)[order].astype(np.uint8).reshape(-1, 1, 1, 1).repeat(32, 1)
+    return {"X_test": np.ascontiguousarray(np.broadcast_to(X, (len(y), 32, 32, 3))), "y_test": y[order]}
+
+
+def test_the_evaluation_sample_is_fixed_stratified_and_in_the_splits_order(monkeypatch):
+    monkeypatch.delenv("CINIC10_EVAL_PER_CLASS", raising=False)
+    data = _test_split([1500] * 10)
+    X, y = evaluation_data(data)
+    assert X.shape == (10_000, 32, 32, 3) and X.dtype == np.uint8 and y.dtype == np.int64
+    assert np.bincount(y).tolist() == [1000] * 10
+    again = evaluation_data(data)
+    np.testing.assert_array_equal(again[0], X)
+    np.testing.assert_array_equal(again[1], y)
+    # The sample's images are the split's own, in its order, each with its own label.
+    idx = stratified_indices(data["y_test"], 1000)
+    np.testing.assert_array_equal(X, data["X_test"][idx])
+    np.testing.assert_array_equal(y, data["y_test"][idx])
+    assert np.bincount(evaluation_data(data, per_class=7)[1]).tolist() == [7] * 10
+    assert not np.array_equal(evaluation_data(data, per_class=7, seed=1)[0], evaluation_data(data, per_class=7)[0])
+
+
+def test_a_split_no_larger_than_the_sample_is_used_whole(monkeypatch):
+    """The grader's data (100 per class) and small test sets are evaluated as they are."""
+    monkeypatch.delenv("CINIC10_EVAL_PER_CLASS", raising=False)
+    data = _test_split([100] * 10)
+    X, y = evaluation_data(data)
+    assert X is data["X_test"] and y is data["y_test"]
+    data = _test_split([1200] + [100] * 9)  # one class larger than the sample: that class is cut
+    assert np.bincount(evaluation_data(data)[1]).tolist() == [100] * 10
+
+
+def test_the_evaluation_sample_follows_its_variable_and_refuses_bad_values(monkeypatch):
+    data = _test_split([1500] * 10)
+    monkeypatch.setenv("CINIC10_EVAL_PER_CLASS", "all")
+    assert len(evaluation_data(data)[1]) == 15_000
+    monkeypatch.setenv("CINIC10_EVAL_PER_CLASS", "20")
+    assert len(evaluation_data(data)[1]) == 200
+    assert len(evaluation_data(data, per_class=3)[1]) == 30  # an argument wins
+    for bad in ("0", "-5", "1.5", "lots"):
+        monkeypatch.setenv("CINIC10_EVAL_PER_CLASS", bad)
+        with pytest.raises(ValueError, match=r"CINIC10_EVAL_PER_CLASS\) must be a positive integer or 'all', got"):
+            evaluation_data(data)
+    monkeypatch.delenv("CINIC10_EVAL_PER_CLASS")
+    for bad in (0, True, 2.5, None.__class__):
+        with pytest.raises(ValueError, match="must be a positive integer or 'all'"):
+            evaluation_data(data, per_class=bad)

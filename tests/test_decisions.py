@@ -323,10 +323,18 @@ def test_visible_check_boundaries(base):
             f"give {measured:.4f}"))
     results[0] = {**results[0], "sparsity": measured}
     for acc, ok in ((1.0, True), (0.0, True), (1.0001, False), (65.3, False), (-0.1, False), (True, False)):
-        results[1] = {**results[1], "accuracy": acc}  # entry 1 is not evaluated (every third is): only its range
+        results[1] = {**results[1], "accuracy": acc}  # with every=3 entry 1 is not evaluated: only its range
         assert check_results(results, base, "unstructured") == ""
-        assert check_accuracies(results, base, "unstructured", data) == ("" if ok else (
+        assert check_accuracies(results, base, "unstructured", data, every=3) == ("" if ok else (
             f"target 0.20: 'accuracy' must be test_model's number in [0, 1], got {acc!r}"))
+    # By default (as in the notebook) every entry's accuracy is measured, as the grader does.
+    own = test_model(results[1]["model"], data, verbose=False)
+    wrong = own + 0.01 if own < 0.5 else own - 0.01
+    results[1] = {**results[1], "accuracy": wrong}
+    assert check_accuracies(results, base, "unstructured", data, every=3) == ""
+    assert check_accuracies(results, base, "unstructured", data) == (
+        f"target 0.20: 'accuracy' says {wrong:.4f} but test_model gives {own:.4f} for the model stored with it: "
+        "store the accuracy of that same pruned model")
 
 
 def test_visible_check_of_the_list_itself(base):
@@ -391,8 +399,9 @@ def test_stored_accuracies_are_compared_rounded(base):
     assert check_accuracies(results, base, "unstructured", test_data) == (
         f"target 0.40: 'accuracy' says 0.5223 but test_model gives {true:.4f} for the model stored with it: "
         "store the accuracy of that same pruned model")
-    results[2] = {**results[2], "accuracy": 0.0}  # entries not on the every-3rd path are not evaluated
-    assert check_accuracies(results, base, "unstructured", test_data).startswith("target 0.40:")
+    results[2] = {**results[2], "accuracy": 0.0}  # with every=3, entries off the every-3rd path are not evaluated
+    assert check_accuracies(results, base, "unstructured", test_data, every=3).startswith("target 0.40:")
+    assert check_accuracies(results, base, "unstructured", test_data).startswith("target 0.30:")  # by default, all
 
 
 # ---- tolerances are inclusive (values exact in binary, so the boundary itself is tested) ----------

@@ -50,10 +50,11 @@ def test_forked_kernel_has_its_job_environment(tmp_path, server):
     status, texts, job = run(tmp_path, "env", [
         "import os, sys, torch\n"
         "print(os.getcwd()); print(os.environ['CINIC10_ROOT']); print(torch.get_num_threads())\n"
-        "print(sys.path[0] == '', 'torch' in sys.modules)"], server, threads=2)
+        "print(sys.path[0] == '', 'torch' in sys.modules, os.environ['CINIC10_EVAL_PER_CLASS'])"], server, threads=2)
     assert status["status"] == "ok"
     # The server was started for 1 thread; the job's OMP_NUM_THREADS=2 must win, as in a spawned kernel.
-    assert texts[0].split() == [str(job), str(job / "data.npz"), "2", "True", "True"]
+    # The notebook's test_data (evaluation_data) is the grading data's whole test split: the grader's images.
+    assert texts[0].split() == [str(job), str(job / "data.npz"), "2", "True", "True", "all"]
 
 
 def test_forked_kernel_imports_like_a_spawned_one(tmp_path, server):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import nbformat
 
-from helpers.config import ENV_CACHE, ENV_MODEL, ENV_ROOT
+from helpers.config import ENV_CACHE, ENV_EVAL_PER_CLASS, ENV_MODEL, ENV_ROOT
 
 from ..config import DISPLAY_CELLS, GradeConfig
 from ..runner.execute import run_notebook
@@ -58,10 +58,13 @@ class MachineFailure(RuntimeError):
 
 def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
     """A kernel's environment in job folder ``job`` (as the kernel sees it): its private data, model,
-    cache, export folder and export code, on top of :func:`~autograder.runner.kernels.kernel_environment`."""
+    cache, export folder and export code, on top of :func:`~autograder.runner.kernels.kernel_environment`.
+    The notebook's ``test_data`` is the grading data's whole test split (``evaluation_data`` takes no sample),
+    so the accuracies a student's code stores are measured on the grader's own images."""
     env = kernel_environment(threads, home=None if sandbox is not None else job / "home", sandbox=sandbox)
     env.update({ENV_ROOT: str(job / "data.npz"), ENV_CACHE: str(job / "cache"), ENV_MODEL: str(job / "model.pt"),
-                ENV_EXPORT: str(job / "export"), ENV_EXPORT_CODE: str(job / "grader_export.py")})
+                ENV_EVAL_PER_CLASS: "all", ENV_EXPORT: str(job / "export"),
+                ENV_EXPORT_CODE: str(job / "grader_export.py")})
     return env
 
 

@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from .config import (
@@ -95,9 +96,25 @@ def setup(data_path: str | os.PathLike | None = None, model_path: str | os.PathL
         print(f"Running in {'Google Colab' if colab else 'Jupyter'}.")
         print(f"  data:  {info['data_root'] or info['cache_dir'] / 'CINIC-10'}")
         print(f"  model: {model}")
+        print(f"  {_versions()}")
         for note in notes:
             print(note)
     return info
+
+
+def _versions() -> str:
+    """One line for support questions: the versions that matter and where the work runs."""
+    import platform
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        ours = version("pruning-course-helpers")
+    except PackageNotFoundError:  # run from a checkout of the course repository
+        ours = "from source"
+    if torch.cuda.is_available():
+        where = f"GPU ({torch.cuda.get_device_name(0)})"
+    else:
+        where = f"CPU ({torch.get_num_threads()} threads; a GPU is faster)"
+    return f"helpers {ours}, torch {torch.__version__}, Python {platform.python_version()}; computing on the {where}"
 
 
 def size_table(models: dict[str, nn.Module]) -> str:

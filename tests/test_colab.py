@@ -206,6 +206,8 @@ def test_the_bundle_runs_to_its_end_in_a_colab_like_runtime(tmp_path, trained_mo
     assert "Mounted at /content/drive" in said["setup"]
     assert f"Installing the course's helper package from {wheel}" in said["setup"]
     assert f"model: {drive}/pruning-model.pt" in said["setup"]
+    assert re.search(rf"helpers {re.escape(helpers_version())}, torch 2\.11\.0\S*, Python 3\.13\.\d+; "
+                     r"computing on the CPU", said["setup"])  # the line a student pastes into a question
     assert (tmp_path / "mounts.txt").read_text().split() == ["/content/drive", "/content/drive"]
     # The slider is an ipywidgets 7 widget, and moving it prunes and tests a copy.
     slider = cell_by_id(ran, "slider")

@@ -152,6 +152,7 @@ def test_jupyter_branch_finds_the_model_next_to_the_notebook(tmp_path, trained_m
     execute(nb, env, tmp_path)
     printed = stream_text(nb.cells[1])
     assert "Running in Jupyter" in printed and f"model: {tmp_path}/pruning-model.pt" in printed
+    assert "torch " in printed and "computing on the CPU" in printed
 
 
 def test_a_missing_model_gets_one_sentence_saying_what_to_do(tmp_path):

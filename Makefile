@@ -8,7 +8,7 @@ TORCH_PACKAGES ?= $(shell test -f /etc/xdg/pip/constraints.txt && echo "torch==2
 DEMO_DIR ?= demo-output
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: venv sandbox-tool demo test lint release bench mutation clean
+.PHONY: venv sandbox-tool demo test lint docs release bench mutation clean
 
 venv: $(VENV)/.installed sandbox-tool
 
@@ -41,6 +41,10 @@ lint: venv
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# The documentation site (Sphinx + MyST) in docs/_build/html; any warning fails the build.
+docs: venv
+	$(BIN)/sphinx-build -W --keep-going -q -b html docs docs/_build/html
 
 # Benchmarks (not tests): writes benchmarks/results.json and benchmarks/RESULTS.md.
 bench: venv

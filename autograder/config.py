@@ -44,7 +44,7 @@ class GradeConfig:
             on the same device in the same process, so a correct solution differs only through
             ties in magnitude (identical weights give identical logits). 0.02 absolute leaves
             room for those and for CPU/GPU kernels while every known mistake misses it by far
-            (see the fixture tests and README).
+            (see the fixture tests and docs/design.md).
         claim_tol: allowed distance between the accuracy a student stored and the accuracy the
             grader measures for that model; both run on the same images, so only device
             rounding separates them.

@@ -84,7 +84,7 @@ already have `CINIC-10.tar.gz` or its extracted folder, put its path in `DATA_PA
 
 ## In JupyterLab (your own machine)
 
-1. Keep the three files together in one folder.
+1. Keep the bundle's files together in one folder.
 2. In a terminal, in that folder, with the Python environment of your course active (Python 3.9 or newer with
    PyTorch; in a virtual environment, not your system's Python), start `jupyter lab` and open `pruning.ipynb`.
 3. Run the first cells: the set-up cell installs the helper package from `{wheel}`{url_note}, finds

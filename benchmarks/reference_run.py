@@ -1,5 +1,5 @@
 """The reference run on real pixels (``make bench``, step ``reference_run``): the figures behind the notebook's
-"what to expect" sentences and the README's reference run.
+"what to expect" sentences and the reference run of docs/design.md.
 
 On the real CINIC-10 sample beside the repository (``../shared/data/CINIC-10-sample.tar.gz``: 1,000 training,
 200 validation and 300 test images of each class, in the official layout), the course model is trained with
@@ -14,6 +14,7 @@ shape of the curves is what the notebook's texts rely on. Nothing here asserts a
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 from pathlib import Path
@@ -23,7 +24,10 @@ import torch
 
 from benchmarks.student_time import run_source
 
-__all__ = ["bench_reference_run", "REPORT_CELL"]
+__all__ = ["bench_reference_run", "REPORT_CELL", "SWEEPS_PNG"]
+
+#: Where the run leaves the notebook's figure of both sweeps, for the documentation.
+SWEEPS_PNG = Path(__file__).resolve().parents[1] / "docs" / "_static" / "sweeps.png"
 
 #: Appended to the notebook: prints its results as one JSON line.
 REPORT_CELL = """import json as _json
@@ -57,8 +61,13 @@ def bench_reference_run(work: Path, sample: Path) -> dict:
     printed = "".join(o.get("text", "") for o in nb.cells[-1].outputs)
     line = next(x for x in printed.splitlines() if x.startswith("REFERENCE-RUN "))
     figures = json.loads(line.removeprefix("REFERENCE-RUN "))
-    cost = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "cost_table")
-    figures["cost_table"] = "".join(o.get("text", "") for o in cost.outputs if o.output_type == "stream")
+    cells = {c.metadata.get("nbgrader", {}).get("grade_id"): c for c in nb.cells}
+    figures["cost_table"] = "".join(o.get("text", "") for o in cells["cost_table"].outputs
+                                    if o.output_type == "stream")
+    # The documentation's picture: part 2's figure of both sweeps, as the notebook drew it.
+    png = next(o["data"]["image/png"] for o in cells["part2_plots"].outputs if "image/png" in o.get("data", {}))
+    SWEEPS_PNG.parent.mkdir(parents=True, exist_ok=True)
+    SWEEPS_PNG.write_bytes(base64.b64decode(png))
     return {"device": "cuda" if torch.cuda.is_available() else "cpu", "threads": torch.get_num_threads(),
             "train_images": int(len(data["y_train"])), "train_epochs": config.epochs,
             "train_s": round(trained_s, 1), "notebook_s": round(wall, 1), **figures}

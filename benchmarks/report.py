@@ -1,4 +1,4 @@
-"""Render ``results.json`` as ``RESULTS.md`` (tables), followed by the hand-written ``history.md``."""
+"""Render ``results.json`` as ``RESULTS.md``: the current tables only (``history.md`` is the dated record)."""
 
 from __future__ import annotations
 
@@ -108,16 +108,6 @@ def write_markdown(r: dict, path: Path) -> None:
                   f"{_met(g3['fixed_overhead_s_per_submission_two_answer_cells']['median_s'], 2, False)} |",
                   f"| grading with part 3: identical scores in all runs | {g3['scores_identical']} | True | "
                   f"{'met' if g3['scores_identical'] else '**missed**'} |"]
-    cs = r.get("grading_code_shape")
-    if cs:
-        for key, label in (("jobs1_s", "`--jobs 1`"), ("jobs2_s", "`--jobs 2`"),
-                           ("speedup_jobs2_vs_plain", "speed-up of `--jobs 2` over plain"),
-                           ("fixed_overhead_s", "fixed overhead")):
-            before = ", ".join(f"{x[key]:.2f}" for x in cs["before_b929117"])
-            after = ", ".join(f"{x[key]:.2f}" for x in cs["after_8386937"])
-            lines += [f"| grading before / after the code shape (issue 13; {cs['submissions']} submissions, rounds "
-                      f"alternated, same notebook and model), {label}, per round: before, after | "
-                      f"{before} -> {after} | unchanged within noise | - |"]
     for key in ("cluster", "cluster_class"):
         if r.get(key):
             lines += _cluster_rows(r[key])
@@ -199,9 +189,7 @@ def write_markdown(r: dict, path: Path) -> None:
         if mu["survivors"]:
             lines += ["", "Surviving mutants (`mutmut show NAME` prints each change):", ""]
             lines += [f"- `{name}`: {why}" for name, why in mu["survivors"].items()]
-    history = path.with_name("history.md")
-    if history.is_file():
-        lines += ["", history.read_text().strip()]
+    lines += ["", "What changed over time, and what it did to these numbers: `history.md`, beside this file."]
     path.write_text("\n".join(lines) + "\n")
 
 

@@ -66,7 +66,7 @@ def to_model_input(batch, device: torch.device | str = "cpu", out: torch.Tensor 
     # scale and shift stored as whole (1, 32, 32, 3) images so that only the batch dimension
     # is broadcast and the loop runs over 3,072 contiguous values per image (per-channel
     # (3,) vectors made it a loop of 3, 3-4x slower). Permuting the result gives the
-    # channels-last layout that the CPU convolutions run fastest on (benchmarks/history.md).
+    # channels-last layout that the CPU convolutions run fastest on (measured with the course model).
     scale, shift = _affine(t.device)
     return torch.addcmul(shift, t, scale, out=out).permute(0, 3, 1, 2)
 

@@ -39,7 +39,8 @@ NO_MASKS = ("the model you started from has no masks (its zeros were set directl
             "(m.weight != 0).float()) for every Conv2d and Linear layer m")
 #: Where each fine-tuning starts from: the results list of the model at its target.
 STARTS = {"structured": "removal_results", "unstructured": "unstructured_results"}
-#: Accuracy (fraction) fine-tuning must add to the model it starts from; measured, see benchmarks/RESULTS.md.
+#: Accuracy (fraction) fine-tuning must add to the model it starts from (calibrated on the course model: the
+#: design page of the documentation).
 FINETUNE_MARGIN = 0.01
 #: Accuracy above chance (1 / classes) below which a starting model counts as broken (no gain asked).
 CHANCE_BAND = 0.05

@@ -10,11 +10,14 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import subprocess
 import sys
 
+import nbformat
 import pytest
 
+from autograder.grading.batch import next_steps
 from autograder.grading.gradebook import read_points
 from autograder.grading.scoring import CHECKS
 from autograder.samples import load_samples, write_class
@@ -108,8 +111,18 @@ def test_gradebook_holds_the_same_scores_and_exports(graded_class):
 
 
 def test_summary_table_is_printed(graded_class):
-    _, _, _, proc = graded_class
+    _, _, out, proc = graded_class
     assert "student" in proc.stdout and "reference" in proc.stdout and "with --jobs 2" in proc.stdout
+    # The last line says what to do next, with commands that work when pasted (the folder quoted).
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"Next: send each student their page in {out / 'feedback'}; grade the written answers")
+    assert f"cd {shlex.quote(str(out / 'course'))} && nbgrader export" in last
+
+
+def test_next_steps_quote_a_folder_with_spaces(tmp_path):
+    line = next_steps(tmp_path / "grading run")
+    assert f"cd '{tmp_path}/grading run/course' && jupyter lab" in line
+    assert f"(writes {tmp_path}/grading run/course/grades.csv)" in line
 
 
 def test_timings_say_where_the_time_went(graded_class):
@@ -239,3 +252,28 @@ def test_a_cluster_across_a_network_loses_no_grade_when_a_worker_is_killed(grade
     timings = json.loads((out / "timings.json").read_text())
     graded_by = [s["worker"] for s in timings["students"].values()]
     assert all(w.startswith((f"tcp://{net.ip(1)}:", f"tcp://{net.ip(2)}:")) for w in graded_by), graded_by
+
+
+def test_formgraders_generate_feedback_shows_no_hidden_test(graded_class):
+    """nbgrader's own feedback (formgrader's "Generate Feedback" button) from the course folder: the course's
+    config takes the hidden tests out and cuts tracebacks, so no page quotes them."""
+    _, rows, out, _ = graded_class
+    # A check cell that failed visibly (as with --full-notebook), its traceback quoting the hidden lines.
+    autograded = out / "course" / "autograded" / "mistake_per_layer" / "pruning" / "pruning.ipynb"
+    nb = nbformat.read(autograded, as_version=4)
+    cell = next(c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "test_unstructured_sparsity")
+    cell.outputs.append(nbformat.v4.new_output("error", ename="AssertionError", evalue="target 0.70 is per-layer",
+                                               traceback=["Traceback (most recent call last)",
+                                                          'if _os.environ.get("PRUNING_EXPORT_CODE"):',
+                                                          "AssertionError: target 0.70 is per-layer"]))
+    nbformat.write(nb, autograded)
+    env = dict(os.environ, PATH=f"{os.path.dirname(sys.executable)}:{os.environ['PATH']}")
+    done = subprocess.run([os.path.join(os.path.dirname(sys.executable), "nbgrader"), "generate_feedback", "--force",
+                           "pruning"], cwd=out / "course", env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    pages = {p.parts[-3]: p.read_text() for p in (out / "course" / "feedback").glob("*/pruning/pruning.html")}
+    assert "reference" in pages and "mistake_per_layer" in pages
+    for sid, page in pages.items():
+        assert "HIDDEN TESTS" not in page and "PRUNING_EXPORT_CODE" not in page and "_runpy" not in page, sid
+    assert "most recent call last" not in pages["mistake_per_layer"]
+    assert "AssertionError: target 0.70 is per-layer" in pages["mistake_per_layer"]  # the error's last line stays

@@ -175,7 +175,7 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
     address = f"tcp://127.0.0.1:{port}"
     plain = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     plain["DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES"] = "1"
-    plain["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"  # one task per worker thread (as README says)
+    plain["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"  # one task per worker thread (docs/cluster.md)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     probe = subprocess.run([sys.executable, "-c", "import autograder"], cwd=outside, env=plain, capture_output=True)

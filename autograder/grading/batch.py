@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import sys
 import time
@@ -39,7 +40,7 @@ from .report import StudentGrade, not_graded, summary_table, write_csv, write_fe
 from .scoring import build_reference, grading_subset, measuring_device
 from .submission import Submission, find_submissions
 
-__all__ = ["grade_all", "read_inputs", "address_space_cap", "Cluster", "JOURNAL_FORMAT"]
+__all__ = ["grade_all", "read_inputs", "address_space_cap", "next_steps", "Cluster", "JOURNAL_FORMAT"]
 
 #: Part of every journal key: grades journaled by an older grader, which journaled failures of its own
 #: machine as grades, are not reused.
@@ -224,6 +225,16 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, cour
         where = f"on the Dask cluster {cfg.cluster}" if cfg.cluster else f"with --jobs {cfg.jobs}"
         print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
               f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, {gradebook}")
+        if course.exception() is None:
+            print(next_steps(cfg.out))
+
+
+def next_steps(out: Path) -> str:
+    """What a TA does after a run: feedback pages, the written answers in formgrader, the export."""
+    course = shlex.quote(str(out / "course"))
+    return (f"Next: send each student their page in {out / 'feedback'}; grade the written answers in formgrader "
+            f"(cd {course} && jupyter lab, then Nbgrader > Formgrader > Manual Grading); then export automatic "
+            f"and manual points together: cd {course} && nbgrader export (writes {out / 'course' / 'grades.csv'}).")
 
 
 def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_score: float,

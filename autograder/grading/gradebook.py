@@ -35,8 +35,10 @@ __all__ = ["Course", "create_gradebook", "read_points"]
 _CONFIG = '''"""Written by the autograder for one grading run."""
 import os
 
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, DeduplicateIds, LimitOutput,
-                                    OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
+from nbconvert.preprocessors import CSSHTMLHeaderPreprocessor, Preprocessor
+from traitlets import Bool
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearHiddenTests, DeduplicateIds,
+                                    GetGrades, LimitOutput, OverwriteCells, OverwriteKernelspec, SaveAutoGrades)
 
 c = get_config()  # noqa: F821
 c.CourseDirectory.course_id = "pruning-course"
@@ -45,6 +47,23 @@ c.CourseDirectory.db_url = "sqlite:///" + os.path.join(os.path.dirname(os.path.a
 # The notebooks already ran under the grader's time limits: keep their outputs, do not execute.
 c.Autograde.sanitize_preprocessors = [DeduplicateIds, OverwriteKernelspec, OverwriteCells, CheckCellMetadata]
 c.Autograde.autograde_preprocessors = [LimitOutput, SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+
+
+class CutTracebacks(Preprocessor):
+    """In feedback, an error shows its last line only: a traceback would quote the hidden tests around it."""
+
+    enabled = Bool(True)  # nbconvert's preprocessors are off unless enabled
+
+    def preprocess_cell(self, cell, resources, index):
+        for out in cell.get("outputs", []):
+            if out.get("output_type") == "error":
+                out["traceback"] = [f"{out.get('ename', 'Error')}: {out.get('evalue', '')}"]
+        return cell, resources
+
+
+# Formgrader's "Generate Feedback" (nbgrader generate_feedback): without the hidden tests. The grader's own
+# pages, in the run's feedback/ folder, say more (each check's messages and points).
+c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CutTracebacks, CSSHTMLHeaderPreprocessor]
 '''
 
 

@@ -116,7 +116,7 @@ if "notebook" in STEPS:
     try:
         # SteadyKernelManager: plain nbclient can miss the slider cell's reply until the cell's timeout
         # (jupyter/nbclient#312; benchmarks/history.md item 24), most likely what stopped this run on the H100
-        # in session 15
+        # in an H100 run
         NotebookClient(nb, timeout=int(os.environ.get("STUDENT_CELL_TIMEOUT", "900")), kernel_name="python3",
                        kernel_manager_class=SteadyKernelManager,
                        resources={"metadata": {"path": str(student)}}).execute(env=env)

@@ -2,7 +2,7 @@
 
 What students call (:func:`helpers.get_CINIC10_data`, :func:`helpers.test_model`, ...) is written
 to be read; what makes it fast lives here, each module documenting the measurement it answers
-(figures in ``benchmarks/history.md``):
+(figures in the course repository's benchmark history):
 
 * :mod:`.allocator`: a steady glibc mmap threshold for CPU evaluation (no page faults per batch);
 * :mod:`.inference`: the per-device batch sizes and the CPU and double-buffered CUDA loops

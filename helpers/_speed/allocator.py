@@ -6,7 +6,7 @@ maps and zero-fills the same pages again. The threshold starts at 128 KiB and gl
 by itself after such a free, but only up to 32 MiB and only if the process happens to free
 one in range, so the same batch size ran at different speeds in different Python processes:
 with 200-image batches of the course model (26 MB activations) one process took 12,800 page
-faults per batch and ran 40% slower than another that took none (benchmarks/history.md).
+faults per batch and ran 40% slower than another that took none (measured in the course repository's benchmarks).
 
 :func:`steady_allocator` fixes the mmap threshold at 128 MiB (32 MiB where the C library
 refuses more) and the trim threshold at 256 MiB, once per process. Side effect, for the whole
@@ -19,7 +19,7 @@ it does nothing. :func:`helpers.test_model` calls it before evaluating on the CP
 Setting any of glibc's thresholds (``MALLOC_TRIM_THRESHOLD_``, which Dask's nanny gives every worker
 process) also turns the dynamic mmap threshold off, so every activation above 128 KiB is mapped and
 unmapped again: one epoch of fine-tuning the course model in a Dask worker took 1.5 s and 337,000 page
-faults, against 0.85 s and 2,000 after this function (benchmarks/history.md).
+faults, against 0.85 s and 2,000 after this function (the course repository's benchmarks).
 """
 
 from __future__ import annotations

@@ -22,14 +22,14 @@ __all__ = ["eval_batch_size", "predict_cpu", "predict_cuda",
 EVAL_BATCH_SIZE = 200
 
 #: CPU batch size where :func:`steady_allocator` could set a 128 MiB threshold (largest
-#: activation 62.5 MiB). Paired on a 2-core CPU (benchmarks/history.md): the bare model ran
+#: activation 62.5 MiB). Paired on a 2-core CPU (the course repository's benchmark history): the bare model ran
 #: alike at 200 and 500, while ``test_model``'s own per-batch work (copy, normalize) fell from
 #: 3% of the time to 1%.
 LARGE_EVAL_BATCH_SIZE = 500
 
 #: Batch size on a GPU, where a 100-image batch leaves the device waiting on kernel launches
 #: (on an H100, 90,000 images: 147k img/s at 100, 954k at 2,000, 1.06M at 5,000, 1.09M at
-#: 10,000; benchmarks/history.md). 5,000 images take 61 MB of float input and about 160 MB
+#: 10,000; measured in the course repository's benchmarks). 5,000 images take 61 MB of float input and about 160 MB
 #: for the largest activation, well within any Colab GPU.
 CUDA_EVAL_BATCH_SIZE = 5000
 
@@ -78,7 +78,7 @@ def predict_cuda(model: nn.Module, images: np.ndarray, batch_size: int, device: 
     """Double-buffered GPU evaluation: while the GPU runs batch ``b``, the CPU copies batch
     ``b + 1`` into the other pinned host buffer and a side stream uploads it, so neither the
     host copy nor the upload waits for the model (a plain loop spent a third of its time on them;
-    benchmarks/history.md). Only uint8 pixels cross the bus; predictions stay on the GPU until
+    measured in the course repository's benchmarks). Only uint8 pixels cross the bus; predictions stay on the GPU until
     the end. Same batches and arithmetic as :func:`predict_cpu`, so the same predictions as an
     unbuffered loop on this GPU.
     """

@@ -38,6 +38,7 @@ demo: venv
 
 lint: venv
 	$(BIN)/ruff check helpers autograder tests benchmarks
+	PYTHONPATH="$(CURDIR)" $(BIN)/lint-imports
 
 test: lint
 	$(BIN)/python -m pytest -q

@@ -142,8 +142,11 @@ def _grade(args, parser) -> int:
                           cluster=args.cluster)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    from .grading.grade import grade
     from .grading.report import not_graded_summary
+    if cfg.cluster is not None:
+        from .cluster.grade import grade_on_cluster as grade
+    else:
+        from .grading.grade import grade
     try:
         grades = grade(cfg)
     except ClusterError as exc:

@@ -35,6 +35,11 @@ def test_cluster_addresses_are_parsed_and_local_sets_the_jobs(tmp_path):
     cfg = GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out", jobs=1,
                       cluster=" local:2 ")
     assert (cfg.cluster, cfg.jobs) == ("local:2", 2)
+    # Local grading never reaches for the cluster (grading sits below it): the command line picks which.
+    from autograder.grading.grade import grade
+    with pytest.raises(ValueError, match="grade on a cluster with autograder.cluster.grade.grade_on_cluster"):
+        grade(cfg)
+    assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="^--threads must be at least 1, got 0$"):
         GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out", threads=0)
     assert GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "o",

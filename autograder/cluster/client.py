@@ -38,7 +38,7 @@ from . import ClusterError, ClusterLost, WorkerLost
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
-if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (autograder.grading.grade)
+if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (autograder.cluster.grade)
     from ..grading.jobs import Jobs
     from ..grading.report import StudentGrade
     from ..grading.submission import Submission

@@ -26,7 +26,6 @@ import shutil
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..config import REPO_ROOT, GradeConfig
@@ -35,7 +34,7 @@ from ..runner.sandbox import Sandbox
 from ..runner.slots import SlotPool
 from .errors import InputError
 
-__all__ = ["grade", "open_slots", "slot_root", "PRELOAD"]
+__all__ = ["grade", "check_writable", "open_slots", "slot_root", "PRELOAD"]
 
 #: Modules each slot's warm kernel server imports before it forks: what every notebook imports. Torch's
 #: optimisers import ``torch._dynamo`` (with sympy) when the first one is made, 1.5 s of every notebook's
@@ -52,6 +51,7 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
 
     The job slots' kernel servers start first, so that they import torch while this process
     imports its own libraries and prepares the data (:mod:`autograder.grading.batch`).
+    Local job slots only: :func:`autograder.cluster.grade.grade_on_cluster` grades on a Dask cluster.
     Raises :class:`~autograder.runner.sandbox.SandboxError` when the sandbox cannot be built here
     and ``cfg.sandbox`` is on (the message says why; ``--no-sandbox`` runs without),
     :class:`~autograder.grading.errors.InputError` when an argument cannot be used and
@@ -59,10 +59,11 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
     (:mod:`autograder.grading.preflight`): in all three cases before any row is written. A submission the
     machine fails on is retried, then its row says ``not graded`` (:mod:`autograder.grading.jobs`).
     """
-    start = time.perf_counter()
-    _check_writable(cfg.out)
     if cfg.cluster is not None:
-        return _grade_on_cluster(cfg, start, progress)
+        raise ValueError(f"cfg.cluster is {cfg.cluster!r}: grade on a cluster with "
+                         "autograder.cluster.grade.grade_on_cluster (the command line picks it)")
+    start = time.perf_counter()
+    check_writable(cfg.out)
     root = slot_root()
     slots = None
     try:
@@ -75,30 +76,7 @@ def grade(cfg: GradeConfig, progress: bool = True) -> list:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def _grade_on_cluster(cfg: GradeConfig, start: float, progress: bool) -> list:
-    """Connect to the cluster (``local:N``: start its processes) in a thread while this process imports
-    torch, nbformat and nbgrader and what its grading threads would import late
-    (:func:`~autograder.grading.imports.import_before_threads`), then grade on it."""
-    from ..cluster.client import DaskCluster  # light: no torch
-    work = Path(tempfile.mkdtemp(prefix="pgrade-client-"))
-    try:
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-connect") as starter:
-            connecting = starter.submit(DaskCluster.connect, cfg.cluster, progress)
-            try:
-                from .batch import grade_all
-                from .imports import import_before_threads
-                import_before_threads()  # a local:N cluster's fork server imports as much before its workers start
-            except BaseException:
-                if connecting.exception() is None:
-                    connecting.result().close()
-                raise
-        with connecting.result() as cluster:
-            return grade_all(cfg, start, work, None, progress, cluster=cluster)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-def _check_writable(out: Path) -> None:
+def check_writable(out: Path) -> None:
     """Make ``out`` and check this process can write there (:class:`InputError` if not), before anything runs."""
     try:
         out.mkdir(parents=True, exist_ok=True)

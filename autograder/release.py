@@ -96,8 +96,9 @@ already have `CINIC-10.tar.gz` or its extracted folder, put its path in `DATA_PA
 2. Upload `pruning.ipynb` to Colab (*File > Upload notebook*). Choose a GPU runtime (*Runtime > Change runtime
    type*): the notebook runs many times faster on one.
 3. Run the first cells: the set-up cell asks to connect your Google Drive, installs the helper package from the
-   `pruning-course` folder{url_note} and finds the model there. The dataset is cached in that folder too, so
-   a new session does not download it again.
+   `pruning-course` folder{url_note} and finds the model there. The dataset is cached in that folder too (about
+   1.5 GB of your Drive: the 700 MB archive and its decoded arrays), so a new session does not download it
+   again.
 
 ## How long it takes
 

@@ -24,6 +24,7 @@ pytestmark = [
 ]
 
 WRITER, SILENT = "correct_manual_topk", "reference"  # written answers; none
+ANSWERS = ("answer_unstructured", "answer_structured", "answer_removal")
 
 
 @pytest.fixture(scope="module")
@@ -75,14 +76,16 @@ def test_a_ta_grades_the_written_answers_in_formgrader_and_exports_them(graded, 
 
         # One submission: its three answer cells have score boxes; a TA types scores, each saved on change.
         page.goto(f"{formgrader.base}/formgrader/submissions/{_submission_id(course, WRITER)}/")
-        for grade_id, score in (("answer_unstructured", "2"), ("answer_structured", "1.5"), ("answer_removal", "0")):
+        page.wait_for_load_state("networkidle")  # the page's scripts have fetched the grades and bound the boxes
+        for grade_id, score in zip(ANSWERS, ("2", "1.5", "0")):
             box = page.locator(f"input.score#{grade_id}")
             box.wait_for()
             box.fill(score)
             box.press("Tab")
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _manual_score(course, WRITER, "answer_removal") is None:
-            time.sleep(0.5)
+            # Each box saves on its own request; the next is typed once this one reached the gradebook.
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and _manual_score(course, WRITER, grade_id) is None:
+                time.sleep(0.5)
         page.screenshot(path=str(shots / "scored.png"), full_page=True)
     except Exception:
         page.screenshot(path=str(shots / "failure.png"), full_page=True)
@@ -90,8 +93,7 @@ def test_a_ta_grades_the_written_answers_in_formgrader_and_exports_them(graded, 
         raise
     finally:
         page.close()
-    assert [_manual_score(course, WRITER, g) for g in ("answer_unstructured", "answer_structured", "answer_removal")] \
-        == [2.0, 1.5, 0.0]
+    assert [_manual_score(course, WRITER, g) for g in ANSWERS] == [2.0, 1.5, 0.0]
     # The automatic points the grader recorded are still there, untouched by the manual grading.
     assert _manual_score(course, WRITER, "test_unstructured_sparsity") is None
 

@@ -37,6 +37,7 @@ from nbclient.exceptions import CellExecutionError  # noqa: E402
 from autograder.release import release  # noqa: E402
 from autograder.runner.channels import SteadyKernelManager  # noqa: E402
 from autograder.samples import build_notebook, load_samples  # noqa: E402
+from benchmarks.student_time import cell_seconds  # noqa: E402
 from helpers import get_CINIC10_data, save_model, test_model  # noqa: E402
 from helpers.train import train_model  # noqa: E402
 
@@ -49,15 +50,9 @@ report = {"cuda": torch.cuda.is_available(),
 
 
 def _cell_seconds(cell) -> float | None:
-    """How long a cell ran, from the timestamps nbclient records (None if it has no reply)."""
-    from datetime import datetime
-    times = cell.metadata.get("execution", {})
-    try:
-        start, end = (datetime.fromisoformat(times[k].replace("Z", "+00:00"))
-                      for k in ("iopub.execute_input", "shell.execute_reply"))
-    except (KeyError, ValueError):
-        return None
-    return round((end - start).total_seconds(), 2)
+    """How long a cell ran, in seconds to 2 decimals (None if it has no reply)."""
+    seconds = cell_seconds(cell)
+    return None if seconds is None else round(seconds, 2)
 
 
 def save():

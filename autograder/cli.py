@@ -1,7 +1,9 @@
-"""Runs in the grader's process: the command line of the instructor tools, ``python -m autograder <command>``.
+"""The command line of the instructor tools, ``python -m autograder <command>``.
 
 A thin layer: each command parses its arguments and calls one function. Defaults live in
 :class:`~autograder.config.GradeConfig` and are only read here (shown in ``--help``).
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations
@@ -142,13 +144,16 @@ def _grade(args, parser) -> int:
                           cluster=args.cluster)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
-    from .grading.report import not_graded_summary
+    from .grading.grade import grade
+    from .grading.results import not_graded_summary
     if cfg.cluster is not None:
-        from .cluster.grade import grade_on_cluster as grade
+        from .cluster.client import DaskCluster  # no torch: the cluster connects while the grader imports it
+        open_executor = DaskCluster.open
     else:
-        from .grading.grade import grade
+        from .grading.local import LocalSlots  # no torch: the slots' servers start before the grader imports it
+        open_executor = LocalSlots.open
     try:
-        grades = grade(cfg)
+        grades = grade(cfg, open_executor)
     except ClusterError as exc:
         return _cannot(f"cannot grade on the cluster: {exc}")
     except SandboxError as exc:

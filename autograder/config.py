@@ -1,4 +1,7 @@
-"""Runs in the grader's process: the one configuration object of a grading run, with every tolerance documented."""
+"""The one configuration object of a grading run, with every tolerance documented.
+
+Runs in the grader's process.
+"""
 
 from __future__ import annotations
 

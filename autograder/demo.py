@@ -1,4 +1,4 @@
-"""Runs in the grader's process: ``python -m autograder demo``, the whole instructor path on the generated dataset.
+"""``python -m autograder demo``, the whole instructor path on the generated dataset.
 
 1. train (or reuse) the reference model and print its accuracy;
 2. print correct unstructured and structured pruning sweeps;
@@ -8,6 +8,8 @@
    sample got the grade it declares (the exit status says so).
 
 Everything is written under ``--out`` (default ``demo-output/``).
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations
@@ -23,11 +25,11 @@ from helpers.train import TrainConfig, train_model
 
 from .config import ASSIGNMENT, NOTEBOOK, DemoConfig, GradeConfig
 from .grading.gradebook import Course
-from .grading.reference import prune_structured, prune_unstructured, sweep
+from .grading.solutions import prune_structured, prune_unstructured, sweep
 
 __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
 
-#: Sample submissions graded by the demo (see autograder/samples/).
+#: Sample submissions graded by the demo (see autograder/samples/cells/).
 DEMO_SAMPLES = ("reference", "correct_manual_topk", "mistake_compounding_part1", "mistake_per_layer",
                 "mistake_wrong_dim", "mistake_fake_numbers", "mistake_removal_keeps_zeros",
                 "mistake_finetune_masks_dropped", "mistake_finetune_test_split", "untouched_release")

@@ -1,4 +1,4 @@
-"""Runs in the instructor's process: ``python -m autograder release``, the student bundle.
+"""``python -m autograder release``, the student bundle.
 
 The bundle (``dist/student/`` unless ``--out`` says otherwise) is everything a student needs and
 nothing else:
@@ -15,7 +15,9 @@ nothing else:
 
 Before the bundle is written in place, :func:`find_leaks` reads every file of it (inside the
 wheel too) for any line of the source notebook's solution and hidden-test regions and of the
-reference solutions (:mod:`autograder.grading.reference`); a bundle with one is refused.
+reference solutions (:mod:`autograder.grading.solutions`); a bundle with one is refused.
+
+Runs in the instructor's process.
 """
 
 from __future__ import annotations
@@ -151,7 +153,7 @@ def secret_lines(source: Path = SOURCE_NOTEBOOK) -> set[str]:
             continue
         hidden |= {n for _, region in _REGION.findall(cell.source) for n in _code_lines(region)}
         shown |= _code_lines(_REGION.sub("", cell.source))
-    hidden |= _reference_lines(REPO_ROOT / "autograder" / "grading" / "reference.py")
+    hidden |= _reference_lines(REPO_ROOT / "autograder" / "grading" / "solutions.py")
     return hidden - shown
 
 

@@ -52,7 +52,7 @@ import time, sys, torch
 torch.set_num_threads(1)
 from helpers import SmallCNN
 from helpers.finetune import fine_tune
-from autograder.grading.scoring import grading_subset
+from autograder.grading.batch import grading_subset
 d = grading_subset("synthetic", 100)
 torch.manual_seed(0)
 m, data = SmallCNN(), [d["X_train"], d["y_train"]]
@@ -151,7 +151,7 @@ def cluster_class(work: Path, copies: int) -> tuple[Path, Path, int]:
     size: each class size its own folders, so runs resume from their journal); returns both and the class size."""
     import numpy as np
 
-    from autograder.grading.scoring import grading_subset
+    from autograder.grading.batch import grading_subset
     from benchmarks.run import BENCH_STUDENTS, _class
 
     n = len(BENCH_STUDENTS) * copies

@@ -42,12 +42,12 @@ def _latency(models: dict, threads: int, optimize: bool) -> dict:
 
 
 def _recovery(model, data) -> dict:
-    from autograder.grading import reference
+    from autograder.grading import solutions
     from helpers import copy_model, test_model
     from helpers.finetune import fine_tune
     test, train = [data["X_test"], data["y_test"]], [data["X_train"], data["y_train"]]
-    starts = {"structured 50% removed": reference.remove_filters(reference.prune_structured(model, 0.5)),
-              "unstructured 90% masked": reference.prune_unstructured(model, 0.9)}
+    starts = {"structured 50% removed": solutions.remove_filters(solutions.prune_structured(model, 0.5)),
+              "unstructured 90% masked": solutions.prune_unstructured(model, 0.9)}
     out = {"unpruned": round(test_model(model, test, verbose=False), 4)}
     for name, start in starts.items():
         tuned = fine_tune(copy_model(start), train, progress=False)
@@ -62,7 +62,7 @@ SPLIT_VARIANTS = {"notebook's call": {}, "seed 3": {"seed": 3}, "lr 1e-3": {"lr"
 
 
 def _split_calibration(model, data: dict, grader_device: str = "cpu") -> dict:
-    """The grader's test-split check (:mod:`autograder.grading.split`) on fine-tuning runs of known split.
+    """The grader's test-split check (:mod:`autograder.grading.trained_split`) on fine-tuning runs of known split.
 
     On the grading subset of ``data`` (100 images per class and split, the grader's default), each
     part-3 starting model is fine-tuned on the training and on the test split with every
@@ -73,31 +73,31 @@ def _split_calibration(model, data: dict, grader_device: str = "cpu") -> dict:
     """
     import numpy as np
 
-    from autograder.grading import reference, split
-    from autograder.grading.scoring import Reference, _model_from_state, model_digest
+    from autograder.grading import solutions, trained_split
+    from autograder.grading.measure import ReferenceMeasurements, model_digest, model_from_state
     from helpers import copy_model
     from helpers.finetune import fine_tune
     from helpers.models import model_config, plain_state_dict
     sub = {k: np.asarray(v)[_stratified(data["y_" + k[2:]], 100)] for k, v in data.items()}
     arch, config = model_config(model)
-    ref = Reference(model=model, arch=arch, config=config, test_data=[sub["X_test"], sub["y_test"]],
-                    device=grader_device, accuracy={}, train_data=[sub["X_train"], sub["y_train"]])
-    starts = {"structured": (reference.remove_filters(reference.prune_structured(model, 0.5)), False),
-              "unstructured": (reference.prune_unstructured(model, 0.9), True)}
+    ref = ReferenceMeasurements(model=model, arch=arch, config=config, test_data=[sub["X_test"], sub["y_test"]],
+                                device=grader_device, accuracy={}, train_data=[sub["X_train"], sub["y_train"]])
+    starts = {"structured": (solutions.remove_filters(solutions.prune_structured(model, 0.5)), False),
+              "unstructured": (solutions.prune_unstructured(model, 0.9), True)}
     runs = []
     for kind, (start, masked) in starts.items():
-        plain = _model_from_state(plain_state_dict(start), ref)[0] if masked else start  # as the grader rebuilds it
-        for name in split.SPLITS:
+        plain = model_from_state(plain_state_dict(start), ref)[0] if masked else start  # as the grader rebuilds it
+        for name in trained_split.SPLITS:
             for variant, kwargs in SPLIT_VARIANTS.items():
                 tuned = fine_tune(copy_model(start), [sub[f"X_{name}"], sub[f"y_{name}"]], progress=False, **kwargs)
-                sims = split.split_similarity(ref, plain, model_digest(plain), tuned, masked)
+                sims = trained_split.split_similarity(ref, plain, model_digest(plain), tuned, masked)
                 other = "train" if name == "test" else "test"
                 runs.append({"kind": kind, "split": name, "variant": variant, "cos_train": round(sims["train"], 3),
                              "cos_test": round(sims["test"], 3), "lead": round(sims[name] - sims[other], 3),
-                             "flagged": split.trained_on_test(sims)})
+                             "flagged": trained_split.trained_on_test(sims)})
     right = [r for r in runs if r["flagged"] == (r["split"] == "test")]
     return {"runs": runs, "right": len(right), "total": len(runs), "smallest_lead": min(r["lead"] for r in runs),
-            "margin": split.TEST_SPLIT_MARGIN}
+            "margin": trained_split.TEST_SPLIT_MARGIN}
 
 
 def _stratified(labels, per_class: int):
@@ -107,12 +107,12 @@ def _stratified(labels, per_class: int):
 
 
 def bench_part3(work: Path, model_path: Path, real_sample: Path) -> dict:
-    from autograder.grading import reference
+    from autograder.grading import solutions
     from helpers import get_CINIC10_data, load_model, save_model
     from helpers.cost import count_macs
     from helpers.train import train_model
     model = load_model(model_path)
-    removed = reference.remove_filters(reference.prune_structured(model, 0.5))
+    removed = solutions.remove_filters(solutions.prune_structured(model, 0.5))
     macs = count_macs(model)[0], count_macs(removed)[0]
     out = {"macs": {"pretrained": macs[0], "removed_50": macs[1]}, "mac_reduction": round(macs[0] / macs[1], 3),
            "rounds": ROUNDS, "latency_s": {},

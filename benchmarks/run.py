@@ -313,7 +313,7 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
         raise RuntimeError("".join(lines[-30:]))
     from nbgrader.api import Gradebook
 
-    from autograder.grading.scoring import CHECKS
+    from autograder.grading.parts import CHECKS
     scores = {}
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gb:
         for sid in BENCH_STUDENTS:
@@ -389,7 +389,7 @@ def bench_grading(work: Path, model: Path, rounds: int) -> dict:
     steal during it are kept: on a shared virtual machine the wall times of parallel runs swing
     with what other guests do, CPU seconds much less.
     """
-    from autograder.grading.scoring import grading_subset
+    from autograder.grading.batch import grading_subset
     submitted = work / "submitted"
     _class(submitted)
     data_npz = work / "grading.npz"

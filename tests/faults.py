@@ -65,7 +65,7 @@ def _descendants(pid: int) -> list[int]:
 
 
 def _track_student() -> None:
-    from autograder.grading import jobs
+    from autograder.grading import notebook_job as jobs
     original = jobs._run_in_slot
 
     def run_in_slot(sub, *args, **kwargs):
@@ -96,7 +96,7 @@ def _install(kind: str, target: _Target) -> None:
         Sandbox.command = hiding
     elif kind == "kill-server":
         _track_student()
-        from autograder.grading import jobs
+        from autograder.grading import notebook_job as jobs
         prepare = jobs.prepare_job
 
         def prepare_then_kill(slot, nb, run):

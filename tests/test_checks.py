@@ -10,7 +10,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from autograder.grading import reference
+from autograder.grading import solutions
 from helpers import SmallCNN, prunable_layers
 from helpers.checks import check_accuracies, check_results, compounded, inspect_structured, inspect_unstructured
 
@@ -23,12 +23,12 @@ def base():
 
 def test_correct_pruning_passes(base):
     for t in (0.1, 0.35, 0.8):
-        assert inspect_unstructured(reference.prune_unstructured(base, t), base, t) is None
-        assert inspect_structured(reference.prune_structured(base, t), base, t) is None
+        assert inspect_unstructured(solutions.prune_unstructured(base, t), base, t) is None
+        assert inspect_structured(solutions.prune_structured(base, t), base, t) is None
 
 
 def test_compounding_is_named(base):
-    m = reference.prune_unstructured(base, 0.1)
+    m = solutions.prune_unstructured(base, 0.1)
     params = [(mod, "weight") for _, mod in prunable_layers(m)]
     prune.global_unstructured(params, prune.L1Unstructured, amount=0.2)
     assert "compounds" in inspect_unstructured(m, base, 0.2)
@@ -61,9 +61,9 @@ def test_structured_mistakes(base):
 
 def test_check_results_messages(base):
     assert "is empty" in check_results([], base, "unstructured")
-    pruned_base = reference.prune_unstructured(base, 0.1)
+    pruned_base = solutions.prune_unstructured(base, 0.1)
     assert "itself is pruned" in check_results([{"x": 1}], pruned_base, "unstructured")
-    good = [{"target": t, "model": reference.prune_unstructured(base, t), "sparsity": t, "accuracy": 0.5}
+    good = [{"target": t, "model": solutions.prune_unstructured(base, t), "sparsity": t, "accuracy": 0.5}
             for t in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98)]
     assert check_results(good, base, "unstructured") == ""
     good[2]["sparsity"] = 0.9  # a stored number: the accuracy check's, as in the grader
@@ -77,7 +77,7 @@ def test_check_results_messages(base):
 def test_a_pruning_kind_is_one_object(base):
     from dataclasses import replace
 
-    from autograder.grading.parts import CHECKS, GRADED_PARTS, SECTION3
+    from autograder.grading.parts import CHECKS, GRADED_PARTS, PART3
     from helpers.parts import PARTS, STRUCTURED, UNSTRUCTURED, get_part
     assert [p.name for p in PARTS] == ["unstructured", "structured"]
     assert get_part("structured") is STRUCTURED
@@ -91,10 +91,10 @@ def test_a_pruning_kind_is_one_object(base):
             layer.weight.zero_()
     assert STRUCTURED.sparsity(m) == 0.0 and UNSTRUCTURED.sparsity(m) > 0.0
     # every graded cell belongs to exactly one part and check
-    assert list(CHECKS) == [gid for gp in GRADED_PARTS for gid in gp.cells] + list(SECTION3)
+    assert list(CHECKS) == [gid for gp in GRADED_PARTS for gid in gp.cells] + list(PART3)
     # a new kind is a new instance: the visible checks follow its targets and inspection
     half = replace(UNSTRUCTURED, name="half", targets=(0.5,))
-    results = [{"target": 0.5, "model": reference.prune_unstructured(base, 0.5), "sparsity": 0.5, "accuracy": 0.1}]
+    results = [{"target": 0.5, "model": solutions.prune_unstructured(base, 0.5), "sparsity": 0.5, "accuracy": 0.1}]
     assert check_results(results, base, half) == ""
     assert "half_results has 1 entries, expected 2" in check_results(results, base, replace(half, targets=(0.5, 0.6)))
 
@@ -118,7 +118,7 @@ def test_a_structured_sparsity_over_all_layers_is_named(base):
     """Part 2's commonest slip: global_sparsity(pruned) (all layers) stored instead of over the Conv2d layers."""
     from helpers import global_sparsity
     from helpers.inspection import TARGETS
-    models = {t: reference.prune_structured(base, t) for t in TARGETS}
+    models = {t: solutions.prune_structured(base, t) for t in TARGETS}
     results = [{"target": t, "model": m, "sparsity": global_sparsity(m), "accuracy": 0.5} for t, m in models.items()]
     assert check_results(results, base, "structured") == ""
     data = [np.zeros((4, 32, 32, 3), dtype=np.uint8), np.zeros(4, dtype=np.int64)]

@@ -36,9 +36,9 @@ def test_cluster_addresses_are_parsed_and_local_sets_the_jobs(tmp_path):
                       cluster=" local:2 ")
     assert (cfg.cluster, cfg.jobs) == ("local:2", 2)
     # Local grading never reaches for the cluster (grading sits below it): the command line picks which.
-    from autograder.grading.grade import grade
-    with pytest.raises(ValueError, match="grade on a cluster with autograder.cluster.grade.grade_on_cluster"):
-        grade(cfg)
+    from autograder.grading.local import LocalSlots
+    with pytest.raises(ValueError, match="grade on a cluster with autograder.cluster.client.DaskCluster.open"):
+        LocalSlots.open(cfg)
     assert not (tmp_path / "out").exists()
     with pytest.raises(ValueError, match="^--threads must be at least 1, got 0$"):
         GradeConfig(submissions=tmp_path, data_root="synthetic", model=model, out=tmp_path / "out", threads=0)
@@ -155,9 +155,9 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path)
     from autograder.cluster.client import DaskCluster
     from autograder.grading.batch import _run_all
     from autograder.grading.gradebook import read_points
-    from autograder.grading.jobs import Jobs, Run, zero_checks
+    from autograder.grading.jobs import JobContext, RunState, zero_checks
     from autograder.grading.journal import Journal
-    from autograder.grading.report import StudentGrade
+    from autograder.grading.results import StudentGrade
     from autograder.grading.submission import Submission
 
     class LostClient:  # what a Dask client's future does once the scheduler is gone
@@ -189,10 +189,10 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path)
     journal = Journal(tmp_path / "out" / "journal.jsonl")
     ref = Future()
     ref.set_result(SimpleNamespace(measurements=lambda: None))  # what the tasks carry: not used here
-    run = Run(Jobs(cfg, ref, None, None, points, None, tmp_path / "out" / "executed"), course, journal, "k")
+    run = RunState(JobContext(cfg, ref, None, None, points, tmp_path / "out" / "executed"), scorer, course, journal, "k")
     grades = []
     with pytest.raises(ClusterLost) as err:
-        _run_all(subs, run, grades, 31.0, False, scorer, 2)
+        _run_all(subs, run, grades, 31.0, False, 2)
     journal.close()
     assert str(err.value) == ("lost the Dask scheduler at tcp://10.0.0.1:8786 (CancelledError); every submission "
                               "graded before is journaled: rerun the same command to grade the rest")
@@ -234,7 +234,7 @@ def test_the_scheduler_shares_measurements_between_worker_processes_until_the_ru
         publish_measurements,
         receive_measurements,
     )
-    from autograder.grading.scoring import Measurements
+    from autograder.grading.measure import Measurements
     replay = torch.linspace(-1, 1, 1000)
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                       silence_logs=40) as cluster, Client(cluster) as client:
@@ -288,7 +288,8 @@ def test_the_scheduler_shares_measurements_between_worker_processes_until_the_ru
 def test_the_grader_publishes_its_reference_or_why_not_then_measures_part3_starts(monkeypatch, capsys):
     from concurrent.futures import Future
 
-    from autograder.grading import batch
+    from autograder.cluster.client import DaskCluster
+    from autograder.grading import part3_checks
 
     class FakeCluster:
         def __init__(self):
@@ -298,21 +299,21 @@ def test_the_grader_publishes_its_reference_or_why_not_then_measures_part3_start
             self.published.append(ref)
 
     measured = []
-    monkeypatch.setattr(batch, "measure_reference_starts", lambda ref: measured.append(ref) or 9)
+    monkeypatch.setattr(part3_checks, "measure_reference_starts", lambda ref: measured.append(ref) or 9)
     good, bad = Future(), Future()
     good.set_result("the reference")
     bad.set_exception(RuntimeError("no data"))
     cluster = FakeCluster()
-    batch._share_reference(cluster, good, True)
+    DaskCluster.share(cluster, good, True)
     assert cluster.published == [good] and measured == ["the reference"]
-    batch._share_reference(cluster, good, False)  # part 3 not graded: nothing to measure
-    batch._share_reference(cluster, bad, True)  # the workers are told why (by publish), nothing measured
+    DaskCluster.share(cluster, good, False)  # part 3 not graded: nothing to measure
+    DaskCluster.share(cluster, bad, True)  # the workers are told why (by publish), nothing measured
     assert cluster.published == [good, good, bad] and measured == ["the reference"]
 
     def broken(ref):
         raise OSError("disk full")
-    monkeypatch.setattr(batch, "measure_reference_starts", broken)
-    batch._share_reference(cluster, good, True)
+    monkeypatch.setattr(part3_checks, "measure_reference_starts", broken)
+    DaskCluster.share(cluster, good, True)
     assert ("warning: part 3's reference models could not be measured for the workers (OSError: disk full); "
             "each worker measures them for itself") in capsys.readouterr().err
 
@@ -357,7 +358,7 @@ def test_a_local_cluster_runs_without_the_housekeeping_grading_does_not_use():
 
 _PRELOAD = """
 import sys
-from autograder.grading import imports
+from autograder.grading import warm_imports as imports
 import autograder.cluster.preload
 print(all(name in sys.modules for name in imports.THREAD_IMPORTS), sorted(imports._done))
 """
@@ -390,8 +391,8 @@ def test_a_worker_returns_the_executed_notebook_rendered_for_its_feedback(tmp_pa
     """``task_record`` sends the executed notebook's bytes and its feedback rendering (hidden tests
     removed) and removes the file; a grade without an executed notebook sends neither."""
     from autograder.cluster.worker import task_record
-    from autograder.grading.report import StudentGrade, notebook_feedback_html
-    from autograder.grading.scoring import CheckResult
+    from autograder.grading.report import notebook_feedback_html
+    from autograder.grading.results import CheckResult, StudentGrade
 
     executed = _executed_notebook(tmp_path / "s1.ipynb")
     data, expected = executed.read_bytes(), notebook_feedback_html(executed)
@@ -410,7 +411,8 @@ def test_the_grader_writes_a_workers_rendering_into_the_feedback_page(tmp_path, 
     """A grade that arrives rendered is written as it came (the grader renders nothing); one without a
     rendering is rendered by the grader from its executed notebook."""
     from autograder.grading import report
-    from autograder.grading.report import StudentGrade, write_feedback
+    from autograder.grading.report import write_feedback
+    from autograder.grading.results import StudentGrade
 
     executed = _executed_notebook(tmp_path / "s1.ipynb")
     rendered = StudentGrade("s1", "ok", [], executed=executed, notebook_html="<p>rendered on the worker</p>")
@@ -458,7 +460,7 @@ def test_finishing_a_grade_drops_its_rendering_once_the_page_is_written(tmp_path
     from types import SimpleNamespace
 
     from autograder.grading.jobs import finish_grade
-    from autograder.grading.report import StudentGrade
+    from autograder.grading.results import StudentGrade
 
     course = Future()
     course.set_exception(RuntimeError("no gradebook in this test"))

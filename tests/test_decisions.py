@@ -17,9 +17,9 @@ import torch
 from torch import nn
 
 from autograder.config import GradeConfig
-from autograder.grading import scoring
+from autograder.grading import measure, part12_checks, scoring
+from autograder.grading.measure import ReferenceMeasurements, model_digest
 from autograder.grading.parts import GRADED_PARTS
-from autograder.grading.scoring import Reference, model_digest
 from helpers import SmallCNN
 from helpers.checks import TARGETS, check_accuracies, check_results, inspect_structured, inspect_unstructured
 from helpers.models import plain_state_dict
@@ -80,8 +80,8 @@ def base():
 def ref(base):
     data = [np.zeros((1, 32, 32, 3), np.uint8), np.zeros(1, np.int64)]
     accuracy = {gp.name: dict.fromkeys(TARGETS, REF_ACCURACY) for gp in GRADED_PARTS}
-    return Reference(model=base, arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy=accuracy,
-                     digests={gp.name: {} for gp in GRADED_PARTS})
+    return ReferenceMeasurements(model=base, arch="SmallCNN", config=SMALL, test_data=data, device="cpu",
+                                 accuracy=accuracy, digests={gp.name: {} for gp in GRADED_PARTS})
 
 
 @pytest.fixture()
@@ -112,7 +112,7 @@ def record(base, ref, gp=UNSTRUCTURED, prune=zero_smallest, overrides=None, unse
 
 
 def problems(gp, rec, ref, cfg):
-    return scoring._score_part(gp, rec, ref, cfg)
+    return part12_checks.score_part(gp, rec, ref, cfg)
 
 
 # ---- accuracy band and claims ----------------------------------------------------------------
@@ -422,37 +422,37 @@ def test_every_tolerance_includes_its_boundary(base, ref, cfg):
 # ---- reading what the kernel saved -----------------------------------------------------------------
 
 def test_what_was_saved_is_read_safely_with_messages(tmp_path, base, ref):
-    assert scoring._load_export(tmp_path / "missing.pt") == (
+    assert scoring.load_export(tmp_path / "missing.pt") == (
         None, "no results were saved: the notebook stopped before this part's first check cell")
     big = tmp_path / "big.pt"
     with open(big, "wb") as fh:
         fh.truncate(scoring._MAX_EXPORT_BYTES + 1)
-    assert scoring._load_export(big) == (None, "the saved results are too large to be this assignment's models")
+    assert scoring.load_export(big) == (None, "the saved results are too large to be this assignment's models")
     at_limit = tmp_path / "limit.pt"
     torch.save({"results": []}, at_limit)
     with open(at_limit, "ab") as fh:
         fh.truncate(scoring._MAX_EXPORT_BYTES)
-    assert scoring._load_export(at_limit)[1] != "the saved results are too large to be this assignment's models"
+    assert scoring.load_export(at_limit)[1] != "the saved results are too large to be this assignment's models"
 
     class Evil:
         def __reduce__(self):
             return (print, ("code ran while loading",))
     pickled = tmp_path / "evil.pt"
     torch.save({"results": [Evil()]}, pickled)
-    assert scoring._load_export(pickled) == (None, "the saved results could not be read (UnpicklingError)")
+    assert scoring.load_export(pickled) == (None, "the saved results could not be read (UnpicklingError)")
     good = tmp_path / "good.pt"
     torch.save({"results": [{"state": plain_state_dict(base)}]}, good)
-    loaded, why = scoring._load_export(good)
+    loaded, why = scoring.load_export(good)
     assert why is None and set(loaded["results"][0]["state"]) == set(plain_state_dict(base))
 
 
 def test_a_saved_state_must_fit_the_architecture_exactly(base, ref):
-    assert scoring._model_from_state(None, ref) == (None, "no model was saved")
+    assert measure.model_from_state(None, ref) == (None, "no model was saved")
     state = plain_state_dict(base)
-    model, why = scoring._model_from_state(state, ref)
+    model, why = measure.model_from_state(state, ref)
     assert why is None and not model.training
     extra = {**state, "bonus.weight": torch.zeros(1)}
-    model, why = scoring._model_from_state(extra, ref)
+    model, why = measure.model_from_state(extra, ref)
     assert model is None and why == ("the model does not have the pretrained model's layers and shapes "
                                      "(Error(s) in loading state_dict for SmallCNN:)")
 
@@ -593,7 +593,7 @@ def test_a_gap_in_the_list_does_not_hide_later_mistakes(base, ref, cfg):
     assert got["structure"] == ["target 0.50: boom", unpruned]
     assert got["accuracy"] == ["target 0.50: no model to test",
                                "target 0.95: 'accuracy' says 0.1 but the stored model scores 0.5000"]
-    assert scoring._entries(UNSTRUCTURED, record(base, ref), ref)[1] is None
+    assert part12_checks._entries(UNSTRUCTURED, record(base, ref), ref)[1] is None
 
 
 def test_a_saved_model_that_does_not_fit_is_named_in_both_checks(base, ref, cfg):
@@ -621,10 +621,10 @@ def test_the_reference_solutions_models_are_trusted_without_inspection(base, ref
         return None
     gp = replace(UNSTRUCTURED, part=replace(UNSTRUCTURED.part, inspector=spy))
     rec = record(base, ref)
-    entries, _ = scoring._entries(gp, rec, ref)
+    entries, _ = part12_checks._entries(gp, rec, ref)
     ref.digests["unstructured"][0.2] = entries[1].digest
     ref.digests["structured"][0.3] = entries[2].digest  # another part's reference is no excuse
-    assert scoring.check_structure(gp, entries, ref, cfg) == []
+    assert part12_checks.check_structure(gp, entries, ref, cfg) == []
     assert seen == [t for t in TARGETS if t != 0.2]
     assert ref.matches("unstructured", 0.2, entries[1].digest)
     assert not ref.matches("unstructured", 0.3, entries[1].digest)
@@ -632,43 +632,43 @@ def test_the_reference_solutions_models_are_trusted_without_inspection(base, ref
 
 
 def test_build_reference_measures_quietly_and_knows_its_models(base, capsys):
-    from autograder.grading import reference
+    from autograder.grading import solutions
     data = [np.random.default_rng(0).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
             np.arange(20) % 10]
-    ref = scoring.build_reference(base, "SmallCNN", SMALL, data, device="cpu")
+    ref = measure.build_reference(base, "SmallCNN", SMALL, data, device="cpu")
     assert capsys.readouterr().out == ""
-    for gp, fn in ((UNSTRUCTURED, reference.prune_unstructured), (STRUCTURED, reference.prune_structured)):
+    for gp, fn in ((UNSTRUCTURED, solutions.prune_unstructured), (STRUCTURED, solutions.prune_structured)):
         for t in (0.1, 0.5, 0.98):
-            model, _ = scoring._model_from_state(plain_state_dict(fn(base, t)), ref)
+            model, _ = measure.model_from_state(plain_state_dict(fn(base, t)), ref)
             assert ref.matches(gp.name, t, model_digest(model))
             assert ref.accuracy_of(model, model_digest(model)) == ref.accuracy[gp.name][t]
     assert capsys.readouterr().out == ""
 
 
 def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_of_device(base, monkeypatch):
-    from autograder.grading import reference
+    from autograder.grading import solutions
     data = [np.random.default_rng(1).integers(0, 256, (20, 32, 32, 3), dtype=np.uint8), np.arange(20) % 10]
-    measured = scoring.build_reference(base, "SmallCNN", SMALL, data, device="cpu").measurements()
-    assert measured.device == "cpu" == scoring.measuring_device("cpu")
+    measured = measure.build_reference(base, "SmallCNN", SMALL, data, device="cpu").measurements()
+    assert measured.device == "cpu" == measure.measuring_device("cpu")
     # Figures no measurement here could give: adopted as they are, measured nowhere.
-    forged = scoring.Measurements("cpu", {p: {t: 0.123 for t in a} for p, a in measured.accuracy.items()},
+    forged = measure.Measurements("cpu", {p: {t: 0.123 for t in a} for p, a in measured.accuracy.items()},
                                   measured.digests)
     calls = []
-    monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or 0.5)
+    monkeypatch.setattr(measure, "test_model", lambda *a, **k: calls.append(1) or 0.5)
     train = [data[0][::-1].copy(), data[1][::-1].copy()]
     store = _Recorder()
-    monkeypatch.setattr(scoring, "default_device", lambda: torch.device("meta"))  # the worker's own device counts
-    adopted = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged, train, shared=store)
+    monkeypatch.setattr(measure, "default_device", lambda: torch.device("meta"))  # the worker's own device counts
+    adopted = measure.reference_from(base, "SmallCNN", SMALL, data, "cpu", forged, train, shared=store)
     assert (adopted.model, adopted.arch, adopted.config, adopted.test_data, adopted.train_data, adopted.device,
             adopted.shared) == (base, "SmallCNN", SMALL, data, train, "cpu", store)
     assert adopted.digests == measured.digests and adopted.measurements() == forged
-    model, _ = scoring._model_from_state(plain_state_dict(reference.prune_structured(base, 0.5)), adopted)
+    model, _ = measure.model_from_state(plain_state_dict(solutions.prune_structured(base, 0.5)), adopted)
     assert adopted.matches("structured", 0.5, model_digest(model))
     assert adopted.accuracy_of(model, model_digest(model)) == 0.123 == adopted.accuracy["structured"][0.5]
     assert calls == []
     # Measured on a GPU: a CPU worker measures its own (every target of every part, once).
     gpu = replace(forged, device="cuda:NVIDIA H100 80GB HBM3")
-    own = scoring.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu, train, shared=store)
+    own = measure.reference_from(base, "SmallCNN", SMALL, data, "cpu", gpu, train, shared=store)
     assert (own.model, own.arch, own.config, own.test_data, own.train_data, own.device, own.shared) == (
         base, "SmallCNN", SMALL, data, train, "cpu", store)
     monkeypatch.undo()  # the device rule itself, below
@@ -677,8 +677,8 @@ def test_a_worker_adopts_the_graders_reference_figures_only_from_the_same_kind_o
     assert own.digests == measured.digests
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "NVIDIA H100 80GB HBM3")
-    assert scoring.measuring_device(None) == "cuda:NVIDIA H100 80GB HBM3" == scoring.measuring_device("cuda")
-    assert scoring.measuring_device("cpu") == "cpu"
+    assert measure.measuring_device(None) == "cuda:NVIDIA H100 80GB HBM3" == measure.measuring_device("cuda")
+    assert measure.measuring_device("cpu") == "cpu"
 
 
 def test_a_failed_measurement_raises_and_is_measured_again(base, ref):
@@ -782,27 +782,29 @@ class _Recorder:
 
 
 def test_a_reference_takes_shared_values_and_shares_what_it_computes():
-    from autograder.grading.scoring import Reference
+    from autograder.grading.measure import ReferenceMeasurements
     calls = []
 
     def compute(value):
         return lambda: calls.append(value) or value
 
     store = _Recorder({"known": 0.25})
-    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=store)
+    ref = ReferenceMeasurements(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={},
+                                shared=store)
     assert ref.once("known", compute(0.5)) == 0.25 and calls == [] and store.puts == []  # another process measured it
     assert ref.once(("fine-tune", "d", "test", True), compute(0.75)) == 0.75 and calls == [0.75]
     assert store.values[("fine-tune", "d", "test", True)] == 0.75  # shared for the others
     assert ref.once(("fine-tune", "d", "test", True), compute(0.1)) == 0.75 and calls == [0.75]  # and kept here
     silent = _Recorder({"known": 0.25}, fail=True)  # a store that cannot answer: measured here
-    ref = Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={}, shared=silent)
+    ref = ReferenceMeasurements(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={},
+                                shared=silent)
     assert ref.once("known", compute(0.5)) == 0.5 and calls == [0.75, 0.5]
 
 
 def test_the_measurements_name_the_device_the_reference_measured_on(monkeypatch):
     import torch
 
-    from autograder.grading import scoring
-    monkeypatch.setattr(scoring, "default_device", lambda: torch.device("meta"))  # what None would pick
-    ref = scoring.Reference(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={})
-    assert ref.measurements().device == "cpu" and scoring.measuring_device(None) == "meta"
+    from autograder.grading import measure
+    monkeypatch.setattr(measure, "default_device", lambda: torch.device("meta"))  # what None would pick
+    ref = measure.ReferenceMeasurements(model=None, arch="SmallCNN", config={}, test_data=[], device="cpu", accuracy={})
+    assert ref.measurements().device == "cpu" and measure.measuring_device(None) == "meta"

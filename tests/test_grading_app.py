@@ -1,6 +1,6 @@
 """The grading command end to end: real kernels, real nbgrader, every sample submission.
 
-Each sample in autograder/samples (and the built-in hostile ones) declares which graded
+Each sample in autograder/samples/cells (and the built-in hostile ones) declares which graded
 cells must score zero and what status it must get; this test grades them all in one run
 of ``python -m autograder grade --jobs 2`` and checks every cell of every row.
 """
@@ -19,7 +19,7 @@ import pytest
 
 from autograder.grading.batch import next_steps
 from autograder.grading.gradebook import read_points
-from autograder.grading.scoring import CHECKS
+from autograder.grading.parts import CHECKS
 from autograder.samples import load_samples, write_class
 
 from .conftest import REPO

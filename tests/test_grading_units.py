@@ -14,9 +14,11 @@ import pytest
 import torch
 
 from autograder.config import SOURCE_NOTEBOOK, GradeConfig
-from autograder.grading import reference
+from autograder.grading import solutions
 from autograder.grading.gradebook import read_points
-from autograder.grading.scoring import CHECKS, build_reference, score_submission
+from autograder.grading.measure import build_reference
+from autograder.grading.parts import CHECKS
+from autograder.grading.scoring import score_submission
 from autograder.grading.submission import (
     SEED_CELL,
     SubmissionError,
@@ -238,9 +240,9 @@ def record_for(part, fn, model, ref, accuracy_shift=0.0):
 
 def write_records(folder, model, ref, **shift):
     folder.mkdir(parents=True, exist_ok=True)
-    torch.save(record_for("unstructured", reference.prune_unstructured, model, ref, shift.get("u", 0.0)),
+    torch.save(record_for("unstructured", solutions.prune_unstructured, model, ref, shift.get("u", 0.0)),
                folder / "unstructured.pt")
-    torch.save(record_for("structured", reference.prune_structured, model, ref), folder / "structured.pt")
+    torch.save(record_for("structured", solutions.prune_structured, model, ref), folder / "structured.pt")
 
 
 def parts12_points():
@@ -302,9 +304,9 @@ def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch
     model, ref, cfg = ref_setup
     write_records(tmp_path, model, ref)
     calls = []
-    import autograder.grading.scoring as scoring
-    real = scoring.test_model
-    monkeypatch.setattr(scoring, "test_model", lambda *a, **k: calls.append(1) or real(*a, **k))
+    import autograder.grading.measure as measure
+    real = measure.test_model
+    monkeypatch.setattr(measure, "test_model", lambda *a, **k: calls.append(1) or real(*a, **k))
     checks = score_submission(tmp_path, ref, cfg, parts12_points())
     assert all(c.points == c.max_points for c in checks)
     assert calls == [], "identical weights must reuse the reference accuracy"
@@ -344,7 +346,7 @@ def test_lean_grading_keeps_only_what_scoring_needs(source, release):
 
 
 def test_digest_ignores_the_sign_of_zero_and_nothing_else():
-    from autograder.grading.scoring import model_digest
+    from autograder.grading.measure import model_digest
     torch.manual_seed(0)
     a = SmallCNN()
     with torch.no_grad():

@@ -13,8 +13,8 @@ import time
 import nbformat
 import pytest
 
-from autograder.grading.grade import PRELOAD
-from autograder.grading.jobs import job_environment
+from autograder.grading.local import PRELOAD
+from autograder.grading.notebook_job import job_environment
 from autograder.runner.execute import MAX_CELL_OUTPUT_CHARS, run_notebook
 from autograder.runner.kernels import ForkServer
 

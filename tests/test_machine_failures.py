@@ -17,10 +17,10 @@ import nbformat
 import pytest
 
 from autograder.config import GradeConfig
-from autograder.grading.jobs import preamble_failure
+from autograder.grading.notebook_job import preamble_failure
 from autograder.grading.preflight import PREFLIGHT_MARK, preflight_notebook
-from autograder.grading.report import StudentGrade, not_graded, not_graded_summary, summary_table, write_csv
-from autograder.grading.scoring import CheckResult
+from autograder.grading.report import summary_table, write_csv
+from autograder.grading.results import CheckResult, StudentGrade, not_graded, not_graded_summary
 from autograder.grading.submission import PREAMBLE_CELLS, SEED_CELL, preamble_end, prepare_notebook
 from autograder.runner.sandbox import Sandbox, sandbox_support
 

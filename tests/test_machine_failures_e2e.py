@@ -24,7 +24,7 @@ import numpy as np
 import pytest
 
 from autograder.grading.gradebook import read_points
-from autograder.grading.scoring import CHECKS
+from autograder.grading.parts import CHECKS
 from autograder.runner.sandbox import sandbox_support
 from autograder.samples import load_samples, write_class
 

@@ -320,9 +320,9 @@ def test_check_finetuning_asks_for_copies_and_both_kinds(monkeypatch):
 
 @pytest.fixture()
 def ref():
-    from autograder.grading.scoring import Reference
+    from autograder.grading.measure import ReferenceMeasurements
     data = [IMAGES, np.arange(16) % 10]
-    return Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy={})
+    return ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy={})
 
 
 @pytest.fixture()
@@ -335,8 +335,8 @@ def cfg(tmp_path):
 
 
 def test_hidden_removal_check_compares_with_the_students_own_part2_model(monkeypatch, ref, cfg):
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import model_digest
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import model_digest
     monkeypatch.setattr(hidden, "ref_targets", lambda: (0.5, 0.9))
     m = masked(base(), DEAD)
     r = removed_by_hand(m, DEAD)
@@ -359,7 +359,7 @@ def test_hidden_removal_check_compares_with_the_students_own_part2_model(monkeyp
 
 
 def test_hidden_removal_function_check(ref):
-    from autograder.grading import removal as hidden
+    from autograder.grading import part3_checks as hidden
     dead35 = {"conv1": [0], "conv2": [1, 2], "conv3": [0, 5, 6]}
     m = masked(base(), dead35)
     good = {"masked": plain_state_dict(m), "state": plain_state_dict(removed_by_hand(m, dead35)), "error": None,
@@ -378,8 +378,8 @@ def test_hidden_removal_function_check(ref):
 
 
 def test_hidden_finetuning_check(ref, cfg):
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import model_digest
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import model_digest
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     u = unstructured_90()
     tuned_r = fine_tune(copy_model(r), _data(), progress=False)
@@ -499,8 +499,9 @@ def test_visible_removal_check_line_by_line(monkeypatch):
 
 
 def test_hidden_part3_through_score_submission(monkeypatch, tmp_path, ref, cfg):
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import model_digest, score_submission
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import model_digest
+    from autograder.grading.scoring import score_submission
     monkeypatch.setattr(hidden, "ref_targets", lambda: (0.5,))
     m = masked(base(), DEAD)
     r = removed_by_hand(m, DEAD)
@@ -547,8 +548,8 @@ def test_hidden_part3_through_score_submission(monkeypatch, tmp_path, ref, cfg):
 
 
 def test_hidden_checks_of_entries_one_by_one(monkeypatch, ref, cfg):
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import model_digest
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import model_digest
     monkeypatch.setattr(hidden, "ref_targets", lambda: (0.3, 0.5, 0.7))
     m = masked(base(), DEAD)
     r = removed_by_hand(m, DEAD)
@@ -620,7 +621,7 @@ def _dead_rows(model):
 
 
 def test_hidden_part3_checks_survive_records_of_any_shape(ref, cfg):
-    from autograder.grading import removal as hidden
+    from autograder.grading import part3_checks as hidden
     for record in ({}, [], {"results": None, "unseen": None}, {"results": ["junk"], "unseen": ["junk"]}):
         assert hidden.check_remove_function(record, ref, IMAGES) == [
             f"remove_filters(a model with {t:.0%} of its filters zeroed) failed: no result" for t in (0.35, 0.65)]
@@ -632,7 +633,7 @@ def test_hidden_part3_checks_survive_records_of_any_shape(ref, cfg):
 
 
 def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeypatch, ref, cfg):
-    from autograder.grading import removal as hidden
+    from autograder.grading import part3_checks as hidden
     from helpers import test_model
     monkeypatch.setattr(hidden, "ref_targets", lambda: (0.3, 0.5, 0.7))
     m = masked(base(), DEAD)
@@ -699,7 +700,7 @@ def test_visible_checks_of_broken_entries_and_of_both_kinds(monkeypatch):
 
 def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
     import helpers.removal_checks as rc
-    from autograder.grading import removal as hidden
+    from autograder.grading import part3_checks as hidden
     data = _data(8)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     u = unstructured_90()
@@ -758,12 +759,12 @@ def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):
     directions the weights moved in: with the notebook's fine_tune call the student's split is the same
     run. (Other seeds, learning rates and epochs are measured on a trained model and real-looking data by
     the part-3 bench: on noise images with random labels, as here, no split has anything to teach.)"""
-    from autograder.grading import removal as hidden
-    from autograder.grading import split
-    from autograder.grading.scoring import Reference, model_digest
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading import trained_split
+    from autograder.grading.measure import ReferenceMeasurements, model_digest
     train, test = _data(256, seed=1), _data(256, seed=2)
-    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
-                    train_data=train)
+    ref = ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                                train_data=train)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     u = unstructured_90()
     start_u = hidden._model(plain_state_dict(u), ref, removed=False)[0]  # as the grader rebuilds it: no masks
@@ -771,25 +772,25 @@ def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):
         for data, name in ((train, "train"), (test, "test")):
             mine = _with_masks_like(start) if masked_start else copy_model(start)
             tuned = fine_tune(mine, data, device="cpu", progress=False)  # the grader's device
-            sims = split.split_similarity(ref, start, model_digest(start), tuned, masked_start)
-            assert split.trained_on_test(sims) == (name == "test"), (kind, name, sims)
+            sims = trained_split.split_similarity(ref, start, model_digest(start), tuned, masked_start)
+            assert trained_split.trained_on_test(sims) == (name == "test"), (kind, name, sims)
             assert sims[name] > 0.99 and sims["train" if name == "test" else "test"] < 0.9, (kind, name, sims)
     # made once per starting model and split (4 here), whatever the number of submissions asking
     assert sum(isinstance(k, tuple) for k in ref._known) == 4
-    assert split.split_similarity(ref, r, model_digest(r), copy_model(r), False) is None  # nothing moved
+    assert trained_split.split_similarity(ref, r, model_digest(r), copy_model(r), False) is None  # nothing moved
     moved = fine_tune(copy_model(r), train, device="cpu", progress=False)
-    assert split.split_similarity(replace(ref, train_data=None), r, "d", moved, False) is None
-    assert not split.trained_on_test(None)
-    assert split.trained_on_test({"train": 0.30, "test": 0.33})
-    assert not split.trained_on_test({"train": 0.30, "test": 0.31})
-    assert not split.trained_on_test({"train": 0.0, "test": split.TEST_SPLIT_MARGIN})  # the margin itself: not yet
+    assert trained_split.split_similarity(replace(ref, train_data=None), r, "d", moved, False) is None
+    assert not trained_split.trained_on_test(None)
+    assert trained_split.trained_on_test({"train": 0.30, "test": 0.33})
+    assert not trained_split.trained_on_test({"train": 0.30, "test": 0.31})
+    assert not trained_split.trained_on_test({"train": 0.0, "test": trained_split.TEST_SPLIT_MARGIN})
     # the hidden check: 4 points lost with the reason, before any accuracy is measured
     tuned_r = fine_tune(copy_model(r), test, device="cpu", progress=False)
     finetune = {"results": [{"kind": "structured", "target": 0.5, "state": plain_state_dict(tuned_r), "before": 0.0,
                              "after": 0.0, "error": None}]}
     got = hidden.check_finetuned(finetune, {"results": [{"target": 0.5, "state": plain_state_dict(r)}]},
                                  {"results": []}, ref, cfg)
-    sims = split.split_similarity(ref, r, model_digest(r), tuned_r, False)
+    sims = trained_split.split_similarity(ref, r, model_digest(r), tuned_r, False)
     assert got[0] == ("structured: your fine-tuning looks like training on the test split: the weights changed as "
                       "the grader's fine-tuning on the test split changes them, more than as on the training split "
                       f"(how alike the changes are, from -1 to 1: {sims['test']:.2f} against {sims['train']:.2f}); "
@@ -825,9 +826,9 @@ class DictStore:
 def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_for_it(cfg):
     """The grader's ``measure_reference_starts`` leaves in the shared store everything the part-3 checks
     measure for a submission made with the reference solution, except its own fine-tuned models."""
-    from autograder.grading import reference as solution
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import build_reference, model_digest, reference_from
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading import solutions as solution
+    from autograder.grading.measure import build_reference, model_digest, reference_from
     from helpers.parts import STRUCTURED
     from helpers.removal_checks import FINETUNE_TARGETS
     train, test = _data(128, seed=1), _data(128, seed=2)
@@ -838,7 +839,7 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
     # unpruned; removed; each start's 2 replays and its training-split replay's accuracy
     assert measured == 1 + len(removable_targets) + 2 * 3
     assert sum(isinstance(k, tuple) for k in store.values) == 4  # the replays went to the store
-    from autograder.grading.split import with_change
+    from autograder.grading.trained_split import with_change
     for key, change in [(k, v) for k, v in store.values.items() if isinstance(k, tuple) and k[2] == "train"]:
         start = next(m for m in (hidden._model(plain_state_dict(solution.remove_filters(solution.prune_structured(
             base(), FINETUNE_TARGETS["structured"]))), grader, removed=True)[0],
@@ -860,7 +861,7 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
         "finetune": ({"results": [{"kind": "structured", "state": plain_state_dict(tuned_r)},
                                   {"kind": "unstructured", "state": plain_state_dict(tuned_u)}]}, None)}
     store.missed.clear()
-    messages = hidden.score_section3(records, worker, cfg)
+    messages = hidden.score_part3(records, worker, cfg)
     assert all("the stored model gives" in m for m in messages["test_removal_models"])  # only the claims left out
     rebuilt = [hidden._model(plain_state_dict(m), worker, removed=m is tuned_r)[0] for m in (tuned_r, tuned_u)]
     # measured: at most the tuned models (each is also the grader's training-split replay, made by the same call
@@ -872,11 +873,11 @@ def test_each_starting_model_is_replayed_under_its_own_digest_and_masks_and_quie
     """The grader's fine-tuning replays are kept per starting model (its digest) and per kind (masks attached
     for the unstructured model only), so another student's start of other widths gets its own, and making
     them prints nothing in the grader's log."""
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import Reference, model_digest
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import ReferenceMeasurements, model_digest
     train, test = _data(64, seed=1), _data(64, seed=2)
-    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
-                    train_data=train)
+    ref = ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                                train_data=train)
     u = unstructured_90()
     start_u = hidden._model(plain_state_dict(u), ref, removed=False)[0]
     tuned_u = fine_tune(_with_masks_like(start_u), train, progress=False)
@@ -897,8 +898,8 @@ def test_each_starting_model_is_replayed_under_its_own_digest_and_masks_and_quie
 
 
 def test_fine_tuning_that_gains_exactly_the_margin_passes(ref, cfg):
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import model_digest
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import model_digest
     u = unstructured_90()
     tuned_u = copy_model(u)
     with torch.no_grad():
@@ -913,7 +914,7 @@ def test_fine_tuning_that_gains_exactly_the_margin_passes(ref, cfg):
 
 
 def test_a_fine_tuned_model_that_did_not_move_is_told_so(ref, cfg):
-    from autograder.grading import removal as hidden
+    from autograder.grading import part3_checks as hidden
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     u = unstructured_90()
     finetune = {"results": [{"kind": "structured", "state": plain_state_dict(r), "before": 0.5, "after": 0.5},
@@ -926,7 +927,7 @@ def test_a_fine_tuned_model_that_did_not_move_is_told_so(ref, cfg):
 
 
 def test_a_model_changed_by_a_flat_change_gives_that_change_back():
-    from autograder.grading.split import weight_change, with_change
+    from autograder.grading.trained_split import weight_change, with_change
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     change = torch.linspace(-1, 1, sum(p.numel() for p in r.parameters()))
     moved = with_change(r, change)
@@ -943,12 +944,12 @@ def test_a_model_changed_by_a_flat_change_gives_that_change_back():
 def test_the_gain_asked_is_the_margin_only_where_the_graders_own_fine_tuning_gains_three_times_it(replay_gain, need):
     """Pruning cost 0.2 here, so the visible check's rule asks for the margin; the grader asks for it only where
     its own fine-tuning of the same start on its training split gained at least three times the margin."""
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import Reference, model_digest
-    from autograder.grading.split import replays, with_change
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import ReferenceMeasurements, model_digest
+    from autograder.grading.trained_split import replays, with_change
     train, test = _data(64, seed=1), _data(64, seed=2)
-    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
-                    train_data=train)
+    ref = ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                                train_data=train)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     digest = model_digest(r)
     replayed = with_change(r, replays(ref, r, digest, False)["train"])
@@ -975,12 +976,12 @@ def test_a_correct_fine_tuning_of_a_model_that_pruning_barely_hurt_is_not_charge
     """A start that pruning cost more than twice the margin, whose one epoch on the grader's training split
     gains nothing (the case of the 90% model of some well-trained models): the student's correct run is the
     grader's replay and is not charged; a run that did not move the weights is."""
-    from autograder.grading import removal as hidden
-    from autograder.grading.scoring import Reference, model_digest
-    from autograder.grading.split import replays, with_change
+    from autograder.grading import part3_checks as hidden
+    from autograder.grading.measure import ReferenceMeasurements, model_digest
+    from autograder.grading.trained_split import replays, with_change
     train, test = _data(64, seed=1), _data(64, seed=2)
-    ref = Reference(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
-                    train_data=train)
+    ref = ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=test, device="cpu", accuracy={},
+                                train_data=train)
     r = removed_by_hand(masked(base(), DEAD), DEAD)
     tuned = fine_tune(copy_model(r), train, device="cpu", progress=False)
     replayed = with_change(r, replays(ref, r, model_digest(r), False)["train"])
@@ -1002,7 +1003,7 @@ def test_a_correct_fine_tuning_of_a_model_that_pruning_barely_hurt_is_not_charge
 def test_the_grader_names_a_start_without_masks_as_the_cause_of_lost_zeros(ref, cfg):
     """A part-1 model whose zeros were set directly (exported with ``masked`` False) that lost them while
     fine-tuning: the hidden check says there were no masks to keep, as the visible one does."""
-    from autograder.grading import removal as hidden
+    from autograder.grading import part3_checks as hidden
     u = unstructured_90()
     hand = copy_model(u)
     for layer in (hand.conv2, hand.fc1):

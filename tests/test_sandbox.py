@@ -28,7 +28,7 @@ import nbformat
 import pytest
 
 from autograder.grading.gradebook import read_points
-from autograder.grading.scoring import CHECKS
+from autograder.grading.parts import CHECKS
 from autograder.runner.sandbox import sandbox_support
 from autograder.samples import Sample, load_samples, write_class
 
@@ -116,7 +116,7 @@ def _attacks(submitted: Path, out: Path, port: int, grader_marker: Path) -> list
         "if os.environ.get('GRADER_SECRET'):\n    leaked.append('environment')\n"
         "for path in ('/proc/1/environ', '/proc/1/mem'):\n"
         "    try:\n        open(path, 'rb').read(1)\n        leaked.append(path)\n    except OSError:\n        pass\n"
-        "try:\n    from autograder.grading.reference import prune_unstructured\n    leaked.append('import')\n"
+        "try:\n    from autograder.grading.solutions import prune_unstructured\n    leaked.append('import')\n"
         "except ImportError as e:\n    print(e)\nprint('LEAKED:', leaked)\n")
     expect = {"attack_memory": (PART2, "error: memory limit (2 GiB)"),
               # the poison replaces parts 1-2's exports; remove_filters itself is right, on the export's own models

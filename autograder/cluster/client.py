@@ -1,4 +1,4 @@
-"""Runs in the grader's process: grading on a Dask cluster (``python -m autograder grade --cluster ...``).
+"""Grading on a Dask cluster (``python -m autograder grade --cluster ...``).
 
 :class:`DaskCluster` connects to a scheduler (``tcp://host:8786``) or starts a ``LocalCluster``
 (``local:N``), sends every worker the run's :class:`~autograder.cluster.worker.GradingPlugin`
@@ -19,6 +19,8 @@ task run again on another worker, as many times as the scheduler's ``distributed
 allows (Dask's default 3; a ``local:N`` cluster, which this process starts, uses :data:`ALLOWED_FAILURES`);
 after that the submission's row says ``not graded`` (never a grade: a rerun tries it again) and the rest of
 the class is graded.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations
@@ -26,21 +28,23 @@ from __future__ import annotations
 import hashlib
 import pickle
 import shlex
+import shutil
 import sys
+import tempfile
 import uuid
-from concurrent.futures import CancelledError, Future
+from concurrent.futures import CancelledError, Future, ThreadPoolExecutor
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..config import REPO_ROOT, GradeConfig, local_workers
+from ..grading.results import CheckResult, StudentGrade
 from . import ClusterError, ClusterLost, WorkerLost
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
-if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (autograder.cluster.grade)
-    from ..grading.jobs import Jobs
-    from ..grading.report import StudentGrade
+if TYPE_CHECKING:  # torch comes with them: imported while the cluster starts (DaskCluster.open)
+    from ..grading.jobs import JobContext
     from ..grading.submission import Submission
 
 __all__ = ["DaskCluster", "worker_command", "call_on_worker", "WORKER_SETTINGS", "ALLOWED_FAILURES", "LOCAL_SETTINGS",
@@ -116,10 +120,12 @@ def worker_command(address: str) -> str:
 class DaskCluster:
     """A connection to the grading cluster (a context manager: closes what it started).
 
+    An :class:`~autograder.grading.executor.Executor`: :func:`autograder.grading.grade.grade` takes
+    :meth:`open`, which the command line passes for ``--cluster``.
+
     Example::
 
-        with DaskCluster.connect("local:2") as cluster:
-            grade_all(cfg, start, work, None, progress, cluster=cluster)
+        grade(cfg, DaskCluster.open)  # cfg.cluster: "local:2", or a scheduler's address
     """
 
     def __init__(self, client, local_cluster=None):
@@ -128,6 +134,29 @@ class DaskCluster:
         self._registered = False
         #: This grading run's name in the scheduler's metadata (its shared measurements: :meth:`store`).
         self.run = f"pgrade-{uuid.uuid4().hex[:12]}"
+        #: A private folder for the run's shared files (the grading data sent to the workers).
+        self.work = Path(tempfile.mkdtemp(prefix="pgrade-client-"))
+        self.where = "on a Dask cluster"
+
+    @classmethod
+    def open(cls, cfg: GradeConfig, progress: bool = True) -> DaskCluster:
+        """Connect to the cluster ``cfg.cluster`` (``local:N``: start its processes) in a thread while this
+        process imports torch, nbformat and nbgrader and what its grading threads would import late
+        (:func:`~autograder.grading.warm_imports.import_before_threads`). Raises :class:`ClusterError` when the
+        cluster cannot grade."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-connect") as starter:
+            connecting = starter.submit(cls.connect, cfg.cluster, progress)
+            try:
+                from ..grading import batch  # noqa: F401 - torch, nbformat, nbgrader: while the cluster starts
+                from ..grading.warm_imports import import_before_threads
+                import_before_threads()  # a local:N cluster's fork server imports as much before its workers start
+            except BaseException:
+                if connecting.exception() is None:
+                    connecting.result().close()
+                raise
+        cluster = connecting.result()
+        cluster.where = f"on the Dask cluster {cfg.cluster}"
+        return cluster
 
     @classmethod
     def connect(cls, address: str, progress: bool = True) -> DaskCluster:
@@ -164,22 +193,43 @@ class DaskCluster:
                 forget_measurements(self.client, self.run)
             except Exception:  # noqa: BLE001 - a lost scheduler has nothing left to unregister
                 pass
-        self.client.close()
-        if self.local_cluster is not None:
-            self.local_cluster.close()
+        try:
+            self.client.close()
+            if self.local_cluster is not None:
+                self.local_cluster.close()
+        finally:
+            shutil.rmtree(self.work, ignore_errors=True)
 
     def publish(self, ref: Future) -> None:
         """Give every worker the reference's measurements once ``ref`` (a future of
-        :class:`~autograder.grading.scoring.Reference`) is done, or why there are none."""
+        :class:`~autograder.grading.measure.ReferenceMeasurements`) is done, or why there are none."""
         exc = ref.exception()
         if exc is not None:
             publish_measurements(self.client, self.run, error=f"{type(exc).__name__}: {exc}")
         else:
             publish_measurements(self.client, self.run, ref.result().measurements())
 
+    def share(self, ref: Future, part3: bool) -> None:
+        """Publish the reference's measurements to the workers (their notebooks are already running), then, when
+        part 3 is graded, measure its reference starting models for all of them
+        (:func:`~autograder.grading.part3_checks.measure_reference_starts`)."""
+        self.publish(ref)
+        if ref.exception() is not None or not part3:
+            return
+        from ..grading.part3_checks import measure_reference_starts  # torch: loaded by the run already
+        try:
+            measure_reference_starts(ref.result())
+        except Exception as exc:  # noqa: BLE001 - only saves the workers time
+            print(f"warning: part 3's reference models could not be measured for the workers "
+                  f"({type(exc).__name__}: {exc}); each worker measures them for itself", file=sys.stderr)
+
+    def preflight(self, context) -> None:
+        """Nothing here: each worker ran the preflight notebook in its slots when it prepared."""
+        return None
+
     def store(self, device_kind: str) -> SchedulerStore:
         """The measurements this run shares on ``device_kind``
-        (:func:`~autograder.grading.scoring.measuring_device`), as the workers see them."""
+        (:func:`~autograder.grading.measure.measuring_device`), as the workers see them."""
         return SchedulerStore(lambda: self.client, [self.run, device_kind])
 
     def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
@@ -211,12 +261,9 @@ class DaskCluster:
             raise ClusterError(f"a worker could not prepare for grading: {type(exc).__name__}: {exc}") from None
         return max(IN_FLIGHT, 2 * sum(self.client.nthreads().values()))
 
-    def score(self, sub: Submission, nb_bytes: bytes, jobs: Jobs) -> StudentGrade:
+    def score(self, sub: Submission, nb_bytes: bytes, jobs: JobContext) -> StudentGrade:
         """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""
-        from distributed import KilledWorker
-
-        from ..grading.report import StudentGrade
-        from ..grading.scoring import CheckResult
+        from distributed import KilledWorker  # loaded by connect already; not at import, which --help pays for
 
         future = self.client.submit(pickle.loads, call_on_worker(grade_task, sub.student_id, nb_bytes, list(sub.notes)),
                                     pure=False, key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")

@@ -1,23 +1,25 @@
-"""Runs in the grader's process and in every Dask worker: measurements shared by one grading run.
+"""Measurements shared by one grading run.
 
 Grading a submission measures models on the grading data (accuracies, and the fine-tuning replays
-of part 3: :mod:`autograder.grading.split`), once per model and grading run
-(:meth:`autograder.grading.scoring.Reference.once`). Local grading keeps them in one process for all
+of part 3: :mod:`autograder.grading.trained_split`), once per model and grading run
+(:meth:`autograder.grading.measure.ReferenceMeasurements.once`). Local grading keeps them in one process for all
 its jobs; on a cluster each worker would measure for itself every model it has not seen. A
 :class:`SchedulerStore` keeps them in the scheduler's metadata instead, under one name per grading
 run and kind of device (a GPU may round differently from a CPU), so that what one worker or the
 grader measured, no other measures again.
 
-Values are what :meth:`~autograder.grading.scoring.Reference.once` computes (floats, tensors),
+Values are what :meth:`~autograder.grading.measure.ReferenceMeasurements.once` computes (floats, tensors),
 stored as ``torch.save`` bytes and read back with ``weights_only=True``. The store only saves
 time: when the scheduler cannot answer, :meth:`~SchedulerStore.get` says it has nothing and the
 worker measures for itself. Kernels never reach it (the sandbox has no network); only the grader's
 trusted code on the workers reads and writes it.
 
-The grader's measurements of the reference solution itself (:class:`~autograder.grading.scoring.Measurements`)
+The grader's measurements of the reference solution itself (:class:`~autograder.grading.measure.Measurements`)
 go to the workers the same way, as JSON in a Dask ``Variable`` that the workers wait on
 (:func:`publish_measurements`, :func:`receive_measurements`): tasks are sent before the reference
 is built, so their notebooks run while it is.
+
+Runs in the grader's process and in every Dask worker.
 """
 
 from __future__ import annotations
@@ -103,7 +105,7 @@ def _variable(client, run: str):
 
 def publish_measurements(client, run: str, measured=None, error: str | None = None) -> None:
     """Give the workers of grading run ``run`` the grader's
-    :class:`~autograder.grading.scoring.Measurements` (or, with ``error``, why there are none), as JSON
+    :class:`~autograder.grading.measure.Measurements` (or, with ``error``, why there are none), as JSON
     (plain data: nothing in it runs code) in a Dask ``Variable``."""
     if error is not None:
         payload = {"error": error}
@@ -117,7 +119,7 @@ def publish_measurements(client, run: str, measured=None, error: str | None = No
 def receive_measurements(client, run: str, timeout: float = RECEIVE_TIMEOUT):
     """The measurements :func:`publish_measurements` gave run ``run``, waiting until there are some; raises
     ``RuntimeError`` with the grader's reason when it had none, ``TimeoutError`` after ``timeout`` s."""
-    from autograder.grading.scoring import Measurements
+    from autograder.grading.measure import Measurements
     payload = json.loads(_variable(client, run).get(timeout=timeout))
     if "error" in payload:
         raise RuntimeError(f"the grader could not measure the reference solution: {payload['error']}")

@@ -1,23 +1,25 @@
-"""Runs in a Dask worker process: its preparation for a grading run, and the task that grades one notebook.
+"""A Dask worker's preparation for a grading run, and the task that grades one notebook.
 
 :class:`GradingPlugin` is sent by the grader (:mod:`autograder.cluster.client`) to every worker of
 the cluster, also to workers that join later or are restarted. On each worker it checks that the
 worker's copy of the course code is the grader's, writes the grading data and model it carries
 (checked by SHA-256) into a private folder, and starts as many sandboxed warm kernel slots as
 the worker has threads, with the run's time, memory and process limits
-(:func:`autograder.grading.grade.open_slots`), and runs the preflight notebook in each of them
+(:class:`autograder.grading.local.LocalSlots`), and runs the preflight notebook in each of them
 (:mod:`autograder.grading.preflight`: a worker that cannot run one fails to prepare, and the grader stops
 with its reason before any row is written). :func:`grade_task` then grades one submission in
 one of those slots, exactly as local grading does
-(:func:`autograder.grading.jobs.run_and_score`): the notebook runs in the sandbox, the hidden
+(:func:`autograder.grading.notebook_job.run_and_score`): the notebook runs in the sandbox, the hidden
 checks and scores run here, in the worker's own trusted code, never in a kernel; the executed notebook is
 rendered here for its feedback page too (:func:`task_record`). The
 grader publishes its measurements of the reference solution
-(:class:`~autograder.grading.scoring.Measurements`) as soon as it has them, while the first notebooks
+(:class:`~autograder.grading.measure.Measurements`) as soon as it has them, while the first notebooks
 run; the worker adopts them once, or measures the reference itself if it grades on another kind of
-device than the grader measured on (:func:`~autograder.grading.scoring.reference_from`). Whatever
+device than the grader measured on (:func:`~autograder.grading.measure.reference_from`). Whatever
 else it measures it shares with the grader and the other workers through the scheduler
 (:mod:`autograder.cluster.store`).
+
+Runs in a Dask worker process.
 """
 
 from __future__ import annotations
@@ -88,7 +90,7 @@ class GradingPlugin(WorkerPlugin):
         self.settings, self.files, self.sha256, self.code, self.run = settings, files, sha256, code, run
         self.jobs = None
         self._folder: Path | None = None
-        self._slots = self._owner = None
+        self.slots = self._owner = None
         self._reference_parts = None  # reference_from's arguments but the measurements
         self._receiving = False  # the first task started receiving the grader's measurements
         self._lock = None  # made on the worker (a lock does not travel)
@@ -111,6 +113,8 @@ class GradingPlugin(WorkerPlugin):
             raise
 
     def _prepare(self, nthreads: int, address: str):
+        # torch and the grading code: imported here, on the worker (or by its preload), not by the grader's
+        # client, which imports this module for the plugin's class before the run's own imports.
         import nbformat
         import numpy as np
         import torch
@@ -120,12 +124,10 @@ class GradingPlugin(WorkerPlugin):
         from helpers.models import model_config
 
         from ..config import SOURCE_NOTEBOOK
-        from ..grading.batch import address_space_cap
-        from ..grading.grade import open_slots, slot_root
         from ..grading.gradebook import read_points
-        from ..grading.imports import import_before_threads
-        from ..grading.jobs import Jobs
-        from ..grading.preflight import preflight
+        from ..grading.jobs import JobContext
+        from ..grading.local import LocalSlots
+        from ..grading.warm_imports import import_before_threads
 
         folder = self._folder
         for name, data in self.files.items():
@@ -139,22 +141,19 @@ class GradingPlugin(WorkerPlugin):
         steady_allocator()  # every hidden check's training and evaluation here, whatever runs first
         import_before_threads()  # before the task threads, which render feedback pages, and the reference's
         # thread, which trains (nothing when preloaded: autograder.cluster.preload)
-        root = slot_root()
-        self._slots, capped = open_slots(cfg, root)
-        self._slot_root = root
+        self.slots = LocalSlots.open(cfg)
         model = load_model(cfg.model)
         arch, config = model_config(model)
         with np.load(folder / "data.npz") as data:
             test_data, train_data = [data["X_test"], data["y_test"]], [data["X_train"], data["y_train"]]
         self._reference_parts = {"model": model, "arch": arch, "config": config, "test_data": test_data,
                                  "device": cfg.device, "train_data": train_data}
-        device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        rlimit_as = address_space_cap(cfg) if capped and device == "cpu" else None
+        self.slots.prepare(cfg, folder / "data.npz")
         executed = folder / "executed"
         executed.mkdir()
         source = nbformat.read(SOURCE_NOTEBOOK, as_version=4)
-        jobs = Jobs(cfg, Future(), source, folder / "data.npz", read_points(), self._slots, executed, rlimit_as)
-        self.preflight_seconds = preflight(self._slots.slots, jobs, where=f"of worker {address}")
+        jobs = JobContext(cfg, Future(), source, folder / "data.npz", read_points(), executed)
+        self.preflight_seconds = self.slots.preflight(jobs, where=f"of worker {address}")
         return jobs
 
     def start_reference(self, client) -> None:
@@ -169,7 +168,7 @@ class GradingPlugin(WorkerPlugin):
                          name="pgrade-reference").start()
 
     def _receive_reference(self, client, ref: Future) -> None:
-        from ..grading.scoring import measuring_device, reference_from
+        from ..grading.measure import measuring_device, reference_from
         from .store import SchedulerStore, receive_measurements
         try:
             shared = SchedulerStore(lambda: client, [self.run, measuring_device(self._reference_parts["device"])])
@@ -179,17 +178,16 @@ class GradingPlugin(WorkerPlugin):
             ref.set_exception(exc)
 
     def teardown(self, worker) -> None:
-        if self._slots is not None:
-            self._slots.close()
-            shutil.rmtree(self._slot_root, ignore_errors=True)
+        if self.slots is not None:
+            self.slots.close()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
         if self._owner is not None:
             self._owner.shutdown(wait=False)
-        self._slots = self._folder = self.jobs = self._owner = None
+        self.slots = self._folder = self.jobs = self._owner = None
 
     def restarts(self) -> int:
-        return sum(s.restarts for s in self._slots.slots) if self._slots is not None else 0
+        return self.slots.restarts() if self.slots is not None else 0
 
 
 def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
@@ -198,13 +196,12 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
     The notebook runs at once; its scoring waits for the worker's reference
     (:meth:`GradingPlugin.start_reference`).
 
-    Keys: ``status``, ``checks`` (:class:`~autograder.grading.scoring.CheckResult` fields), ``notes``,
+    Keys: ``status``, ``checks`` (:class:`~autograder.grading.results.CheckResult` fields), ``notes``,
     ``timings`` (with ``worker``: this worker's address, and ``render``), ``executed`` (bytes or ``None``),
     ``notebook_html`` (the executed notebook for the feedback page, or ``None``: :func:`task_record`).
     """
     from distributed import get_client
 
-    from ..grading.jobs import run_and_score
     from ..grading.submission import Submission
 
     worker = get_worker()
@@ -212,12 +209,12 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
     if plugin is None or plugin.jobs is None:
         raise WorkerMismatch(f"worker {worker.address} is not prepared for grading")
     plugin.start_reference(get_client())
-    grade = run_and_score(Submission(student_id, Path(f"{student_id}.ipynb"), list(notes)), nb_bytes, plugin.jobs)
+    grade = plugin.slots.score(Submission(student_id, Path(f"{student_id}.ipynb"), list(notes)), nb_bytes, plugin.jobs)
     return task_record(grade, worker.address)
 
 
 def task_record(grade, worker: str) -> dict:
-    """What :func:`grade_task` returns for ``grade`` (a :class:`~autograder.grading.report.StudentGrade` made
+    """What :func:`grade_task` returns for ``grade`` (a :class:`~autograder.grading.results.StudentGrade` made
     on worker ``worker``): its executed notebook's bytes (the file is removed) and that notebook rendered for
     the feedback page here, so that the grader, which every worker's results pass through, only writes it."""
     from ..grading.report import notebook_feedback_html

@@ -1,9 +1,11 @@
-"""Runs in the grader's process: the grading run itself, once the job slots are starting.
+"""The grading run itself, once the job slots are starting.
 
 Prepares what every job shares (the reference model and its sweeps, the grading data, the
 source notebook, the nbgrader course, the journal), runs every submission through
 :func:`autograder.grading.jobs.grade_one` in ``--jobs`` threads, then writes ``grades.csv``,
 the gradebook's scores, ``timings.json`` and the summary table.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations
@@ -16,55 +18,34 @@ import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
-from typing import Protocol
 
 import nbformat
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from helpers import load_model
+from helpers import get_CINIC10_data, load_model
 from helpers.models import model_config
 
 from ..config import SOURCE_NOTEBOOK, GradeConfig
-from ..runner.slots import SlotPool
 from .errors import InputError
+from .executor import Executor
 from .gradebook import Course, read_points
-from .imports import import_before_threads
-from .jobs import EXPORT_CODE, Jobs, Run, Scorer, grade_one, zero_checks
+from .jobs import JobContext, RunState, grade_one, zero_checks
 from .journal import Journal, file_sha256
-from .parts import SECTION3, graded_checks
-from .preflight import preflight
-from .removal import measure_reference_starts
-from .report import StudentGrade, not_graded, summary_table, write_csv, write_feedback, write_timings
-from .scoring import build_reference, grading_subset, measuring_device
+from .measure import build_reference, measuring_device
+from .notebook_job import EXPORT_CODE
+from .parts import PART3, graded_checks
+from .report import summary_table, write_csv, write_feedback, write_timings
+from .results import StudentGrade, not_graded
 from .submission import Submission, find_submissions
+from .warm_imports import import_before_threads
 
-__all__ = ["grade_all", "read_inputs", "address_space_cap", "next_steps", "Cluster", "JOURNAL_FORMAT"]
+__all__ = ["grade_all", "read_inputs", "grading_subset", "next_steps", "JOURNAL_FORMAT"]
 
 #: Part of every journal key: grades journaled by an older grader, which journaled failures of its own
 #: machine as grades, are not reused.
 JOURNAL_FORMAT = 2
-
-
-class Cluster(Protocol):
-    """Where submissions run when grading on a cluster (:class:`autograder.cluster.client.DaskCluster`)."""
-
-    def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
-        """Get every worker ready for this run (its data, model and settings); how many jobs to keep in flight."""
-
-    def score(self, sub: Submission, nb_bytes: bytes, jobs: Jobs) -> StudentGrade:
-        """Run and score one submission on a worker (a :data:`~autograder.grading.jobs.Scorer`)."""
-
-    def restarts(self) -> int:
-        """Kernel servers restarted so far on the workers (a notebook killed one, say)."""
-
-    def publish(self, ref: Future) -> None:
-        """Give the workers the reference's measurements when ``ref`` is done (or why there are none)."""
-
-    def store(self, device_kind: str):
-        """Where the grader and the workers share this run's measurements on ``device_kind``
-        (a :class:`~autograder.grading.scoring.Reference`'s ``shared``)."""
 
 
 def _executed_dir(cfg: GradeConfig) -> Path:
@@ -74,13 +55,6 @@ def _executed_dir(cfg: GradeConfig) -> Path:
         shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(exist_ok=True)
     return folder
-
-
-def address_space_cap(cfg: GradeConfig) -> int:
-    """Without cgroups, on CPU only: the kernel's address space may grow by the memory limit."""
-    with open("/proc/self/status") as fh:
-        vm = next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:")), 0)
-    return vm + cfg.memory_limit
 
 
 def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray], list[Submission],
@@ -105,6 +79,12 @@ def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray
     return model, data, subs, problems
 
 
+def grading_subset(data_root: str, per_class: int) -> dict[str, np.ndarray]:
+    """The fixed stratified grading data: ``per_class`` images of each class in every split."""
+    data = get_CINIC10_data(data_root, n_per_class=per_class, progress=False)
+    return {k: np.array(v) for k, v in data.items()}
+
+
 def _run_key(cfg: GradeConfig, data: dict[str, np.ndarray]) -> str:
     digest = hashlib.sha256(f"journal format {JOURNAL_FORMAT}".encode())
     digest.update(file_sha256(cfg.model).encode())
@@ -117,17 +97,11 @@ def _run_key(cfg: GradeConfig, data: dict[str, np.ndarray]) -> str:
     return digest.hexdigest()
 
 
-def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None, progress: bool,
-              address_space_limit: bool = False, cluster: Cluster | None = None) -> list[StudentGrade]:
-    """Grade every submission with the job slots ``slots`` (``work``: a private folder for shared files),
-    or, given a ``cluster``, on its workers (then ``slots`` is ``None``: the workers have their own).
-
-    ``address_space_limit``: no cgroup limits memory, so on the CPU cap each kernel's address space.
-    """
+def grade_all(cfg: GradeConfig, start: float, executor: Executor, progress: bool) -> list[StudentGrade]:
+    """Grade every submission of ``cfg`` with ``executor`` (this machine's job slots or a cluster's workers,
+    already opening); ``start``: when the command started (``perf_counter``), for the run's wall time."""
     setup_seconds: dict[str, float] = {}
     torch.set_num_threads(cfg.threads_per_job)
-    device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    rlimit_as = address_space_cap(cfg) if address_space_limit and device == "cpu" else None
 
     def timed(name, fn, *args):
         begin = time.perf_counter()
@@ -138,7 +112,7 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
 
     begin = time.perf_counter()
     model, data, subs, problems = read_inputs(cfg)
-    data_file = work / "grading-data.npz"
+    data_file = executor.work / "grading-data.npz"
     np.savez(data_file, **data)
     points = read_points()
     grade_ids = graded_checks(points)
@@ -148,11 +122,12 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     setup_seconds["data"] = round(time.perf_counter() - begin, 3)
     # A cluster's workers get the run first, so that they start their kernel slots during the imports;
     # each worker runs the preflight notebook in its slots while it prepares.
-    in_flight = timed("workers", cluster.prepare, cfg, data_file) if cluster is not None else cfg.jobs
+    in_flight = timed("executor", executor.prepare, cfg, data_file)
     timed("imports", import_before_threads)  # before this run's threads start, so that none imports them first
-    if slots is not None:  # every local slot runs the set-up once: a machine that cannot stops here, no row written
-        setup_seconds["preflight"] = preflight(slots.slots, Jobs(cfg, None, source, data_file, points, slots,
-                                                                 work, rlimit_as))
+    # Every slot runs the set-up once: a machine that cannot stops here, no row written.
+    checked = executor.preflight(JobContext(cfg, None, source, data_file, points, executor.work))
+    if checked is not None:
+        setup_seconds["preflight"] = checked
     executed_dir = _executed_dir(cfg)
     shutil.rmtree(cfg.out / "feedback", ignore_errors=True)
     journal = Journal(cfg.out / "journal.jsonl", fresh=cfg.regrade is True)
@@ -163,51 +138,32 @@ def grade_all(cfg: GradeConfig, start: float, work: Path, slots: SlotPool | None
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
     with ThreadPoolExecutor(max_workers=3, thread_name_prefix="pgrade-setup") as setup:
         course = setup.submit(timed, "course", Course, cfg.out / "course")
-        ref, scorer = _scoring(cfg, cluster, setup, timed, model, data, any(gid in points for gid in SECTION3))
-        run = Run(Jobs(cfg, ref, source, data_file, points, slots, executed_dir, rlimit_as), course, journal, run_key)
+        ref = _reference(cfg, executor, setup, timed, model, data, any(gid in points for gid in PART3))
+        run = RunState(JobContext(cfg, ref, source, data_file, points, executed_dir), executor.score, course,
+                       journal, run_key)
         try:
-            _run_all(subs, run, grades, max_score, progress, scorer, in_flight)
+            _run_all(subs, run, grades, max_score, progress, in_flight)
         finally:
             journal.close()
-    restarts = sum(s.restarts for s in slots.slots) if slots is not None else cluster.restarts()
     _finish(cfg, grades, max_score, course, timed, {**setup_seconds, "jobs": cfg.jobs, "sandbox": cfg.sandbox,
-                                                    "reused": run.reused, "slot_restarts": restarts,
-                                                    "cluster": cfg.cluster}, start, progress)
+                                                    "reused": run.reused, "slot_restarts": executor.restarts(),
+                                                    "cluster": cfg.cluster}, start, progress, executor.where)
     return grades
 
 
-def _scoring(cfg: GradeConfig, cluster: Cluster | None, setup: ThreadPoolExecutor, timed, model, data: dict,
-             section3: bool) -> tuple[Future, Scorer | None]:
-    """The reference (a future: measured here while the slots or the workers start) and the scorer: this
-    process's slots, or the ``cluster``'s workers (already prepared; they start running notebooks at once
-    and receive the reference's measurements when it is done; when part 3 is graded (``section3``) the
-    grader then measures its reference starting models for all the workers:
-    :func:`~autograder.grading.removal.measure_reference_starts`)."""
+def _reference(cfg: GradeConfig, executor: Executor, setup: ThreadPoolExecutor, timed, model, data: dict,
+               part3: bool) -> Future:
+    """The reference's measurements (a future: measured here while the slots or the workers start), shared
+    with the executor's remote workers as soon as they are done (:meth:`Executor.share`)."""
     arch, config = model_config(model)
-    shared = cluster.store(measuring_device(cfg.device)) if cluster is not None else None
     ref = setup.submit(timed, "reference", build_reference, model, arch, config, [data["X_test"], data["y_test"]],
-                       cfg.device, [data["X_train"], data["y_train"]], shared)
-    if cluster is None:
-        return ref, None
-    setup.submit(timed, "shared", _share_reference, cluster, ref, section3)
-    return ref, cluster.score
-
-
-def _share_reference(cluster: Cluster, ref: Future, section3: bool) -> None:
-    """Publish the reference's measurements to the workers (their notebooks are already running), then
-    measure part 3's reference starting models for all of them."""
-    cluster.publish(ref)
-    if ref.exception() is not None or not section3:
-        return
-    try:
-        measure_reference_starts(ref.result())
-    except Exception as exc:  # noqa: BLE001 - only saves the workers time
-        print(f"warning: part 3's reference models could not be measured for the workers ({type(exc).__name__}: "
-              f"{exc}); each worker measures them for itself", file=sys.stderr)
+                       cfg.device, [data["X_train"], data["y_train"]], executor.store(measuring_device(cfg.device)))
+    setup.submit(timed, "shared", executor.share, ref, part3)
+    return ref
 
 
 def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, course, timed, run_info: dict,
-            start: float, progress: bool) -> None:
+            start: float, progress: bool, where: str) -> None:
     """Write grades.csv, the gradebook's scores, timings.json and the summary."""
     grade_ids = graded_checks(read_points())
     write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score)
@@ -222,7 +178,6 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, cour
     write_timings(cfg.out / "timings.json", grades, {**run_info, "wall": round(time.perf_counter() - start, 3)})
     if progress:
         print(summary_table(grades, grade_ids, max_score))
-        where = f"on the Dask cluster {cfg.cluster}" if cfg.cluster else f"with --jobs {cfg.jobs}"
         print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
               f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, {gradebook}")
         if course.exception() is None:
@@ -237,12 +192,12 @@ def next_steps(out: Path) -> str:
             f"and manual points together: cd {course} && nbgrader export (writes {out / 'course' / 'grades.csv'}).")
 
 
-def _run_all(subs: list[Submission], run: Run, grades: list[StudentGrade], max_score: float,
-             progress: bool, scorer: Scorer | None, in_flight: int) -> None:
-    """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one` with ``scorer``)."""
+def _run_all(subs: list[Submission], run: RunState, grades: list[StudentGrade], max_score: float,
+             progress: bool, in_flight: int) -> None:
+    """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one`)."""
     began = time.perf_counter()
     with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="pgrade-job") as pool:
-        futures = {pool.submit(grade_one, s, run, scorer): s for s in subs}
+        futures = {pool.submit(grade_one, s, run): s for s in subs}
         bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
                    disable=not progress)
         fatal = None

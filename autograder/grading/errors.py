@@ -1,7 +1,9 @@
-"""Runs in the grader's process: the errors that stop ``python -m autograder grade`` before any row is written.
+"""The errors that stop ``python -m autograder grade`` before any row is written.
 
 Both are the TA's to fix, not a student's: the command prints the message as one paragraph and exits with
 status 2 (:mod:`autograder.cli`). Light to import (no torch), so the command line can name them.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs in the grader's process: nbgrader's gradebook of a run, for formgrader and ``nbgrader export``.
+"""nbgrader's gradebook of a run, for formgrader and ``nbgrader export``.
 
 The course folder ``<out>/course`` gets the source notebook, an ``nbgrader_config.py`` and a
 gradebook filled by nbgrader's own ``generate_assignment``. Each executed notebook is recorded
@@ -19,6 +19,8 @@ An empty gradebook is created here first, exactly as nbgrader's ``Gradebook`` cr
 database), except that the migration is read in this process: nbgrader itself runs
 ``alembic heads`` as a subprocess, which found ``alembic`` only through ``PATH`` and took
 about 4 CPU-seconds per grading run (benchmarks/history.md).
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs in the grader's process: the durable record of every submission graded, for crash-safe resume.
+"""The durable record of every submission graded, for crash-safe resume.
 
 ``<out>/journal.jsonl`` gets one JSON line per finished submission (its grade, notes, timings
 and the SHA-256 of the executed notebook kept in ``<out>/executed/``), flushed and fsync'd
@@ -9,6 +9,8 @@ Each line carries a *key*: the SHA-256 of everything the grade depends on (the n
 bytes, the model checkpoint, the grading images, the source notebook and the grading
 settings). Running the same command again reuses a line whose key still matches and whose
 executed notebook is still there and unchanged, so only new or changed submissions run.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations
@@ -20,8 +22,7 @@ import threading
 from dataclasses import asdict
 from pathlib import Path
 
-from .report import StudentGrade
-from .scoring import CheckResult
+from .results import CheckResult, StudentGrade
 
 __all__ = ["Journal", "file_sha256", "grade_key"]
 

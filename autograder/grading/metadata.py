@@ -1,4 +1,4 @@
-"""Runs in the grader's process: nbgrader's check of a notebook's cell metadata, with its JSON schema compiled once.
+"""nbgrader's check of a notebook's cell metadata, with its JSON schema compiled once.
 
 nbgrader's ``CheckCellMetadata`` (a step of every ``autograde``, twice: after sanitizing and after
 grading) validates each cell's ``nbgrader`` metadata with ``jsonschema.validate``, which first checks the
@@ -15,6 +15,8 @@ Example::
 
     nb = nbformat.read("pruning.ipynb", as_version=4)
     CompiledMetadataValidator().validate_nb(nb)   # raises jsonschema.ValidationError as nbgrader's does
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Runs in the grader's process: what the autograder adds to each pruning kind of :mod:`helpers.parts`.
+"""What the autograder adds to each pruning kind of :mod:`helpers.parts`.
 
-For every kind: the instructor's reference solution (:mod:`autograder.grading.reference`, never shipped
+For every kind: the instructor's reference solution (:mod:`autograder.grading.solutions`, never shipped
 to students) and the three graded check cells, one per named check of
 :mod:`autograder.grading.scoring` (structure; accuracy and claims; unseen targets). Their points come
 from the source notebook.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations
@@ -15,9 +17,9 @@ from torch import nn
 
 from helpers.parts import STRUCTURED, UNSTRUCTURED, Part
 
-from . import reference
+from . import solutions
 
-__all__ = ["GradedPart", "GRADED_PARTS", "CHECKS", "CHECK_KINDS", "SECTION3", "graded_checks"]
+__all__ = ["GradedPart", "GRADED_PARTS", "CHECKS", "CHECK_KINDS", "PART3", "graded_checks"]
 
 #: The three checks of every part, in the notebook's order.
 CHECK_KINDS = ("structure", "accuracy", "unseen")
@@ -47,19 +49,19 @@ class GradedPart:
 
 
 GRADED_PARTS = (
-    GradedPart(UNSTRUCTURED, reference.prune_unstructured,
+    GradedPart(UNSTRUCTURED, solutions.prune_unstructured,
                ("test_unstructured_sparsity", "test_unstructured_accuracy", "test_unstructured_function")),
-    GradedPart(STRUCTURED, reference.prune_structured,
+    GradedPart(STRUCTURED, solutions.prune_structured,
                ("test_structured_filters", "test_structured_accuracy", "test_structured_function")),
 )
 
-#: Part 3 (filter removal and fine-tuning, :mod:`autograder.grading.removal`): grade_id -> check kind.
-SECTION3 = {"test_removal_models": "removal", "test_removal_function": "removal_unseen",
+#: Part 3 (filter removal and fine-tuning, :mod:`autograder.grading.part3_checks`): grade_id -> check kind.
+PART3 = {"test_removal_models": "removal", "test_removal_function": "removal_unseen",
             "test_finetuning": "finetune"}
 
 #: grade_id of each graded test cell -> (part name, check kind), in the notebook's order.
 CHECKS = {**{gid: (gp.name, kind) for gp in GRADED_PARTS for gid, kind in gp.checks().items()},
-          **{gid: ("removal", kind) for gid, kind in SECTION3.items()}}
+          **{gid: ("removal", kind) for gid, kind in PART3.items()}}
 
 
 def graded_checks(points: dict[str, float]) -> list[str]:

@@ -1,4 +1,4 @@
-"""Runs in the grader's process (or a cluster worker's): the check that a grading machine can run a notebook at all.
+"""The check that a grading machine can run a notebook at all.
 
 Before the first submission, every job slot of the run (each local slot; on a cluster, each slot of each
 worker, when the worker prepares) runs the *preflight notebook* exactly as it will run students' notebooks:
@@ -8,6 +8,8 @@ data, the model and the export code. The notebook is the seed cell and the instr
 the model), followed by one cell that checks ``helpers`` and ``torch`` are the grader's. If anything fails,
 :func:`preflight` raises :class:`PreflightError`, whose message is one paragraph: what failed, the last
 lines of the kernel's log, and what to do. The command then stops before any row is written.
+
+Runs in the grader's process (or a cluster worker's).
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import nbformat
 
 from ..runner.slots import Slot
 from .errors import PreflightError
-from .jobs import Jobs, MachineFailure, execute_job, log_tail, preamble_failure, prepare_job, restart_slot
+from .jobs import JobContext
+from .notebook_job import MachineFailure, execute_job, log_tail, preamble_failure, prepare_job, restart_slot
 from .submission import SEED_CELL, preamble_end
 
 __all__ = ["preflight", "preflight_notebook", "PreflightError", "PREFLIGHT_MARK"]
@@ -44,34 +47,36 @@ def preflight_notebook(source) -> nbformat.NotebookNode:
     return nb
 
 
-def preflight(slots: list[Slot], jobs: Jobs, where: str = "") -> float:
-    """Run the preflight notebook in every slot of ``slots`` at once; the seconds it took.
+def preflight(slots: list[Slot], jobs: JobContext, rlimit_as: int | None = None, where: str = "") -> float:
+    """Run the preflight notebook in every slot of ``slots`` at once (``rlimit_as``: the kernels' address-space
+    cap in bytes, or ``None``); the seconds it took.
 
     ``where``: who runs the slots, for the message (a worker's address). Raises :class:`PreflightError`.
     """
     start = time.perf_counter()
     nb = preflight_notebook(jobs.source)
     with ThreadPoolExecutor(max_workers=max(1, len(slots)), thread_name_prefix="pgrade-preflight") as pool:
-        problems = [p for p in pool.map(lambda slot: _one(slot, nb, jobs), slots) if p]
+        problems = [p for p in pool.map(lambda slot: _one(slot, nb, jobs, rlimit_as), slots) if p]
     if problems:
         raise PreflightError(_paragraph(problems[0], where, jobs))
     return round(time.perf_counter() - start, 3)
 
 
-def _one(slot: Slot, nb, jobs: Jobs) -> tuple[str, list[str]] | None:
+def _one(slot: Slot, nb, jobs: JobContext, rlimit_as: int | None) -> tuple[str, list[str]] | None:
     """``None`` when the slot ran the preflight notebook (a second time on a fresh kernel server if the first
     failed: a passing hiccup does not stop a class); else what failed and the kernel's last log lines."""
-    if _attempt(slot, nb, jobs) is None:
+    if _attempt(slot, nb, jobs, rlimit_as) is None:
         return None
-    return _attempt(slot, nb, jobs, fresh_server=True)
+    return _attempt(slot, nb, jobs, rlimit_as, fresh_server=True)
 
 
-def _attempt(slot: Slot, nb, jobs: Jobs, fresh_server: bool = False) -> tuple[str, list[str]] | None:
+def _attempt(slot: Slot, nb, jobs: JobContext, rlimit_as: int | None,
+             fresh_server: bool = False) -> tuple[str, list[str]] | None:
     try:
         if fresh_server:
             restart_slot(slot)
         job = prepare_job(slot, nb, jobs)
-        done, _ = execute_job(slot, job, jobs)
+        done, _ = execute_job(slot, job, jobs, rlimit_as)
         executed = done["notebook"]
         reason = preamble_failure(executed, done["status"])
         if reason is None:
@@ -91,7 +96,7 @@ def _attempt(slot: Slot, nb, jobs: Jobs, fresh_server: bool = False) -> tuple[st
         slot.clean()
 
 
-def _advice(text: str, jobs: Jobs) -> str:
+def _advice(text: str, jobs: JobContext) -> str:
     """What to do about a failure whose reason and log lines are ``text``."""
     cfg = jobs.cfg
     if "execvp" in text or ("bwrap" in text and "No such file" in text):
@@ -115,7 +120,7 @@ def _advice(text: str, jobs: Jobs) -> str:
             "cause")
 
 
-def _paragraph(problem: tuple[str, list[str]], where: str, jobs: Jobs) -> str:
+def _paragraph(problem: tuple[str, list[str]], where: str, jobs: JobContext) -> str:
     reason, lines = problem
     log = "\n".join(f"    {line}" for line in lines) if lines else "    (the kernel's log is empty)"
     return (f"the grading machine{f' {where}' if where else ''} cannot run a notebook, so nothing was graded: "

@@ -1,4 +1,4 @@
-"""Runs in the grader's process: finding the cells of a notebook that lost its nbgrader metadata.
+"""Finding the cells of a notebook that lost its nbgrader metadata.
 
 nbgrader knows a cell by the ``grade_id`` in its metadata. Cells pasted into a new notebook, or
 saved by an editor that drops cell metadata (nbgrader issues #424 and #1546), have none, and would
@@ -17,6 +17,8 @@ cells are put back in the source notebook's order when a student moved them (eac
 student's own stays after the cell it followed). When a notebook lost metadata and an answer
 cell still cannot be found, :class:`~autograder.grading.submission.SubmissionError` says so in
 words a TA acts on: the grade would otherwise be a silent zero.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

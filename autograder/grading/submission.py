@@ -1,10 +1,12 @@
-"""Runs in the grader's process: finding submissions and making each notebook safe to grade.
+"""Finding submissions and making each notebook safe to grade.
 
 Before a notebook runs, every cell the instructor owns (locked cells and test cells) is put
 back exactly as in the source notebook, by nbgrader grade_id: edited ones are replaced,
 deleted ones re-inserted where they belong, duplicates dropped, and nbgrader metadata a
 student forged on their own cells removed. What was changed is reported as notes. A seeding
 cell is put first so every run starts from the same random state.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs in the grader's process: Jupyter client channels that notice every message within 0.5 s.
+"""Jupyter client channels that notice every message within 0.5 s.
 
 jupyter_client's asyncio channels wait for a message with one long ``socket.poll(timeout)``.
 pyzmq wakes that wait from the socket's file descriptor, which signals an *edge*: when
@@ -16,6 +16,8 @@ upstream: jupyter/nbclient#312).
 :class:`SteadyKernelClient` uses it for every socket channel, and
 :class:`SteadyKernelManager` hands out such clients (pass it to nbclient as
 ``kernel_manager_class``).
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

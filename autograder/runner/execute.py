@@ -1,4 +1,4 @@
-"""Runs in the grader's process: one prepared notebook in its own kernel, with time and output limits.
+"""One prepared notebook in its own kernel, with time and output limits.
 
 :func:`run_notebook` drives the kernel with nbclient from the calling thread (every cell
 runs even after errors, like nbgrader's Execute). The kernel is forked by the run's warm
@@ -7,6 +7,8 @@ otherwise; either way it lives in its own process session, which is killed as a 
 the notebook ends or its time is up. Whatever the student's code does (hang, exit, flood
 output, ignore interrupts, start children), the grader gets back a status: ``ok``,
 ``timeout`` or ``error: ...``, and the executed notebook is written to ``dst``.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs in the grader's process: warm Jupyter kernels forked by a server that has imported torch.
+"""Warm Jupyter kernels forked by a server that has imported torch.
 
 Starting a kernel the usual way costs a new Python, ``ipykernel`` and then the notebook's own
 ``import torch`` (about 3 seconds of CPU per notebook on the course machine, more than the
@@ -13,6 +13,8 @@ next job.
 :mod:`autograder.runner.provisioning` plugs this into ``jupyter_client``/``nbclient``, so
 notebooks are still executed by nbclient over the Jupyter protocol exactly as with a spawned
 kernel.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

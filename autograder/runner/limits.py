@@ -1,4 +1,4 @@
-"""Runs in the grader's process: memory and process-count limits of a job slot, from Linux cgroups.
+"""Memory and process-count limits of a job slot, from Linux cgroups.
 
 Each job slot gets its own cgroup (memory and pids controllers; cgroup v1 hierarchies or the
 unified v2 one, whichever holds them), made under the grader's own cgroup. Its processes (the
@@ -11,6 +11,8 @@ reservations are unaffected (an address-space rlimit would break them).
 
 After each job, :meth:`SlotLimits.events` tells whether the kernel's cgroup killed a process for
 memory or refused a fork, so the status can name the limit.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
-"""Runs in the grader's process: how jupyter_client and nbclient get their kernels from a job slot.
+"""How jupyter_client and nbclient get their kernels from a job slot.
 
 :class:`ForkedKernelManager` takes its kernel from a warm :class:`~autograder.runner.kernels.ForkServer`
 through a kernel provisioner; :class:`SandboxedKernelManager` spawns one inside a fresh sandbox.
 Both connect over Unix sockets (Jupyter's ``ipc`` transport) when sandboxed, since the kernel's
 network namespace has no route to the grader, and both hand out :class:`PromptKernelClient`.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

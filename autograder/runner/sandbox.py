@@ -1,4 +1,4 @@
-"""Runs in the grader's process: the bubblewrap sandbox every student kernel runs in.
+"""The bubblewrap sandbox every student kernel runs in.
 
 :class:`Sandbox` builds the ``bwrap`` command line (bubblewrap, the sandbox Flatpak uses;
 Debian package ``bubblewrap``) that wraps a job slot's warm kernel server or a spawned kernel:
@@ -15,6 +15,8 @@ Debian package ``bubblewrap``) that wraps a job slot's warm kernel server or a s
 * only loopback networking, so kernels talk to the grader over Unix sockets (``ipc``).
 
 Memory and process limits come from :mod:`autograder.runner.limits` (bubblewrap sets none).
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

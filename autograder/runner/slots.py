@@ -1,4 +1,4 @@
-"""Runs in the grader's process: the job slots of a grading run, each with its own sandbox.
+"""The job slots of a grading run, each with its own sandbox.
 
 A run has ``--jobs`` slots. Each slot is a folder (bound, alone, as the writable part of its
 sandbox), a cgroup with the memory and process limits (:mod:`autograder.runner.limits`), and a warm
@@ -9,6 +9,8 @@ job starts clean. A server that died (killed by a memory limit, say) is started 
 
 Without a sandbox (``--no-sandbox``) slots are plain folders and kernels are killed by
 process group, as before.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Runs in the grader's process: which split a fine-tuned model was trained on.
+"""Which split a fine-tuned model was trained on.
 
 A model fine-tuned on the test split scores higher on the test split, which is the split the
 grader measures accuracy on, so its accuracy cannot give the mistake away. Its weights can. The
@@ -11,8 +11,10 @@ rate, batch size or number of epochs; runs over different images of the same dis
 less (:data:`TEST_SPLIT_MARGIN` says by how much, as measured).
 
 The grader's two runs depend only on the starting model, so they are made once per grading run
-for each distinct starting model (:meth:`autograder.grading.scoring.Reference.once`): for a
+for each distinct starting model (:meth:`autograder.grading.measure.ReferenceMeasurements.once`): for a
 class that starts from the reference models, once.
+
+Runs in the grader's process.
 """
 
 from __future__ import annotations

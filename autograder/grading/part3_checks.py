@@ -1,17 +1,21 @@
-"""Runs in the grader's process: the hidden checks of part 3 (filter removal and fine-tuning).
+"""The hidden checks of part 3 (filter removal and fine-tuning).
 
 Like parts 1 and 2, everything is recomputed from saved weights on the grader's own data: the
 removed models are rebuilt from their tensors (:func:`helpers.removal.small_cnn_from_state`),
 compared with the student's *own* structured models of part 2 (so a mistake there is not
 charged twice), and the fine-tuned models with the student's own starting models, measured here
 (and fine-tuned here on each split, to tell which one the student trained on:
-:mod:`autograder.grading.split`).
+:mod:`autograder.grading.trained_split`).
+
+Runs in the grader's process (or a cluster worker's).
 """
 
 from __future__ import annotations
 
 from helpers.cost import count_macs
-from helpers.removal import inspect_removal, surviving_filters
+from helpers.models import plain_state_dict
+from helpers.parts import STRUCTURED
+from helpers.removal import inspect_removal, small_cnn_from_state, surviving_filters
 from helpers.removal_checks import (
     FINETUNE_MARGIN,
     FINETUNE_TARGETS,
@@ -24,10 +28,12 @@ from helpers.removal_checks import (
 )
 
 from ..config import GradeConfig
-from .collect import UNSEEN_TARGETS
-from .split import replays, split_similarity, trained_on_test, weight_change, with_change
+from . import solutions as solution
+from .kernel_export import UNSEEN_TARGETS
+from .measure import model_digest, model_from_state
+from .trained_split import replays, split_similarity, trained_on_test, weight_change, with_change
 
-__all__ = ["score_section3", "check_removed", "check_remove_function", "check_finetuned", "required_gain",
+__all__ = ["score_part3", "check_removed", "check_remove_function", "check_finetuned", "required_gain",
            "replayed_accuracy", "REPLAY_GAIN_FACTOR", "measure_reference_starts"]
 _COMPARE_IMAGES = 256
 #: The gain fine-tuning must have on the grader's own replay before any is asked of a student's (see
@@ -42,10 +48,7 @@ def _by_target(record) -> dict[float, dict]:
 
 
 def _model(state, ref, removed: bool):
-    from helpers.removal import small_cnn_from_state
-
-    from .scoring import _model_from_state
-    return small_cnn_from_state(state) if removed else _model_from_state(state, ref)
+    return small_cnn_from_state(state) if removed else model_from_state(state, ref)
 
 
 def _claims(where: str, item: dict, measured: dict[str, float], tols: dict[str, float],
@@ -63,7 +66,6 @@ def _claims(where: str, item: dict, measured: dict[str, float], tols: dict[str, 
 
 def check_removed(removal, structured, ref, cfg: GradeConfig, images) -> list[str]:
     """Is each removed model its part-2 model with the zeroed filters cut, and are its numbers its own?"""
-    from .scoring import model_digest
     saved, masked = _by_target(removal), _by_target(structured)
     starts = {}
     for t in [round(t, 6) for t in ref_targets()]:
@@ -95,7 +97,6 @@ def check_removed(removal, structured, ref, cfg: GradeConfig, images) -> list[st
 
 
 def ref_targets() -> tuple[float, ...]:
-    from helpers.parts import STRUCTURED
     return STRUCTURED.targets
 
 
@@ -131,7 +132,6 @@ def _zeroes_a_filter(model) -> bool:
 
 def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> list[str]:
     """Did fine-tuning keep each model's pruning and gain what ``gain_required`` asks, on the grader's data?"""
-    from .scoring import model_digest
     items = finetune.get("results") if isinstance(finetune, dict) else None
     entries = {i.get("kind"): i for i in (items if isinstance(items, list) else []) if isinstance(i, dict)}
     starts = {"structured": (_by_target(removal), True), "unstructured": (_by_target(unstructured), False)}
@@ -207,12 +207,11 @@ def required_gain(ref, unpruned: float, before: float, start, start_digest: str,
 def replayed_accuracy(ref, start, start_digest: str, masked: bool) -> float:
     """Accuracy on the grader's data of ``start`` after the grader's own fine-tuning of it on its training
     split (the replay of :func:`~.split.replays`, made once per starting model), measured once per run."""
-    from .scoring import model_digest
     replayed = with_change(start, replays(ref, start, start_digest, masked)["train"])
     return ref.accuracy_of(replayed, model_digest(replayed))
 
 
-def score_section3(records: dict, ref, cfg: GradeConfig) -> dict[str, list[str]]:
+def score_part3(records: dict, ref, cfg: GradeConfig) -> dict[str, list[str]]:
     """``{grade_id: messages}`` of part 3's check cells from the exports ``records[part] = (record, problem)``."""
     images = ref.test_data[0][:_COMPARE_IMAGES]
     (removal, r_problem), (finetune, f_problem) = records["removal"], records["finetune"]
@@ -234,10 +233,6 @@ def measure_reference_starts(ref) -> int:
     the first notebooks run, instead of each worker doing it for itself. Returns how many values it
     measured or found.
     """
-    from helpers.models import plain_state_dict
-
-    from . import reference as solution
-    from .scoring import model_digest
     values = [ref.accuracy_of(ref.model, model_digest(ref.model))]
     removed = {}
     for t in ref_targets():

@@ -1,4 +1,4 @@
-"""Runs inside the student's kernel during grading: saves what the notebook produced.
+"""Saves what the student's notebook produced.
 
 The grader copies this file into each job folder and names the copy in
 ``$PRUNING_EXPORT_CODE``; the source notebook's hidden-test regions run it with ``runpy`` and
@@ -15,6 +15,8 @@ model, which is the work itself.
 
 Without ``PRUNING_EXPORT_DIR`` (a student running the notebook) it does nothing. It never
 raises and never writes to stderr.
+
+Runs inside the student's kernel during grading.
 """
 
 from __future__ import annotations

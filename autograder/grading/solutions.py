@@ -1,8 +1,10 @@
-"""Runs in the grader's process (never in a kernel): the reference solutions, never shipped to students.
+"""The reference solutions, never shipped to students.
 
 These are the answers to the solution cells of the notebook (parts 1 to 3). The demo, the tests and
 the hidden checks (reference accuracies) use them; the source notebook contains the same
 code between nbgrader's solution markers.
+
+Runs in the grader's process (never in a kernel).
 """
 
 from __future__ import annotations

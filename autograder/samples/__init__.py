@@ -1,6 +1,6 @@
-"""Runs in the grader's (or a test's) process: sample submissions, correct, mistaken and hostile.
+"""Sample submissions, correct, mistaken and hostile.
 
-Each ``autograder/samples/<name>.py`` holds the code of the solution cells it changes (after
+Each ``autograder/samples/cells/<name>.py`` holds the code of the solution cells it changes (after
 the markers ``### prune_unstructured`` and ``### prune_structured``; a cell it leaves out is
 the reference solution's, taken from the source notebook's solution cells), optionally the text of
 written answers (after ``### answer_unstructured`` and the like: graded by hand, in formgrader) and, in its header, the
@@ -8,6 +8,8 @@ expected outcome: ``# expect-zero:`` lists the graded cells that must score 0 (a
 score full points) and ``# expect-status:`` the status. They are written into the student
 release to make complete notebooks. A few hostile submissions are built here in code. The
 demo grades them; the tests check every expectation through the real grading command.
+
+Runs in the grader's (or a test's) process.
 """
 
 from __future__ import annotations
@@ -18,12 +20,12 @@ from pathlib import Path
 
 import nbformat
 
-from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
-from .grading.parts import CHECKS, GRADED_PARTS, SECTION3
+from ..config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
+from ..grading.parts import CHECKS, GRADED_PARTS, PART3
 
 __all__ = ["Sample", "load_samples", "write_class", "RELEASE_NOTEBOOK"]
 
-SAMPLES_DIR = Path(__file__).with_name("samples")
+SAMPLES_DIR = Path(__file__).with_name("cells")
 RELEASE_NOTEBOOK = REPO_ROOT / "assignment" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
 _SOLUTION_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
 #: The written answers (markdown cells graded by hand); a sample may give their text after ``### <grade_id>``.
@@ -79,13 +81,13 @@ def _reference_sample() -> Sample:
 
 
 def load_samples() -> list[Sample]:
-    """All samples: the reference, those in ``samples/``, and the built-in release, hostile and broken ones."""
+    """All samples: the reference, those in ``cells/``, and the built-in release, hostile and broken ones."""
     reference = _reference_sample()
     samples = [reference] + [_parse(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
     for sample in samples:
         sample.cells = {**reference.cells, **sample.cells}
     everything = set(CHECKS)
-    part2 = set(GRADED_PARTS[1].cells) | set(SECTION3)  # part 3 comes after the exit
+    part2 = set(GRADED_PARTS[1].cells) | set(PART3)  # part 3 comes after the exit
     tamper = (
         "import helpers.checks\n"
         "helpers.checks.check_results = lambda *a, **k: ''\n"

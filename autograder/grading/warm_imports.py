@@ -1,4 +1,4 @@
-"""Runs in the grader's process (or a cluster worker's): the libraries the grading threads would import late.
+"""The libraries the grading threads would import late.
 
 Several threads grade at once (``--jobs``, a worker's Dask threads, the setup threads beside them), and
 some libraries are first imported deep inside their work: jupyter_client imports IPython when the first
@@ -9,6 +9,8 @@ import each other (IPython's do) for the first time at once, one of them can be 
 module: a grading run once lost a grade to ``ImportError: cannot import name '_sysinfo' from
 'IPython.utils'``. :func:`import_before_threads` imports them all in one thread first, so the grading
 threads only find them in ``sys.modules``.
+
+Runs in the grader's process (or a cluster worker's).
 """
 
 from __future__ import annotations

@@ -1,0 +1,212 @@
+"""Running and scoring one notebook in a job slot of this process (:class:`~autograder.grading.local.LocalSlots`,
+in the grader or on a cluster worker).
+
+:func:`run_and_score` prepares a copy of the notebook (:mod:`autograder.grading.submission`), runs it in a
+free slot (:mod:`autograder.runner`) with its own copies of the grading data, the model and the export
+code, scores what it saved (:mod:`autograder.grading.scoring`) and names any limit it hit. A failure of the
+grading machine (:class:`MachineFailure`) is retried on a fresh kernel server, never graded.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import nbformat
+
+from helpers.config import ENV_CACHE, ENV_EVAL_PER_CLASS, ENV_MODEL, ENV_ROOT
+
+from ..config import DISPLAY_CELLS, GradeConfig
+from ..runner.execute import run_notebook
+from ..runner.kernels import kernel_environment
+from ..runner.limits import format_size
+from ..runner.provisioning import ForkedKernelManager, SandboxedKernelManager
+from ..runner.sandbox import inside_path
+from ..runner.slots import Slot, SlotPool
+from .jobs import JobContext, zero_checks
+from .kernel_export import ENV_EXPORT, ENV_EXPORT_CODE
+from .results import StudentGrade, not_graded
+from .scoring import score_submission
+from .submission import Submission, SubmissionError, preamble_end, prepare_notebook, read_notebook
+
+__all__ = ["run_and_score", "job_environment", "preamble_failure", "MachineFailure", "prepare_job", "execute_job",
+           "restart_slot", "log_tail", "with_log", "NOT_SANDBOXED", "EXPORT_CODE", "RETRIES"]
+
+#: The note every row gets when grading ran with ``--no-sandbox``.
+NOT_SANDBOXED = "not sandboxed"
+#: The export code copied into every job folder (run there by the hidden-test regions).
+EXPORT_CODE = Path(__file__).with_name("kernel_export.py")
+#: Fresh kernels a submission gets after a failure of the grading machine before its row says ``not graded``.
+RETRIES = 2
+
+
+class MachineFailure(RuntimeError):
+    """A job failed for a reason of the grading machine's, before any student code ran (its kernel or sandbox
+    could not start, a set-up cell failed, the grader's own files could not be written); the message says why.
+    Never a grade: the job is retried, then reported as not graded (:func:`~autograder.grading.results.not_graded`)."""
+
+
+def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
+    """A kernel's environment in job folder ``job`` (as the kernel sees it): its private data, model,
+    cache, export folder and export code, on top of :func:`~autograder.runner.kernels.kernel_environment`.
+    The notebook's ``test_data`` is the grading data's whole test split (``evaluation_data`` takes no sample),
+    so the accuracies a student's code stores are measured on the grader's own images."""
+    env = kernel_environment(threads, home=None if sandbox is not None else job / "home", sandbox=sandbox)
+    env.update({ENV_ROOT: str(job / "data.npz"), ENV_CACHE: str(job / "cache"), ENV_MODEL: str(job / "model.pt"),
+                ENV_EVAL_PER_CLASS: "all", ENV_EXPORT: str(job / "export"),
+                ENV_EXPORT_CODE: str(job / "grader_export.py")})
+    return env
+
+
+def _limit_status(status: str, before: dict, after: dict, cfg: GradeConfig) -> tuple[str, list[str]]:
+    """The job's status and notes once the slot's limit counters are known."""
+    notes = []
+    if after.get("oom_kill", 0) > before.get("oom_kill", 0):
+        status = f"error: memory limit ({format_size(cfg.memory_limit)}) exceeded"
+    if after.get("pids_max", 0) > before.get("pids_max", 0):
+        notes.append(f"process limit ({cfg.pids_limit}) reached: the notebook's forks were refused")
+        if status.startswith("error: the kernel died"):
+            status = f"error: process limit ({cfg.pids_limit}) reached"
+    return status, notes
+
+
+def run_and_score(sub: Submission, nb_bytes: bytes, run: JobContext, slots: SlotPool,
+                  rlimit_as: int | None = None) -> StudentGrade:
+    """Prepare, run and score one notebook in a free slot of ``slots`` (the executed notebook is kept in
+    ``run.executed_dir``; ``rlimit_as``: the kernel's address-space cap in bytes, or ``None``).
+
+    A failure of the grading machine before any student code ran (:class:`MachineFailure`) is tried again on a
+    fresh kernel server, :data:`RETRIES` times; if it persists, or the grader itself fails, the row says
+    ``not graded: <reason>`` (:func:`~autograder.grading.results.not_graded`), never a grade."""
+    cfg, points = run.cfg, run.points
+    start = time.perf_counter()
+    try:
+        nb = read_notebook(sub.path, data=nb_bytes)
+        nb, notes = prepare_notebook(nb, run.source, lean=not cfg.full_notebook, display_cells=DISPLAY_CELLS)
+    except SubmissionError as exc:
+        return StudentGrade(sub.student_id, f"error: {exc}", zero_checks(points, str(exc)), list(sub.notes))
+    notes = list(sub.notes) + notes
+    if not cfg.sandbox:
+        notes.append(NOT_SANDBOXED)
+    tries: list[str] = []
+    for attempt in range(1 + RETRIES):
+        slot = slots.take()
+        grade = None
+        try:
+            if attempt:
+                restart_slot(slot)  # a fresh kernel server too, not only a fresh kernel
+            grade = _run_in_slot(sub, nb, notes, slot, run, start, rlimit_as)
+        except MachineFailure as exc:
+            tries.append(str(exc))
+        except Exception as exc:  # noqa: BLE001 - the grader's own failure: never a grade, not worth a retry
+            grade = not_graded(sub.student_id, f"the grader failed: {type(exc).__name__}: {exc}", notes)
+        finally:
+            begin = time.perf_counter()
+            slot.clean()
+            slots.give(slot)
+        if grade is not None:
+            grade.timings["clean"] = round(time.perf_counter() - begin, 3)
+            if tries:
+                grade.timings["machine_failures"] = tries
+            return grade
+    return not_graded(sub.student_id, f"{tries[-1]} ({len(tries)} tries)", notes, {"machine_failures": tries})
+
+
+def restart_slot(slot: Slot) -> None:
+    """Give ``slot`` a fresh kernel server; :class:`MachineFailure` when it cannot start."""
+    try:
+        slot.restart()
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise MachineFailure(f"the slot's kernel server could not be restarted: {type(exc).__name__}: {exc}") from None
+
+
+def preamble_failure(nb, status: str) -> str | None:
+    """Why the grading machine failed a run, or ``None``: the executed notebook ``nb`` (prepared by
+    :func:`~autograder.grading.submission.prepare_notebook`) ended with ``status`` before its set-up cells
+    (:func:`~autograder.grading.submission.preamble_end`) had all run, or one of them failed. Up to there only
+    the grader's and the instructor's code runs, in a fresh kernel, so the student cannot be the cause."""
+    for cell in nb.cells[:preamble_end(nb) + 1]:
+        if cell.cell_type != "code":
+            continue
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id") or "the seed cell"
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        if error is not None:
+            return (f"the instructor's set-up cell {gid} failed before any student code ran: "
+                    f"{error.get('ename')}: {str(error.get('evalue'))[:300]}")
+        if cell.get("execution_count") is None:
+            why = "the kernel did not start" if status.startswith("error") else f"status {status}"
+            return f"the kernel stopped before any student code ran, in {gid} ({why}: {status})"
+    return None
+
+
+def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: JobContext, start: float,
+                 rlimit_as: int | None) -> StudentGrade:
+    cfg, points = run.cfg, run.points
+    job = prepare_job(slot, nb, run)
+    timings = {"prepare": round(time.perf_counter() - start, 3)}
+    done, limit_notes = execute_job(slot, job, run, rlimit_as)
+    machine = preamble_failure(done["notebook"], done["status"])
+    if machine is not None:
+        raise MachineFailure(with_log(machine, job / "executed.kernel.log", slot.log))
+    ref = run.ref.result()
+    begin = time.perf_counter()
+    checks = score_submission(job / "export", ref, cfg, points)
+    timings.update(kernel=done["seconds"], score=round(time.perf_counter() - begin, 3), cells=done["cells"])
+    executed = None
+    if (job / "executed.ipynb").is_file():
+        executed = run.executed_dir / f"{sub.student_id}.ipynb"
+        shutil.copy(job / "executed.ipynb", executed)
+    return StudentGrade(sub.student_id, done["status"], checks, notes + limit_notes, executed=executed,
+                        timings=timings)
+
+
+def prepare_job(slot: Slot, nb, run: JobContext) -> Path:
+    """The slot's fresh job folder with ``nb`` as ``pruning.ipynb`` and private copies of the grading data,
+    the model and the export code (a kernel can only spoil its own); :class:`MachineFailure` when that fails
+    (a full disk, a kernel server that cannot start)."""
+    try:
+        job = slot.fresh_job()
+        nbformat.write(nb, job / "pruning.ipynb")
+        shutil.copy(run.data_file, job / "data.npz")
+        shutil.copy(run.cfg.model, job / "model.pt")
+        shutil.copy(EXPORT_CODE, job / "grader_export.py")
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise MachineFailure(f"the job could not be prepared: {type(exc).__name__}: {exc}") from None
+    return job
+
+
+def log_tail(path: Path, lines: int = 1) -> list[str]:
+    """The last ``lines`` non-empty lines of a log (none when it cannot be read)."""
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return []
+    return [line.rstrip()[:300] for line in text.splitlines() if line.strip()][-lines:]
+
+
+def with_log(reason: str, *logs: Path) -> str:
+    """``reason`` and the last line of the first of ``logs`` that has one (the kernel's, then its server's)."""
+    for log in logs:
+        tail = log_tail(log)
+        if tail:
+            return f"{reason}; last line of {log.name}: {tail[-1].strip()}"
+    return reason
+
+
+def execute_job(slot: Slot, job: Path, run: JobContext, rlimit_as: int | None = None) -> tuple[dict, list[str]]:
+    """Run the job's notebook in the slot (``rlimit_as``: the kernel's address-space cap in bytes, or ``None``);
+    the run's result and notes on limits that were hit."""
+    cfg = run.cfg
+    before = slot.limits.events() if slot.limits else {}
+    sandboxed = slot.sandbox is not None
+    env = job_environment(inside_path(job, slot.folder) if sandboxed else job, cfg.threads_per_job, slot.sandbox)
+    km = None
+    if slot.server is None and slot.sandbox is not None:
+        km = SandboxedKernelManager.for_job(job, slot.sandbox, slot.folder, slot.limits)
+    elif slot.server is not None:
+        km = ForkedKernelManager.for_server(slot.server, job / "executed.kernel.log", job=job, rlimit_as=rlimit_as)
+    done = run_notebook(job / "pruning.ipynb", job / "executed.ipynb", env, cfg.cell_timeout, cfg.timeout, km=km)
+    after = slot.limits.events() if slot.limits else {}
+    done["status"], notes = _limit_status(done["status"], before, after, cfg)
+    return done, notes

@@ -3,12 +3,13 @@
 Wall-clock figures of two runs taken minutes apart on a shared two-core machine drift by more than the
 cluster's own cost (``benchmarks/history.md``: the same ``--jobs 2`` run took 136 s and 164 s in one
 bench). CPU seconds drift less: this step runs the same class with ``--jobs 2`` and ``--cluster
-local:2`` in alternating order, samples every process of each run (``psutil``, every 0.25 s), and splits
-their CPU seconds by role (:func:`role`): the grader's process (with a ``local:N`` cluster's scheduler
-and nannies), the Dask workers and their fork server, the sandboxes, the kernel servers and the
-notebooks' kernels. Reported per submission, in the steady part of each run (:func:`steady_cpu`: from
-the grade that ends the first wave to the last grade) and over the whole run, with what the cluster
-adds over ``--jobs`` (the grading side's CPU: everything but :data:`KERNEL_ROLES`).
+local:2`` in alternating order, samples every process of each run (``psutil``, every 0.25 s), and
+splits their CPU seconds by role (:func:`~benchmarks.figures.role`): the grader's process (with a
+``local:N`` cluster's scheduler and nannies), the Dask workers and their fork server, the sandboxes,
+the kernel servers and the notebooks' kernels. Reported per submission, in the steady part of each run
+(:func:`~benchmarks.figures.steady_cpu`: from the grade that ends the first wave to the last grade) and
+over the whole run, with what the cluster adds over ``--jobs`` (the grading side's CPU: everything but
+:data:`~benchmarks.figures.KERNEL_ROLES`).
 """
 
 from __future__ import annotations
@@ -18,62 +19,14 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["role", "steady_cpu", "census", "bench_cluster_cpu", "grading_side_cpu", "kernel_cpu", "KERNEL_ROLES"]
+from benchmarks.cluster import cluster_class
+from benchmarks.common import REPO, grade_command, venv_env
+from benchmarks.figures import grading_side_cpu, kernel_cpu, role, steady_cpu
 
-#: Roles whose CPU is the notebooks' own work and their sandboxes' (the same whoever grades them).
-KERNEL_ROLES = ("kernel", "kernel server", "sandbox")
+__all__ = ["census", "bench_cluster_cpu"]
+
 #: Seconds between two samples of the run's processes.
 SAMPLE_S = 0.25
-
-
-def grading_side_cpu(row: dict) -> float:
-    """CPU seconds of a census row (``{"wall": ..., role: CPU seconds}``) outside :data:`KERNEL_ROLES`."""
-    return sum(v for k, v in row.items() if k != "wall" and k not in KERNEL_ROLES)
-
-
-def kernel_cpu(row: dict) -> float:
-    """CPU seconds of a census row in :data:`KERNEL_ROLES`."""
-    return sum(row.get(k, 0.0) for k in KERNEL_ROLES)
-
-
-def role(cmdline: str, parent_role: str | None, is_grader: bool) -> str:
-    """The role of a process of a grading run, from its command line and its parent's role.
-
-    ``grader`` (the command itself; on ``local:N`` it also holds the scheduler and the nannies),
-    ``kernel server`` (a slot's warm server, :mod:`autograder.runner.zygote`), ``kernel`` (forked by a
-    server), ``fork server`` (multiprocessing's, which forks a ``local:N`` cluster's workers), ``worker``
-    (a Dask worker process, forked or spawned), ``sandbox`` (bubblewrap), ``other``.
-    """
-    if is_grader:
-        return "grader"
-    if "bwrap" in cmdline.split(" ", 1)[0]:  # its arguments name the server it starts
-        return "sandbox"
-    if "zygote" in cmdline:
-        return "kernel" if parent_role in ("kernel", "kernel server") else "kernel server"
-    if "ipykernel" in cmdline:
-        return "kernel"
-    if "multiprocessing.forkserver" in cmdline:
-        return "worker" if parent_role == "fork server" else "fork server"
-    if "multiprocessing" in cmdline:  # spawn_main, resource_tracker
-        return "worker"
-    return "other"
-
-
-def steady_cpu(snapshots: list[tuple[float, int, dict]], slots: int) -> dict:
-    """CPU seconds per submission by role between the first wave's last grade and the last grade.
-
-    ``snapshots``: ``(seconds since start, grades done, {role: CPU seconds so far})`` in time order;
-    ``slots``: notebooks graded at once. Returns ``{"wall": seconds per submission, role: CPU seconds per
-    submission, ...}`` over that window. Raises ``ValueError`` when the run graded no more than ``slots``.
-    """
-    done = snapshots[-1][1] if snapshots else 0
-    if done <= slots:
-        raise ValueError(f"need more than {slots} grades to see a steady rate, got {done}")
-    first = next(s for s in snapshots if s[1] >= slots)
-    last = next(s for s in snapshots if s[1] >= done)
-    n = last[1] - first[1]
-    roles = sorted(set(first[2]) | set(last[2]))
-    return {"wall": (last[0] - first[0]) / n, **{r: (last[2].get(r, 0.0) - first[2].get(r, 0.0)) / n for r in roles}}
 
 
 def census(cmd: list[str], env: dict, cwd: Path, journal: Path) -> tuple[float, list[tuple[float, int, dict]]]:
@@ -123,9 +76,6 @@ def _lines(path: Path) -> int:
 def bench_cluster_cpu(work: Path, model: Path, rounds: int, copies: int = 2) -> dict:
     """The census (see the module's text) of ``copies`` copies of the grading bench's class, ``rounds`` rounds
     of ``--jobs 2`` and ``--cluster local:2`` (one CPU thread per notebook), the order reversed every other round."""
-    from benchmarks.cluster import cluster_class
-    from benchmarks.run import REPO, grade_command, venv_env
-
     submitted, data_npz, n = cluster_class(work, copies)
     configs = {"jobs2": ("--jobs", "2"), "local2": ("--cluster", "local:2")}
     steady = {k: [] for k in configs}

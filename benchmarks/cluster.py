@@ -24,8 +24,10 @@ import sys
 import time
 from pathlib import Path
 
-__all__ = ["added_over_jobs", "bench_cluster", "cluster_class", "bench_contention", "scheduler_overhead", "scaling",
-           "CLASS_COPIES"]
+from benchmarks.common import BENCH_STUDENTS, REPO, make_class, run_grader, spread
+from benchmarks.figures import added_over_jobs, scaling, steady_and_fixed
+
+__all__ = ["bench_cluster", "cluster_class", "bench_contention", "scheduler_overhead", "CLASS_COPIES"]
 
 CONFIGS = {"jobs1": ("--jobs", "1"), "local1": ("--cluster", "local:1"),
            "jobs2": ("--jobs", "2"), "local2": ("--cluster", "local:2")}
@@ -66,7 +68,6 @@ print(time.perf_counter() - start)
 
 def _timed_together(n: int, epochs: int) -> list[float]:
     """Seconds each of ``n`` processes took for the same fine-tuning, started together once all are warm."""
-    from benchmarks.run import REPO
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
     procs = [subprocess.Popen([sys.executable, "-c", _FINE_TUNING, str(epochs)], cwd=REPO, env=env, text=True,
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE) for _ in range(n)]
@@ -104,61 +105,18 @@ def _noop(i: int) -> int:
     return i
 
 
-def scaling(task_s: float, scheduler_s: float, grader_s: float, workers=(1, 2, 10, 100)) -> list[dict]:
-    """Expected speed-up over one worker at each count: min(N, task / scheduler cost, task / grader cost).
-
-    ``task_s``: wall seconds one single-thread worker spends per submission; ``scheduler_s``: the
-    scheduler's cost per task; ``grader_s``: the grader's own serial work per submission. Each bound
-    is the number of workers one scheduler or one grader can keep busy.
-    """
-    bound_scheduler, bound_grader = task_s / scheduler_s, task_s / grader_s
-    return [{"workers": n, "speedup": round(min(n, bound_scheduler, bound_grader), 1),
-             "limited_by": ("workers" if n <= min(bound_scheduler, bound_grader) else
-                            "scheduler" if bound_scheduler < bound_grader else "grader")} for n in workers]
-
-
-def steady_and_fixed(wall: float, finished: list[float], slots: int) -> tuple[float, float]:
-    """Split a run's ``wall`` seconds into a steady cost per submission and a fixed cost per run.
-
-    ``finished``: each submission's ``finished`` time (seconds since the first was sent, from
-    ``timings.json``); ``slots``: notebooks graded at once. The steady cost is the time between the
-    first wave's last grade and the last grade, per submission graded in it; the fixed cost is what
-    the run took beyond ``steady`` times the number of submissions (start-up, preparing the workers,
-    writing the outputs).
-    """
-    done = sorted(finished)
-    if len(done) <= slots:
-        raise ValueError(f"need more than {slots} submissions to see a steady rate, got {len(done)}")
-    steady = (done[-1] - done[slots - 1]) / (len(done) - slots)
-    return steady, wall - steady * len(done)
-
-
-def added_over_jobs(walls: dict, split: dict, n: int) -> tuple[dict, dict, dict]:
-    """What the cluster adds over ``--jobs`` with as many slots, per round, for each worker count ``k`` run both
-    ways (``jobs{k}`` and ``local{k}`` in ``walls``): whole-run seconds per submission, steady seconds per
-    submission, and fixed seconds per run. ``walls``: run name -> wall seconds per round; ``split``: run name ->
-    ``(steady, fixed)`` per round (:func:`steady_and_fixed`); ``n``: submissions per run. Each dict is keyed
-    by ``k``; all three are empty when no worker count was run both ways."""
-    paired = [k for k in (1, 2) if f"jobs{k}" in walls and f"local{k}" in walls]
-    whole = {k: [(c - j) / n for c, j in zip(walls[f"local{k}"], walls[f"jobs{k}"])] for k in paired}
-    steady = {k: [c[0] - j[0] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
-    fixed = {k: [c[1] - j[1] for c, j in zip(split[f"local{k}"], split[f"jobs{k}"])] for k in paired}
-    return whole, steady, fixed
-
-
 def cluster_class(work: Path, copies: int) -> tuple[Path, Path, int]:
     """``copies`` copies of the grading bench's class under ``work`` and its grading data file (made once per
     size: each class size its own folders, so runs resume from their journal); returns both and the class size."""
     import numpy as np
 
     from autograder.grading.batch import grading_subset
-    from benchmarks.run import BENCH_STUDENTS, _class
 
     n = len(BENCH_STUDENTS) * copies
     submitted = work / f"cluster-class-{n}"
     if not submitted.is_dir():
         for c in range(copies):
-            _class(submitted, suffix=f"-{c}")
+            make_class(submitted, suffix=f"-{c}")
     data_npz = work / "cluster-grading.npz"
     if not data_npz.is_file():
         np.savez(data_npz, **grading_subset("synthetic", 100))
@@ -169,7 +127,6 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
     """The cluster bench (see the module's text) on ``copies`` copies of the grading bench's class, with the
     runs ``configs`` (keys of :data:`CONFIGS`). What the cluster adds over ``--jobs`` is reported for each
     worker count run both ways (``jobs2`` and ``local2``, say); without any such pair only the workers' ratios."""
-    from benchmarks.run import _ours, spread
 
     submitted, data_npz, n = cluster_class(work, copies)
     walls = {k: [] for k in configs}
@@ -180,7 +137,7 @@ def bench_cluster(work: Path, model: Path, rounds: int, copies: int = 2, configs
     phases = {k: [] for k in configs}  # the run's own timings (start-up steps, wall) and its first and last grade
     for i in range(rounds):
         for name in (list(configs) if i % 2 == 0 else list(configs)[::-1]):
-            seconds, scores[name], timings = _ours(work, submitted, data_npz, model, 1, f"{name}-{n}-{i}",
+            seconds, scores[name], timings = run_grader(work, submitted, data_npz, model, 1, f"{name}-{n}-{i}",
                                                    *CONFIGS[name], "--threads", "1")
             walls[name].append(seconds)
             scoring[name].append(sum(t.get("score", 0) for t in timings["students"].values()) / n)

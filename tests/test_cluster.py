@@ -90,7 +90,7 @@ def test_the_code_digest_covers_the_grading_code(tmp_path, monkeypatch):
 
 
 def test_the_scaling_estimate_names_its_bound():
-    from benchmarks.cluster import scaling
+    from benchmarks.figures import scaling
     rows = scaling(task_s=6.0, scheduler_s=0.002, grader_s=0.2, workers=(1, 10, 30, 100))
     assert rows == [{"workers": 1, "speedup": 1, "limited_by": "workers"},
                     {"workers": 10, "speedup": 10, "limited_by": "workers"},
@@ -100,7 +100,7 @@ def test_the_scaling_estimate_names_its_bound():
 
 
 def test_a_run_splits_into_a_steady_cost_per_submission_and_a_fixed_cost():
-    from benchmarks.cluster import steady_and_fixed
+    from benchmarks.figures import steady_and_fixed
     # two slots: the first wave ends at 12 s; then 3 submissions in 28 s; 100 s in all
     steady, fixed = steady_and_fixed(100.0, [30.0, 12.0, 10.0, 40.0, 20.0], slots=2)
     assert (round(steady, 6), round(fixed, 6)) == (round(28 / 3, 6), round(100 - 5 * 28 / 3, 6))
@@ -109,7 +109,7 @@ def test_a_run_splits_into_a_steady_cost_per_submission_and_a_fixed_cost():
 
 
 def test_the_cluster_is_compared_with_jobs_only_for_worker_counts_run_both_ways():
-    from benchmarks.cluster import added_over_jobs
+    from benchmarks.figures import added_over_jobs
     walls = {"local1": [400.0, 420.0], "jobs2": [200.0, 210.0], "local2": [232.0, 226.0]}
     split = {"local1": [(12.0, 16.0), (13.0, 15.0)], "jobs2": [(6.0, 8.0), (6.5, 2.0)],
              "local2": [(7.0, 8.0), (6.0, 34.0)]}
@@ -121,7 +121,7 @@ def test_the_cluster_is_compared_with_jobs_only_for_worker_counts_run_both_ways(
 
 
 def test_results_list_a_class_runs_added_figures_beside_its_workers_ratios():
-    from benchmarks.report import _cluster_rows
+    from benchmarks.report_cluster import cluster_rows as _cluster_rows
     span = {"median_s": 1.0, "min_s": 0.9, "max_s": 1.1}
     cl = {"submissions": 32, "rounds": 2, "target_ratio": 1.8, "target_added_s": 0.5, "scores_identical": True,
           "seconds_per_submission": {"local1": span, "jobs2": span, "local2": span},
@@ -189,7 +189,8 @@ def test_a_lost_scheduler_stops_the_run_and_keeps_every_finished_grade(tmp_path)
     journal = Journal(tmp_path / "out" / "journal.jsonl")
     ref = Future()
     ref.set_result(SimpleNamespace(measurements=lambda: None))  # what the tasks carry: not used here
-    run = RunState(JobContext(cfg, ref, None, None, points, tmp_path / "out" / "executed"), scorer, course, journal, "k")
+    run = RunState(JobContext(cfg, ref, None, None, points, tmp_path / "out" / "executed"), scorer, course, journal,
+                   "k")
     grades = []
     with pytest.raises(ClusterLost) as err:
         _run_all(subs, run, grades, 31.0, False, 2)
@@ -424,7 +425,7 @@ def test_the_grader_writes_a_workers_rendering_into_the_feedback_page(tmp_path, 
 
 
 def test_the_cpu_census_names_each_process_of_a_run_by_its_role():
-    from benchmarks.census import role
+    from benchmarks.figures import role
     zygote = "/venv/bin/python /repo/autograder/runner/zygote.py torch helpers"
     forkserver = "/venv/bin/python -c from multiprocessing.forkserver import main; main(8, 9, ['distributed'])"
     assert role("/venv/bin/python -m autograder grade subs", None, True) == "grader"
@@ -441,7 +442,7 @@ def test_the_cpu_census_names_each_process_of_a_run_by_its_role():
 
 
 def test_the_cpu_census_counts_only_the_steady_window_per_submission():
-    from benchmarks.census import steady_cpu
+    from benchmarks.figures import steady_cpu
     snaps = [(0.0, 0, {"grader": 1.0}),
              (10.0, 1, {"grader": 3.0, "kernel": 5.0}),
              (12.0, 2, {"grader": 4.0, "kernel": 8.0}),  # the first wave (2 slots) ends here
@@ -471,7 +472,7 @@ def test_finishing_a_grade_drops_its_rendering_once_the_page_is_written(tmp_path
 
 
 def test_results_list_the_census_grading_side_apart_from_the_kernels():
-    from benchmarks.report import _census_rows
+    from benchmarks.report_cluster import census_rows as _census_rows
     row = lambda grader, worker, kernel: {"wall": 7.5, "grader": grader, "worker": worker,  # noqa: E731
                                           "kernel server": 0.0, "kernel": kernel}
     c = {"submissions": 16, "rounds": 2,

@@ -58,7 +58,7 @@ mutation: venv
 
 # Regenerate the committed release notebook from the source (commit the result), then write the
 # student bundle (dist/student: release notebook, helpers wheel, model; `python -m autograder release --help`).
-# MODEL=path/to/pruning-model.pt names the model trained on CINIC-10 (python -m helpers.train); without it,
+# MODEL=path/to/pruning-model.pt names the model trained on CINIC-10 (python -m autograder train); without it,
 # the command stops and says how to make one.
 release: venv
 	cd assignment && nbgrader generate_assignment pruning --force

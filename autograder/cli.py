@@ -1,7 +1,9 @@
 """The command line of the instructor tools, ``python -m autograder <command>``.
 
 A thin layer: each command parses its arguments and calls one function. Defaults live in
-:class:`~autograder.config.GradeConfig` and are only read here (shown in ``--help``).
+:class:`~autograder.config.GradeConfig` and are only read here (shown in ``--help``). Each command imports
+what it needs inside its own function, so that ``--help`` and a wrong argument import no torch
+(``python -X importtime -m autograder --help``: ``autograder``, ``autograder.cli`` and ``autograder.config``).
 
 Runs in the grader's process.
 """
@@ -80,7 +82,7 @@ def _release_parser(sub) -> argparse.ArgumentParser:
     rel = sub.add_parser("release", help="write the student bundle: release notebook, helpers wheel, model")
     rel.add_argument("--out", default=str(d["out"]), help=f"bundle folder, replaced (default {d['out']})")
     rel.add_argument("--model", default=None,
-                     help="the pretrained checkpoint to ship, trained on CINIC-10 (python -m helpers.train)")
+                     help="the pretrained checkpoint to ship, trained on CINIC-10 (python -m autograder train)")
     rel.add_argument("--allow-generated-model", action="store_true",
                      help="ship a model trained on the generated stand-in data (without --model: the demo's); "
                           "only for trying the bundle out")
@@ -89,6 +91,13 @@ def _release_parser(sub) -> argparse.ArgumentParser:
                           "into the notebook)")
     rel.add_argument("--model-url", default=None, help="URL the notebook downloads the model from when it finds none")
     return rel
+
+
+def _train_parser(sub) -> argparse.ArgumentParser:
+    train = sub.add_parser("train", add_help=False,
+                           help="train the reference model students prune (python -m autograder train --help)")
+    train.add_argument("args", nargs=argparse.REMAINDER)
+    return train
 
 
 def _release(args, parser) -> int:
@@ -181,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     _demo_parser(sub)
     _grade_parser(sub)
     _release_parser(sub)
+    _train_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "train":
+        from .train import main as train_main
+        return train_main(args.args)
     if args.command == "grade":
         return _grade(args, parser)
     if args.command == "release":

@@ -19,13 +19,19 @@ import sys
 import time
 from pathlib import Path
 
-from helpers import get_CINIC10_data, load_model, save_model, test_model
+from helpers import get_CINIC10_data, load_model, test_model
+from helpers.models import save_model
 from helpers.parts import STRUCTURED, UNSTRUCTURED
-from helpers.train import TrainConfig, train_model
 
-from .config import ASSIGNMENT, NOTEBOOK, DemoConfig, GradeConfig
-from .grading.gradebook import Course
+from .config import ASSIGNMENT, NOTEBOOK, DemoConfig, GradeConfig, TrainConfig
+from .grading.errors import InputError, PreflightError
+from .grading.grade import grade
+from .grading.gradebook import Course, read_points
+from .grading.results import not_graded_summary
 from .grading.solutions import prune_structured, prune_unstructured, sweep
+from .runner.sandbox import sandbox_support
+from .samples import load_samples, write_class
+from .train import train_model
 
 __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
 
@@ -52,10 +58,6 @@ def reference_model(out: Path, data_root: str = "synthetic", data: dict | None =
 def main(config: DemoConfig = DemoConfig()) -> int:
     """Run the five steps above with ``config``; return the process exit status (0: every sample got the grade
     it declares; 1: some did not; 2: the machine cannot grade, with the reason printed)."""
-    from .grading.errors import InputError, PreflightError
-    from .grading.grade import grade
-    from .runner.sandbox import sandbox_support
-    from .samples import load_samples, write_class
 
     out, data_root, jobs = config.out, config.data_root, config.jobs
     out.mkdir(parents=True, exist_ok=True)
@@ -100,8 +102,6 @@ def main(config: DemoConfig = DemoConfig()) -> int:
 
 def _compare(grades: list, samples: list) -> int:
     """Say whether every sample got the grade it declares (:mod:`autograder.samples`); the exit status."""
-    from .grading.gradebook import read_points
-    from .grading.report import not_graded_summary
     points = read_points()
     by_id = {g.student_id: g for g in grades}
     wrong = []

@@ -37,15 +37,17 @@ import nbformat
 
 from helpers.config import MODEL_FILE
 from helpers.download import sha256sum
+from helpers.models import checkpoint_trained_on
 
 from .config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
+from .grading.gradebook import Course
 
 __all__ = ["release", "find_leaks", "secret_lines", "bake_setup", "check_helpers_url", "helpers_version",
            "build_wheel", "ReleaseError",
            "TRAIN_COMMAND"]
 
 #: How an instructor trains the model a class prunes (printed when a release refuses the stand-in model).
-TRAIN_COMMAND = "python -m helpers.train --data-root /path/to/CINIC-10.tar.gz --out pruning-model.pt"
+TRAIN_COMMAND = "python -m autograder train --data-root /path/to/CINIC-10.tar.gz --out pruning-model.pt"
 _WHEEL_URL = re.compile(r"^https?://[^\s?#]+/pruning_course_helpers-[0-9][^/\s?#]*-py3-none-any\.whl([?#]\S*)?$")
 
 
@@ -246,9 +248,6 @@ def release(out: Path, model: Path, helpers_url: str | None = None, model_url: s
             or ``helpers_url`` is not a link pip can install the wheel from.
         RuntimeError: the wheel could not be built, or the bundle would leak an answer.
     """
-    from helpers.models import checkpoint_trained_on
-
-    from .grading.gradebook import Course
     model, out = Path(model), Path(out)
     if not model.is_file():
         raise FileNotFoundError(f"model checkpoint {model} does not exist")

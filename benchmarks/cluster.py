@@ -52,7 +52,7 @@ def scheduler_overhead(tasks: int = 2000) -> float:
 _FINE_TUNING = """
 import time, sys, torch
 torch.set_num_threads(1)
-from helpers import SmallCNN
+from helpers.models import SmallCNN
 from helpers.finetune import fine_tune
 from autograder.grading.batch import grading_subset
 d = grading_subset("synthetic", 100)

@@ -52,8 +52,9 @@ def machine() -> dict:
 
 
 def reference_checkpoint(work: Path) -> Path:
-    from helpers import get_CINIC10_data, save_model
-    from helpers.train import train_model
+    from autograder.train import train_model
+    from helpers import get_CINIC10_data
+    from helpers.models import save_model
     demo = REPO / "demo-output" / "reference-model.pt"
     if demo.is_file():
         return demo

@@ -26,8 +26,8 @@ def _write_pngs(args):
 
 
 def write_cinic_folder(root: Path, per_class: int) -> int:
+    from helpers._synthetic import make_synthetic
     from helpers.config import CINIC10
-    from helpers.synthetic import make_synthetic
     data = make_synthetic({"train": per_class, "val": per_class, "test": per_class})
     jobs = []
     for split, folder in CINIC10.splits.items():

@@ -35,10 +35,11 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
     On CUDA the bare loop's input is already on the GPU and each timing ends with a
     synchronize; ``test_model`` starts from the uint8 arrays in host memory, as students call it.
     """
-    from helpers import SmallCNN, test_model
+    from helpers import test_model
+    from helpers._batches import to_model_input
     from helpers._speed.allocator import steady_allocator
-    from helpers.batches import to_model_input
-    from helpers.synthetic import make_synthetic
+    from helpers._synthetic import make_synthetic
+    from helpers.models import SmallCNN
 
     # The allocator settings test_model applies on its first call, applied before either side
     # is measured: both run under the same malloc thresholds (helpers/_speed/allocator.py).
@@ -139,7 +140,7 @@ def bench_eval(n_images: int, rounds: int, device: str = "cpu") -> dict:
 
 _FAULTS = """
 import resource, torch
-from helpers import SmallCNN
+from helpers.models import SmallCNN
 from helpers._speed.allocator import steady_allocator
 from helpers._speed.inference import eval_batch_size
 threshold = steady_allocator()

@@ -33,8 +33,9 @@ def _run_source(data_root: str, model: Path, work: Path) -> float:
 
 
 def bench_notebook(work: Path, model: Path) -> dict:
-    from helpers import get_CINIC10_data, save_model
-    from helpers.train import train_model
+    from autograder.train import train_model
+    from helpers import get_CINIC10_data
+    from helpers.models import save_model
     out = {"generated_s": round(_run_source("synthetic", model, work), 1)}
     if SHARED_SAMPLE.is_file():
         real_model = work / "real-model.pt"

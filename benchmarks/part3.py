@@ -108,9 +108,10 @@ def _stratified(labels, per_class: int):
 
 def bench_part3(work: Path, model_path: Path, real_sample: Path) -> dict:
     from autograder.grading import solutions
-    from helpers import get_CINIC10_data, load_model, save_model
+    from autograder.train import train_model
+    from helpers import get_CINIC10_data, load_model
     from helpers.cost import count_macs
-    from helpers.train import train_model
+    from helpers.models import save_model
     model = load_model(model_path)
     removed = solutions.remove_filters(solutions.prune_structured(model, 0.5))
     macs = count_macs(model)[0], count_macs(removed)[0]

@@ -3,7 +3,7 @@
 
 On the real CINIC-10 sample beside the repository (``../shared/data/CINIC-10-sample.tar.gz``: 1,000 training,
 200 validation and 300 test images of each class, in the official layout), the course model is trained with
-the course's training command's defaults (:class:`helpers.train.TrainConfig`, seeded), then the source notebook
+the course's training command's defaults (:class:`autograder.config.TrainConfig`, seeded), then the source notebook
 runs with the reference solution on this machine's default device, and a cell appended at its end prints what
 it computed: the unpruned accuracy, both sweeps, the removed models' MACs and accuracy, and the fine-tuning.
 These are a sample-trained model's figures: a model trained on the whole of CINIC-10 scores higher, and the
@@ -46,8 +46,10 @@ def bench_reference_run(work: Path, sample: Path) -> dict:
     """Train on ``sample``, run the notebook on it, return its figures (accuracies in [0, 1])."""
     if not sample.is_file():
         return {"note": f"{sample} not present on this machine: not measured"}
-    from helpers import get_CINIC10_data, save_model
-    from helpers.train import TrainConfig, train_model
+    from autograder.config import TrainConfig
+    from autograder.train import train_model
+    from helpers import get_CINIC10_data
+    from helpers.models import save_model
     config = TrainConfig()
     start = time.perf_counter()
     data = get_CINIC10_data(str(sample), cache_dir=work / "reference-cache" / "arrays", progress=False)

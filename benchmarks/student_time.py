@@ -47,7 +47,7 @@ def cell_seconds(cell) -> float | None:
 
 def full_size_data(work: Path) -> Path:
     """The generated data at CINIC-10's sizes, saved as ``work/full-size.npz`` (about 550 MB, 30 s)."""
-    from helpers.synthetic import make_synthetic
+    from helpers._synthetic import make_synthetic
     path = work / "full-size.npz"
     if not path.is_file():
         np.savez(path, **make_synthetic({"train": PER_CLASS, "val": 1, "test": PER_CLASS}))

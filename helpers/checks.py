@@ -14,6 +14,7 @@ import numbers
 
 from torch import nn
 
+from .evaluate import test_model
 from .inspection import TARGETS, compounded, inspect_structured, inspect_unstructured
 from .parts import Part, get_part
 from .sparsity import global_sparsity
@@ -119,7 +120,6 @@ def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, 
     Returns:
         ``""`` when they match, else the problems, one per line, numbers rounded to 4 decimals.
     """
-    from .evaluate import test_model
     part = kind if isinstance(kind, Part) else get_part(kind)
     name = part.results_name
     whole = _list_problem(results, original, part, f"{name} is empty: fill it in the cell with your code above")

@@ -8,7 +8,7 @@ repeats until a minimum run time is reached and reports the median, on each mode
 deploy it for CPU inference (TorchScript, frozen and optimized: :func:`measure_latency`).
 
 Example:
-    >>> from helpers import SmallCNN
+    >>> from helpers.models import SmallCNN
     >>> macs, params = count_macs(SmallCNN())
     >>> int(macs), params
     (11021322, 620362)
@@ -16,8 +16,15 @@ Example:
 
 from __future__ import annotations
 
+import logging
+import warnings
+
 import torch
 from torch import nn
+from tqdm.auto import tqdm
+
+from .evaluate import test_model
+from .models import copy_model
 
 __all__ = ["count_macs", "measure_latency", "cost_rows", "format_cost_table", "INPUT_SHAPE"]
 
@@ -38,9 +45,8 @@ def count_macs(model: nn.Module) -> tuple[float, int]:
     like any weight (they are still multiplied); a model whose filters were removed counts
     only what is left. A copy is counted: ``model`` is not modified.
     """
-    import torch_pruning as tp
+    import torch_pruning as tp  # noqa: PLC0415 - about 1 s of imports: only part 3 pays it
 
-    from .models import copy_model
     model = copy_model(_plain(model)).eval()  # the counter deep-copies, which a pruned model allows only this way
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     macs, params = tp.utils.count_ops_and_params(model, torch.zeros(1, *INPUT_SHAPE, device=device))
@@ -53,7 +59,7 @@ def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None =
 
     The input is laid out as :func:`helpers.test_model` gives it to every model of this course:
     ``(B, 3, 32, 32)`` float32 in channels-last memory (the ``(B, 32, 32, 3)`` pixels permuted,
-    see :func:`helpers.batches.to_model_input`). By default the model is timed as one would deploy
+    see :func:`helpers._batches.to_model_input`). By default the model is timed as one would deploy
     it for CPU inference: traced to TorchScript, frozen (weights become constants; a pruning mask
     is applied once) and passed through ``torch.jit.optimize_for_inference``, which fuses each
     convolution with its ReLU and packs the weights for oneDNN. Eager PyTorch runs every ReLU and
@@ -77,12 +83,11 @@ def measure_latency(model: nn.Module, batch_size: int = 1, threads: int | None =
         ValueError: a bad argument, or a model that cannot be traced (then ``optimize=False``
         times it eagerly).
     """
-    import logging
-    # importing torch.utils.benchmark looks for a CUDA toolkit and logs a warning on CPU-only machines
+    # importing torch.utils.benchmark looks for a CUDA toolkit and logs a warning on CPU-only machines: quieted
+    # here, when it is first needed, rather than for every process that imports helpers
     logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)
-    from torch.utils import benchmark
+    from torch.utils import benchmark  # noqa: PLC0415
 
-    from .models import copy_model
     model = _plain(model)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
@@ -110,7 +115,6 @@ def _optimized(model: nn.Module, example: torch.Tensor):
     C++ compiler on the machine and tens of seconds per model; TorchScript still runs and takes well
     under a second, so its deprecation warnings are silenced here.
     """
-    import warnings
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FutureWarning)
@@ -136,9 +140,7 @@ def cost_rows(models: dict, test_data, batch_sizes: tuple[int, ...] = (1, 256), 
     Returns:
         One dict per model: ``name, kind, target, accuracy, macs, params, latency_<b>...``.
     """
-    from tqdm.auto import tqdm
 
-    from .evaluate import test_model
     threads = threads or torch.get_num_threads()
     rows = []
     for name, (kind, target, model) in tqdm(models.items(), desc="measuring", disable=not progress, leave=False):

@@ -20,19 +20,46 @@ import os
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from ._speed.decode import DatasetError, build_cache, cache_key, load_cache
-from .batches import check_images_labels
+from ._synthetic import make_synthetic
 from .config import CINIC10, ENV_EVAL_PER_CLASS, ENV_PER_CLASS, ENV_ROOT, EVAL_PER_CLASS, CinicConfig, default_cache_dir
 from .download import download_file
-from .synthetic import make_synthetic
 
-__all__ = ["get_CINIC10_data", "evaluation_data", "resolve_source", "stratified_indices", "DatasetError",
-           "SYNTHETIC"]
+__all__ = ["get_CINIC10_data", "evaluation_data", "check_images_labels", "resolve_source", "stratified_indices",
+           "DatasetError", "SYNTHETIC"]
 
 #: The root value that selects the generated dataset.
 SYNTHETIC = "synthetic"
 _ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar")
+
+
+def check_images_labels(images, labels) -> tuple[np.ndarray, np.ndarray]:
+    """Validate an ``(images, labels)`` pair and return them as numpy arrays.
+
+    ``images`` must be uint8 of shape ``(N, 32, 32, 3)`` (channels last, as returned by
+    :func:`get_CINIC10_data`) and ``labels`` integers of shape ``(N,)``.
+
+    Raises:
+        ValueError: naming the wrong shape or dtype.
+    """
+    if isinstance(images, torch.Tensor):
+        images = images.cpu().numpy()
+    if isinstance(labels, torch.Tensor):
+        labels = labels.cpu().numpy()
+    images = np.asanyarray(images)
+    labels = np.asanyarray(labels)
+    if images.ndim != 4 or images.shape[1:] != CINIC10.image_shape:
+        raise ValueError(f"images must have shape (N, 32, 32, 3), got {images.shape}")
+    if images.dtype != np.uint8:
+        raise ValueError(f"images must be uint8 pixels 0..255, got dtype {images.dtype}")
+    if labels.shape != (images.shape[0],):
+        raise ValueError(
+            f"labels must have shape ({images.shape[0]},) to match the images, got {labels.shape}")
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
+    return images, labels
 
 
 def _how_to_provide(where: Path, config: CinicConfig) -> str:
@@ -156,7 +183,7 @@ def get_CINIC10_data(root: str | os.PathLike | None = None, *, n_per_class: int 
         (RGB, channels last; memory-mapped, read-only, for the full set) and ``y_train,
         y_val, y_test``: int64 arrays of shape ``(N,)`` with labels 0..9 in the order of
         :attr:`helpers.config.CinicConfig.classes`. ``val`` is CINIC-10's ``valid`` split.
-        Normalization is applied later, per batch (:func:`helpers.batches.to_model_input`).
+        Normalization is applied later, per batch (:func:`helpers._batches.to_model_input`).
 
     Raises:
         FileNotFoundError: no data at the location (the message lists the ways to provide it).

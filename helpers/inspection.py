@@ -7,7 +7,9 @@ pruning kinds of :mod:`helpers.parts`.
 
 Example (the 20% smallest weights of each layer on its own: a known mistake, explained):
     >>> from torch.nn.utils import prune
-    >>> from helpers import SmallCNN, copy_model, prunable_layers
+    >>> from helpers import copy_model
+    >>> from helpers.models import SmallCNN
+    >>> from helpers.sparsity import prunable_layers
     >>> base = SmallCNN(); pruned = copy_model(base)
     >>> for _, layer in prunable_layers(pruned):
     ...     _ = prune.l1_unstructured(layer, "weight", amount=0.2)

@@ -154,7 +154,7 @@ def load_model(path: str | os.PathLike, mode: str = "torch",
     path = Path(path).expanduser()
     if not path.is_file():
         raise FileNotFoundError(f"no model checkpoint at {path}; train one with "
-                                "`python -m helpers.train --out PATH` or set PRUNING_MODEL")
+                                "`python -m autograder train --out PATH` (the course repository) or set PRUNING_MODEL")
     ckpt = _read_checkpoint(path, map_location)
     try:
         model = build_model(ckpt["arch"], **ckpt.get("config", {}))

@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import platform
 import sys
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ._locate import SetupError, find_model
 from .config import (
     COLAB_COURSE_DIR,
     COLAB_MOUNT,
@@ -27,7 +30,7 @@ from .config import (
     ENV_ROOT,
     default_cache_dir,
 )
-from .locate import SetupError, find_model
+from .models import copy_model
 from .sparsity import global_sparsity, model_size
 
 __all__ = ["in_colab", "setup", "size_table", "pruning_slider"]
@@ -53,7 +56,7 @@ def setup(data_path: str | os.PathLike | None = None, model_path: str | os.PathL
             for this kernel unless that variable was already set when Jupyter started (the
             autograder sets it; a note says it wins).
         model_path, model_url, model_sha256: how to find the pretrained model; see
-            :func:`helpers.locate.find_model` for the order of places tried.
+            :func:`helpers._locate.find_model` for the order of places tried.
         verbose: print where data and model come from.
 
     Side effects in Colab only: mounts Google Drive at ``/content/drive``, creates the course
@@ -66,12 +69,12 @@ def setup(data_path: str | os.PathLike | None = None, model_path: str | os.PathL
         cache default), ``cache_dir`` and ``model_path`` (an existing file).
 
     Raises:
-        helpers.locate.SetupError: with one sentence saying what to do.
+        helpers._locate.SetupError: with one sentence saying what to do.
     """
     colab = in_colab()
     search, download_to = (), None
     if colab:
-        from google.colab import drive  # only importable in Colab
+        from google.colab import drive  # noqa: PLC0415 - only importable in Colab
         drive.mount(COLAB_MOUNT)
         course = Path(os.environ.get(ENV_COURSE_DIR, COLAB_COURSE_DIR))
         course.mkdir(parents=True, exist_ok=True)
@@ -104,8 +107,6 @@ def setup(data_path: str | os.PathLike | None = None, model_path: str | os.PathL
 
 def _versions() -> str:
     """One line for support questions: the versions that matter and where the work runs."""
-    import platform
-    from importlib.metadata import PackageNotFoundError, version
     try:
         ours = version("pruning-course-helpers")
     except PackageNotFoundError:  # run from a checkout of the course repository
@@ -137,8 +138,6 @@ def pruning_slider(model: nn.Module, test_data, prune_fn, evaluate, start: float
     Returns:
         The widget, or ``None`` when ipywidgets is unavailable.
     """
-    from .models import copy_model
-
     def show(amount: float) -> None:
         try:
             pruned = prune_fn(copy_model(model), amount)  # a copy: `model` survives any prune_fn
@@ -150,8 +149,8 @@ def pruning_slider(model: nn.Module, test_data, prune_fn, evaluate, start: float
             print(f"pruning failed: {type(exc).__name__}: {exc}")
 
     try:
-        import ipywidgets as widgets
-        from IPython.display import display
+        import ipywidgets as widgets  # noqa: PLC0415 - only the slider needs it; it may be missing
+        from IPython.display import display  # noqa: PLC0415
     except ImportError:
         show(start)
         return None

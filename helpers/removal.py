@@ -10,7 +10,7 @@ once those biases are zero (:func:`without_dead_biases`); that is what :func:`in
 compares with.
 
 Example:
-    >>> from helpers import SmallCNN
+    >>> from helpers.models import SmallCNN
     >>> m = SmallCNN(channels=(4, 8, 8), hidden=16)
     >>> surviving_filters(m)
     {'conv1': 4, 'conv2': 8, 'conv3': 8}
@@ -23,7 +23,7 @@ import torch
 from torch import nn
 from torch.nn.utils import prune
 
-from .batches import to_model_input
+from ._batches import to_model_input
 from .models import SmallCNN, copy_model
 from .sparsity import effective_weight
 

@@ -6,7 +6,7 @@ the dense ``weight_orig`` instead, so counting zeros there would report no pruni
 
 Example:
     >>> import torch.nn.utils.prune as prune
-    >>> from helpers import SmallCNN
+    >>> from helpers.models import SmallCNN
     >>> m = SmallCNN()
     >>> for _, layer in prunable_layers(m):
     ...     _ = prune.random_unstructured(layer, "weight", amount=0.5)

@@ -88,9 +88,10 @@ REAL_FIXTURE = Path(__file__).parent / "fixtures" / "cinic-mini.tar.gz"
 @pytest.fixture(scope="session")
 def trained_model_path(tmp_path_factory):
     """A SmallCNN trained briefly on the generated data (about 10 s on two cores)."""
-    from helpers import save_model
-    from helpers.synthetic import make_synthetic
-    from helpers.train import TrainConfig, train_model
+    from autograder.config import TrainConfig
+    from autograder.train import train_model
+    from helpers._synthetic import make_synthetic
+    from helpers.models import save_model
     data = make_synthetic({"train": 500, "val": 20, "test": 20})
     model = train_model(data, TrainConfig(epochs=3), device="cpu", progress=False)
     return save_model(model, tmp_path_factory.mktemp("model") / "model.pt", trained_on="synthetic")

@@ -2,7 +2,7 @@
 
 Writes, to the JSON file named by ``IMPORT_AUDIT_OUT``, every module that a thread other than the main
 one imported for the first time (not yet in ``sys.modules``; the standard library left out), by thread
-name: ``{"pgrade-job_0": ["IPython", ...], ...}``. ``tests/test_grading_app.py`` uses it to check that
+name: ``{"pgrade-job_0": ["IPython", ...], ...}``. ``tests/e2e/test_grading_app.py`` uses it to check that
 the grading threads find their libraries already imported (:mod:`autograder.grading.warm_imports`).
 """
 

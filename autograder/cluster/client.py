@@ -37,6 +37,10 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import dask
+from distributed import Client, KilledWorker, LocalCluster
+from distributed.utils import get_mp_context
+
 from ..config import REPO_ROOT, GradeConfig, local_workers
 from ..grading.results import CheckResult, StudentGrade
 from . import ClusterError, ClusterLost, WorkerLost
@@ -85,7 +89,6 @@ def _preload_once() -> None:
     """Have the multiprocessing fork server that starts this process's local workers import
     :data:`WORKER_PRELOAD` (with Dask) before it forks the first; call under :data:`LOCAL_SETTINGS`. Once
     that server runs, later calls change nothing (it keeps what it imported)."""
-    from distributed.utils import get_mp_context
 
     get_mp_context().set_forkserver_preload(["distributed", WORKER_PRELOAD])
 
@@ -147,8 +150,9 @@ class DaskCluster:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-connect") as starter:
             connecting = starter.submit(cls.connect, cfg.cluster, progress)
             try:
-                from ..grading import batch  # noqa: F401 - torch, nbformat, nbgrader: while the cluster starts
-                from ..grading.warm_imports import import_before_threads
+                # torch, nbformat, nbgrader and what the grading threads import late: while the cluster starts
+                from ..grading import batch  # noqa: F401, PLC0415
+                from ..grading.warm_imports import import_before_threads  # noqa: PLC0415
                 import_before_threads()  # a local:N cluster's fork server imports as much before its workers start
             except BaseException:
                 if connecting.exception() is None:
@@ -161,8 +165,6 @@ class DaskCluster:
     @classmethod
     def connect(cls, address: str, progress: bool = True) -> DaskCluster:
         """Connect to the scheduler at ``address``, or start ``local:N`` worker processes here."""
-        import dask
-        from distributed import Client, LocalCluster
 
         n = local_workers(address)
         if n is not None:
@@ -216,7 +218,7 @@ class DaskCluster:
         self.publish(ref)
         if ref.exception() is not None or not part3:
             return
-        from ..grading.part3_checks import measure_reference_starts  # torch: loaded by the run already
+        from ..grading.part3_checks import measure_reference_starts  # noqa: PLC0415 - torch: not at import (the command line)
         try:
             measure_reference_starts(ref.result())
         except Exception as exc:  # noqa: BLE001 - only saves the workers time
@@ -263,8 +265,6 @@ class DaskCluster:
 
     def score(self, sub: Submission, nb_bytes: bytes, jobs: JobContext) -> StudentGrade:
         """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""
-        from distributed import KilledWorker  # loaded by connect already; not at import, which --help pays for
-
         future = self.client.submit(pickle.loads, call_on_worker(grade_task, sub.student_id, nb_bytes, list(sub.notes)),
                                     pure=False, key=f"grade-{sub.student_id}-{uuid.uuid4().hex[:8]}")
         try:

@@ -29,6 +29,8 @@ import json
 import logging
 from collections.abc import Callable
 
+from distributed import Variable
+
 __all__ = ["SchedulerStore", "drop_run", "publish_measurements", "receive_measurements", "forget_measurements",
            "RECEIVE_TIMEOUT"]
 
@@ -65,7 +67,7 @@ class SchedulerStore:
 
     def get(self, key):
         """The value put under ``key`` by any process of this run, or ``None`` (none, or no answer)."""
-        import torch
+        import torch  # noqa: PLC0415 - not at import: the command line imports this before the cluster starts
         try:
             data = self._client().get_metadata([*self.namespace, _name(key)], default=None)
         except Exception as exc:  # noqa: BLE001 - only saves time: measure here instead
@@ -80,7 +82,7 @@ class SchedulerStore:
 
     def put(self, key, value) -> None:
         """Share ``value`` (a float or a tensor) under ``key``; a scheduler that cannot take it is ignored."""
-        import torch
+        import torch  # noqa: PLC0415 - as in get
         buffer = io.BytesIO()
         torch.save(value.detach().cpu() if isinstance(value, torch.Tensor) else value, buffer)
         try:
@@ -99,7 +101,6 @@ def drop_run(client, run: str) -> bool:
 
 
 def _variable(client, run: str):
-    from distributed import Variable
     return Variable(f"{run}-reference", client=client)
 
 
@@ -119,7 +120,7 @@ def publish_measurements(client, run: str, measured=None, error: str | None = No
 def receive_measurements(client, run: str, timeout: float = RECEIVE_TIMEOUT):
     """The measurements :func:`publish_measurements` gave run ``run``, waiting until there are some; raises
     ``RuntimeError`` with the grader's reason when it had none, ``TimeoutError`` after ``timeout`` s."""
-    from autograder.grading.measure import Measurements
+    from autograder.grading.measure import Measurements  # noqa: PLC0415 - torch: on the workers, not at import
     payload = json.loads(_variable(client, run).get(timeout=timeout))
     if "error" in payload:
         raise RuntimeError(f"the grader could not measure the reference solution: {payload['error']}")

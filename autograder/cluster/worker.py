@@ -19,6 +19,9 @@ device than the grader measured on (:func:`~autograder.grading.measure.reference
 else it measures it shares with the grader and the other workers through the scheduler
 (:mod:`autograder.cluster.store`).
 
+torch and the grading code are imported inside the plugin's methods and the task, on the worker: the
+grader's client imports this module for the plugin's class before the run's own imports.
+
 Runs in a Dask worker process.
 """
 
@@ -61,7 +64,7 @@ def _drop_nanny_allocator_setting() -> None:
     """Remove from this worker's environment the ``MALLOC_TRIM_THRESHOLD_`` that Dask's nanny set
     (``distributed.nanny.pre-spawn-environ``), so that the kernels this worker starts do not inherit it:
     it turns glibc's dynamic mmap threshold off, and training then maps and unmaps every activation
-    (see :mod:`helpers._speed.allocator`). A value the TA set otherwise is kept."""
+    (see :func:`helpers.evaluate.steady_allocator`). A value the TA set otherwise is kept."""
     import dask
 
     nanny = dask.config.get("distributed.nanny.pre-spawn-environ", {}).get("MALLOC_TRIM_THRESHOLD_")
@@ -120,7 +123,7 @@ class GradingPlugin(WorkerPlugin):
         import torch
 
         from helpers import load_model
-        from helpers._speed.allocator import steady_allocator
+        from helpers.evaluate import steady_allocator
         from helpers.models import model_config
 
         from ..config import SOURCE_NOTEBOOK

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from helpers import get_CINIC10_data, load_model
-from helpers.models import model_config
+from helpers.models import CheckpointError, model_config
 
 from ..config import SOURCE_NOTEBOOK, GradeConfig
 from .errors import InputError
@@ -61,7 +61,6 @@ def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray
                                             list[tuple[str, str]]]:
     """The model, the grading data and the submissions of ``cfg``; :class:`InputError` with one sentence when
     one of them cannot be used (before any job runs or any row is written)."""
-    from helpers.models import CheckpointError
     if (cfg.device or "").startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {cfg.device}: torch sees no CUDA device on this machine; use --device cpu")
     try:

@@ -54,7 +54,7 @@ def grade(cfg: GradeConfig, open_executor: OpenExecutor = LocalSlots.open, progr
     start = time.perf_counter()
     check_writable(cfg.out)
     with open_executor(cfg, progress) as executor:
-        from .batch import grade_all  # torch, nbformat, nbgrader: while the executor starts
+        from .batch import grade_all  # noqa: PLC0415 - torch, nbformat, nbgrader: while the executor starts
         return grade_all(cfg, start, executor, progress)
 
 

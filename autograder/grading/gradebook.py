@@ -18,7 +18,11 @@ An empty gradebook is created here first, exactly as nbgrader's ``Gradebook`` cr
 (its tables, and an ``alembic_version`` table holding the newest migration of nbgrader's
 database), except that the migration is read in this process: nbgrader itself runs
 ``alembic heads`` as a subprocess, which found ``alembic`` only through ``PATH`` and took
-about 4 CPU-seconds per grading run (benchmarks/history.md).
+about 4 CPU-seconds per grading run.
+
+nbgrader, sqlalchemy and alembic (about a second of imports) are imported inside the functions that use
+them: the set-up thread that makes the course imports them while the reference is measured, and a process
+that only reads the points never does.
 
 Runs in the grader's process.
 """
@@ -29,6 +33,8 @@ import shutil
 import threading
 import warnings
 from pathlib import Path
+
+import nbformat
 
 from ..config import ASSIGNMENT, NOTEBOOK, SOURCE_NOTEBOOK
 
@@ -71,7 +77,6 @@ c.GenerateFeedback.preprocessors = [GetGrades, ClearHiddenTests, CutTracebacks, 
 
 def read_points(source=None) -> dict[str, float]:
     """Points of every graded cell of the source notebook, by grade_id."""
-    import nbformat
     nb = nbformat.read(source or SOURCE_NOTEBOOK, as_version=4)
     return {c.metadata["nbgrader"]["grade_id"]: float(c.metadata["nbgrader"].get("points", 0))
             for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}

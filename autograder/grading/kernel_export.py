@@ -14,7 +14,8 @@ against the reference model, so a tampered export can only produce a correctly p
 model, which is the work itself.
 
 Without ``PRUNING_EXPORT_DIR`` (a student running the notebook) it does nothing. It never
-raises and never writes to stderr.
+raises and never writes to stderr. Its imports of torch and ``helpers`` are inside its functions: the grader
+imports this module for its names (:data:`ENV_EXPORT`) without them.
 
 Runs inside the student's kernel during grading.
 """

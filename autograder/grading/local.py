@@ -82,7 +82,7 @@ class LocalSlots:
 
     def prepare(self, cfg: GradeConfig, data_file: Path) -> int:
         """Set the kernels' address-space cap if they need one; ``cfg.jobs`` submissions in flight."""
-        import torch  # loaded by the run already: the device decides whether to cap
+        import torch  # noqa: PLC0415 - loaded by the run by now; not when the slots open (start-up)
 
         device = cfg.device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.rlimit_as = address_space_cap(cfg) if self._capped and device == "cpu" else None
@@ -90,7 +90,7 @@ class LocalSlots:
 
     def preflight(self, context: JobContext, where: str = "") -> float:
         """Run the preflight notebook in every slot (:func:`autograder.grading.preflight.preflight`)."""
-        from .preflight import preflight  # torch: imported by the run by now, not when the slots open
+        from .preflight import preflight  # noqa: PLC0415 - torch: the run has it by now; not when the slots open
         return preflight(self.pool.slots, context, self.rlimit_as, where)
 
     def store(self, device_kind: str) -> None:
@@ -102,7 +102,7 @@ class LocalSlots:
 
     def score(self, sub: Submission, nb_bytes: bytes, context: JobContext) -> StudentGrade:
         """Run and score ``sub`` in a free slot (:func:`autograder.grading.notebook_job.run_and_score`)."""
-        from . import notebook_job  # torch: imported by the run by now, not when the slots open
+        from . import notebook_job  # noqa: PLC0415 - torch: the run has it by now; not when the slots open
         return notebook_job.run_and_score(sub, nb_bytes, context, self.pool, self.rlimit_as)
 
     def restarts(self) -> int:

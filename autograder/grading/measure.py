@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from helpers import build_model, test_model
+from helpers import test_model
 from helpers.evaluate import default_device
-from helpers.models import plain_state_dict
+from helpers.models import build_model, plain_state_dict
 
 from .parts import GRADED_PARTS
 

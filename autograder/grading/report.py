@@ -15,6 +15,7 @@ import threading
 from pathlib import Path
 
 import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
 from .results import StudentGrade
 from .submission import SEED_CELL, strip_hidden_tests
@@ -78,7 +79,7 @@ def _notebook_html(executed: Path) -> str:
 
 
 def _render(nb) -> str:
-    from nbconvert import HTMLExporter
+    from nbconvert import HTMLExporter  # noqa: PLC0415 - about 1 s: only the processes that render pages pay it
     if not hasattr(_local, "exporter"):  # one per thread: building one loads its templates
         _local.exporter = HTMLExporter(template_name="classic")
     body, _ = _local.exporter.from_notebook_node(nb)
@@ -89,7 +90,6 @@ def warm_up_rendering() -> None:
     """Render a small notebook (markdown, code, printed text and an error) once in this thread, so
     that what nbconvert, bleach and pygments import at their first page (about 0.5 s) is imported
     here rather than in the grading threads (:mod:`autograder.grading.warm_imports`)."""
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
     outputs = [new_output("stream", name="stdout", text="printed\n"),
                new_output("error", ename="ValueError", evalue="example", traceback=["ValueError: example"])]
     nb = new_notebook(cells=[new_markdown_cell("# Example\n\n- [x] a *list*: <https://example.org>"),

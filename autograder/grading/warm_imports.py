@@ -18,10 +18,12 @@ from __future__ import annotations
 import importlib
 import threading
 
+from .report import warm_up_rendering
+
 __all__ = ["THREAD_IMPORTS", "import_before_threads"]
 
 #: Modules the grading threads would otherwise import for the first time (seen with an import audit
-#: hook on a ``--jobs 2`` run of the samples; ``tests/test_grading_app.py`` checks the list still covers them).
+#: hook on a ``--jobs 2`` run of the samples; ``tests/e2e/test_grading_app.py`` checks the list still covers them).
 THREAD_IMPORTS = (
     "IPython",  # the kernel spec lookup (IPython.paths, ipykernel.kernelspec), feedback pages
     "IPython.paths",
@@ -47,6 +49,5 @@ def import_before_threads() -> None:
                 importlib.import_module(name)
             _done.add("imports")
         if "feedback" not in _done:
-            from .report import warm_up_rendering
             warm_up_rendering()
             _done.add("feedback")

@@ -37,9 +37,10 @@ from nbclient.exceptions import CellExecutionError  # noqa: E402
 from autograder.release import release  # noqa: E402
 from autograder.runner.channels import SteadyKernelManager  # noqa: E402
 from autograder.samples import build_notebook, load_samples  # noqa: E402
+from autograder.train import train_model  # noqa: E402
 from benchmarks.student_time import cell_seconds  # noqa: E402
-from helpers import get_CINIC10_data, save_model, test_model  # noqa: E402
-from helpers.train import train_model  # noqa: E402
+from helpers import get_CINIC10_data, test_model  # noqa: E402
+from helpers.models import save_model  # noqa: E402
 
 OUT = Path(os.environ.get("OUT", "/tmp/gpuout"))
 TAR = Path(os.environ["SAMPLE_TAR"]).resolve()  # the notebook runs in the bundle folder

@@ -14,7 +14,7 @@ process: freed blocks up to that size are kept for reuse instead of returned to 
 resident memory may stay up to about 256 MiB above what is in use. Elsewhere than Linux with
 glibc, or when ``MALLOC_MMAP_THRESHOLD_`` is set in the environment (the user's own choice),
 it does nothing. :func:`helpers.test_model` calls it before evaluating on the CPU, and
-:func:`helpers.train.train_epoch` (so also :func:`helpers.finetune.fine_tune`) before training there.
+:func:`helpers.finetune.train_epoch` (so also :func:`helpers.finetune.fine_tune`) before training there.
 
 Setting any of glibc's thresholds (``MALLOC_TRIM_THRESHOLD_``, which Dask's nanny gives every worker
 process) also turns the dynamic mmap threshold off, so every activation above 128 KiB is mapped and

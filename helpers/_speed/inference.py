@@ -1,6 +1,6 @@
 """Private: how :func:`helpers.predict` runs batches fast on the CPU and on a GPU.
 
-Both loops take the same batches and do the same arithmetic (:func:`helpers.batches.to_model_input`
+Both loops take the same batches and do the same arithmetic (:func:`helpers._batches.to_model_input`
 then the model), so a model gives the same predictions with either on a given device.
 """
 
@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..batches import iterate_batches, to_model_input
+from .._batches import iterate_batches, to_model_input
 from .allocator import steady_allocator
 
 __all__ = ["eval_batch_size", "predict_cpu", "predict_cuda",

@@ -83,3 +83,19 @@ def with_masks_like(model):
         if isinstance(m, (nn.Conv2d, nn.Linear)):
             prune.custom_from_mask(m, "weight", m.weight.detach() != 0)
     return out
+
+
+def reference():
+    """The grader's reference for these tests: the small CNN, measured on :data:`IMAGES` on the CPU."""
+    from autograder.grading.measure import ReferenceMeasurements
+    data = [IMAGES, np.arange(16) % 10]
+    return ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy={})
+
+
+def grade_config(tmp_path):
+    """A grading configuration over the small CNN, saved under ``tmp_path``."""
+    from autograder.config import GradeConfig
+    from helpers.models import save_model
+    (tmp_path / "subs").mkdir()
+    return GradeConfig(submissions=tmp_path / "subs", data_root="synthetic",
+                       model=save_model(base(), tmp_path / "m.pt"), out=tmp_path / "out")

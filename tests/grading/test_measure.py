@@ -14,10 +14,8 @@ from torch import nn
 
 from autograder.grading import measure
 from autograder.grading.measure import ReferenceMeasurements, model_digest
-from autograder.grading.parts import GRADED_PARTS
-from helpers.checks import TARGETS
 from helpers.models import SmallCNN, plain_state_dict
-from tests.pruned_models import REF_ACCURACY, SMALL, STRUCTURED, UNSTRUCTURED, zero_smallest
+from tests.pruned_models import SMALL, STRUCTURED, UNSTRUCTURED, reference_of, zero_smallest
 
 
 @pytest.fixture(scope="module")
@@ -28,10 +26,7 @@ def base():
 
 @pytest.fixture()
 def ref(base):
-    data = [np.zeros((1, 32, 32, 3), np.uint8), np.zeros(1, np.int64)]
-    accuracy = {gp.name: dict.fromkeys(TARGETS, REF_ACCURACY) for gp in GRADED_PARTS}
-    return ReferenceMeasurements(model=base, arch="SmallCNN", config=SMALL, test_data=data, device="cpu",
-                                 accuracy=accuracy, digests={gp.name: {} for gp in GRADED_PARTS})
+    return reference_of(base)
 
 
 def test_a_saved_state_must_fit_the_architecture_exactly(base, ref):
@@ -125,7 +120,6 @@ class _Recorder:
 
 
 def test_a_reference_takes_shared_values_and_shares_what_it_computes():
-    from autograder.grading.measure import ReferenceMeasurements
     calls = []
 
     def compute(value):

@@ -7,18 +7,25 @@ from __future__ import annotations
 import copy
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
 
 from autograder.config import GradeConfig
 from autograder.grading import part12_checks, scoring
-from autograder.grading.measure import ReferenceMeasurements, model_digest
-from autograder.grading.parts import GRADED_PARTS
+from autograder.grading.measure import model_digest
 from helpers.checks import TARGETS
 from helpers.models import SmallCNN, plain_state_dict
-from tests.pruned_models import REF_ACCURACY, SMALL, STRUCTURED, UNSTRUCTURED, layer_weights, sparsity, zero_smallest
+from tests.pruned_models import (
+    REF_ACCURACY,
+    SMALL,
+    STRUCTURED,
+    UNSTRUCTURED,
+    layer_weights,
+    reference_of,
+    sparsity,
+    zero_smallest,
+)
 
 
 def zero_filters(model: nn.Module, fraction: float) -> nn.Module:
@@ -39,10 +46,7 @@ def base():
 
 @pytest.fixture()
 def ref(base):
-    data = [np.zeros((1, 32, 32, 3), np.uint8), np.zeros(1, np.int64)]
-    accuracy = {gp.name: dict.fromkeys(TARGETS, REF_ACCURACY) for gp in GRADED_PARTS}
-    return ReferenceMeasurements(model=base, arch="SmallCNN", config=SMALL, test_data=data, device="cpu",
-                                 accuracy=accuracy, digests={gp.name: {} for gp in GRADED_PARTS})
+    return reference_of(base)
 
 
 @pytest.fixture()

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-import numpy as np
 import pytest
 import torch
 from torch.nn.utils import prune
@@ -22,7 +21,9 @@ from tests.part3_models import (
     SMALL,
     StrictAccuracy,
     base,
+    grade_config,
     masked,
+    reference,
     removed_by_hand,
     small_data,
     unstructured_90,
@@ -32,18 +33,12 @@ from tests.part3_models import (
 
 @pytest.fixture()
 def ref():
-    from autograder.grading.measure import ReferenceMeasurements
-    data = [IMAGES, np.arange(16) % 10]
-    return ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy={})
+    return reference()
 
 
 @pytest.fixture()
 def cfg(tmp_path):
-    from autograder.config import GradeConfig
-    from helpers.models import save_model
-    (tmp_path / "subs").mkdir()
-    return GradeConfig(submissions=tmp_path / "subs", data_root="synthetic",
-                       model=save_model(base(), tmp_path / "m.pt"), out=tmp_path / "out")
+    return grade_config(tmp_path)
 
 
 def test_hidden_removal_check_compares_with_the_students_own_part2_model(monkeypatch, ref, cfg):

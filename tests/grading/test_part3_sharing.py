@@ -4,16 +4,15 @@ measured for it, and each starting model is replayed once under its own digest.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from helpers.finetune import fine_tune
 from helpers.models import copy_model, plain_state_dict
 from tests.part3_models import (
     DEAD,
-    IMAGES,
     SMALL,
     base,
+    grade_config,
     masked,
     removed_by_hand,
     small_data,
@@ -23,19 +22,8 @@ from tests.part3_models import (
 
 
 @pytest.fixture()
-def ref():
-    from autograder.grading.measure import ReferenceMeasurements
-    data = [IMAGES, np.arange(16) % 10]
-    return ReferenceMeasurements(model=base(), arch="SmallCNN", config=SMALL, test_data=data, device="cpu", accuracy={})
-
-
-@pytest.fixture()
 def cfg(tmp_path):
-    from autograder.config import GradeConfig
-    from helpers.models import save_model
-    (tmp_path / "subs").mkdir()
-    return GradeConfig(submissions=tmp_path / "subs", data_root="synthetic",
-                       model=save_model(base(), tmp_path / "m.pt"), out=tmp_path / "out")
+    return grade_config(tmp_path)
 
 
 class DictStore:

@@ -58,7 +58,7 @@ def test_the_wheel_ships_helpers_alone(bundle):
         tops = {name.split("/")[0] for name in whl.namelist()}
         names = whl.namelist()
     assert tops == {"helpers", f"pruning_course_helpers-{helpers_version()}.dist-info"}
-    assert "helpers/_speed/inference.py" in names and "helpers/locate.py" in names
+    assert "helpers/_speed/inference.py" in names and "helpers/_locate.py" in names and "helpers/checks.py" in names
     assert not [n for n in names if n.endswith(".pyc")]
 
 

@@ -94,10 +94,9 @@ def _release_parser(sub) -> argparse.ArgumentParser:
 
 
 def _train_parser(sub) -> argparse.ArgumentParser:
-    train = sub.add_parser("train", add_help=False,
-                           help="train the reference model students prune (python -m autograder train --help)")
-    train.add_argument("args", nargs=argparse.REMAINDER)
-    return train
+    # listed here for --help only: main hands everything after "train" to autograder.train.main, which parses it
+    return sub.add_parser("train", add_help=False,
+                          help="train the reference model students prune (python -m autograder train --help)")
 
 
 def _release(args, parser) -> int:
@@ -191,10 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     _grade_parser(sub)
     _release_parser(sub)
     _train_parser(sub)
-    args = parser.parse_args(argv)
-    if args.command == "train":
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["train"]:
         from .train import main as train_main
-        return train_main(args.args)
+        return train_main(argv[1:])
+    args = parser.parse_args(argv)
     if args.command == "grade":
         return _grade(args, parser)
     if args.command == "release":

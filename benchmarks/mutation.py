@@ -48,17 +48,26 @@ def explanations() -> dict[str, str]:
 
 
 def run(max_children: int) -> dict:
+    """Mutate and test from scratch (``mutants/`` is made anew); the record :func:`record` makes."""
     shutil.rmtree(REPO / "mutants", ignore_errors=True)
     start = time.perf_counter()
-    _mutmut("run", "--max-children", str(max_children), check=False)
-    seconds = time.perf_counter() - start
+    out = _mutmut("run", "--max-children", str(max_children), check=False)
+    return record(time.perf_counter() - start, out)
+
+
+def record(seconds: float, output: str = "") -> dict:
+    """The counts, score and survivors (each with its explanation) of the mutmut run in ``mutants/``, which
+    took ``seconds``. Raises ``RuntimeError`` when no mutant was decided (mutmut's run of the tests failed before
+    any mutant ran: its ``output`` says why), so that no empty score is recorded."""
     _mutmut("export-cicd-stats")
     stats = json.loads((REPO / "mutants" / "mutmut-cicd-stats.json").read_text())
+    decided = stats["killed"] + stats["survived"] + stats.get("timeout", 0)
+    if not decided:
+        raise RuntimeError(f"mutmut decided no mutant (its run of the tests failed?):\n{output[-3000:]}")
     survivors = sorted(re.findall(r"^\s+(\S+): survived$", _mutmut("results"), re.M))
     why = explanations()
-    decided = stats["killed"] + stats["survived"] + stats.get("timeout", 0)
     return {"command": "make mutation", "seconds": round(seconds, 1), **stats,
-            "score": round(stats["killed"] / decided, 4) if decided else None,
+            "score": round(stats["killed"] / decided, 4),
             "survivors": {s: why.get(s, "NOT EXPLAINED") for s in survivors}}
 
 
@@ -68,13 +77,18 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     result = run(args.max_children)
     print(json.dumps(result, indent=1))
+    save(result)
+    return 0
+
+
+def save(result: dict) -> None:
+    """Put ``result`` under ``mutation`` in ``results.json`` and rewrite ``RESULTS.md``."""
     path = OUT / "results.json"
     results = json.loads(path.read_text()) if path.is_file() else {}
     results["mutation"] = result
     path.write_text(json.dumps(results, indent=1))
     from benchmarks.report import write_markdown
     write_markdown(results, OUT / "RESULTS.md")
-    return 0
 
 
 if __name__ == "__main__":

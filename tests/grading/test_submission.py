@@ -10,10 +10,12 @@ import pytest
 
 from autograder.config import DISPLAY_CELLS
 from autograder.grading.submission import (
+    PREAMBLE_CELLS,
     SEED_CELL,
     SubmissionError,
     _instructor_owned,
     find_submissions,
+    preamble_end,
     prepare_notebook,
     read_notebook,
     strip_hidden_tests,
@@ -184,9 +186,10 @@ def test_find_submissions_paths_and_bad_ids(tmp_path):
     assert [(s.student_id, s.path, s.notes) for s in subs] == [
         ("ann", tmp_path / "ann" / "pruning" / "pruning.ipynb", [])]
     assert problems == [("b c", "student id has characters other than letters, digits and ._@+-")]
-    (tmp_path / "b c").rmdir()
-    (tmp_path / "bob").mkdir()
-    assert find_submissions(tmp_path)[1] == [("bob", "no notebook in the submission (expected pruning/pruning.ipynb)")]
+    (tmp_path / "bob").mkdir()  # after a bad id: every folder is still looked at
+    assert find_submissions(tmp_path)[1] == [
+        ("b c", "student id has characters other than letters, digits and ._@+-"),
+        ("bob", "no notebook in the submission (expected pruning/pruning.ipynb)")]
 
 
 def test_restored_cells_are_the_graders_own_and_carry_nothing_from_the_source(source, release):
@@ -344,3 +347,11 @@ def test_samples_fill_the_solution_cells(release):
     nb = build_notebook(sample, release)
     cell = next(c for c in nb.cells if gid(c) == "prune_unstructured")
     assert "global_unstructured" in cell.source and "NotImplementedError" not in cell.source
+
+
+def test_the_set_up_ends_at_the_last_set_up_cell_or_at_the_seed_cell(source, release):
+    nb, _ = prepare_notebook(release, source)
+    last = max(i for i, c in enumerate(nb.cells) if gid(c) in PREAMBLE_CELLS)
+    assert preamble_end(nb) == last > 0
+    nb.cells = [c for c in nb.cells if gid(c) not in PREAMBLE_CELLS]
+    assert preamble_end(nb) == 0, "no set-up cell: only the seed cell (index 0) is the grader's"

@@ -27,6 +27,7 @@ def test_environment_yml_matches_pyproject():
     assert requirement_names(env_pip) == requirement_names(wanted)
 
 
+@pytest.mark.slow  # builds the wheel
 def test_student_wheel_contains_only_helpers(tmp_path):
     pytest.importorskip("setuptools")
     import subprocess

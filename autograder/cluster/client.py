@@ -25,6 +25,7 @@ Runs in the grader's process.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import pickle
 import shlex
@@ -137,9 +138,13 @@ class DaskCluster:
         self._registered = False
         #: This grading run's name in the scheduler's metadata (its shared measurements: :meth:`store`).
         self.run = f"pgrade-{uuid.uuid4().hex[:12]}"
-        #: A private folder for the run's shared files (the grading data sent to the workers).
-        self.work = Path(tempfile.mkdtemp(prefix="pgrade-client-"))
         self.where = "on a Dask cluster"
+
+    @functools.cached_property
+    def work(self) -> Path:
+        """A private folder for the run's shared files (the grading data sent to the workers), made when first
+        asked for and removed by :meth:`close`."""
+        return Path(tempfile.mkdtemp(prefix="pgrade-client-"))
 
     @classmethod
     def open(cls, cfg: GradeConfig, progress: bool = True) -> DaskCluster:
@@ -200,7 +205,8 @@ class DaskCluster:
             if self.local_cluster is not None:
                 self.local_cluster.close()
         finally:
-            shutil.rmtree(self.work, ignore_errors=True)
+            if "work" in self.__dict__:  # made (cached_property) only when a run asked for it
+                shutil.rmtree(self.work, ignore_errors=True)
 
     def publish(self, ref: Future) -> None:
         """Give every worker the reference's measurements once ``ref`` (a future of

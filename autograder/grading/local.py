@@ -52,7 +52,7 @@ class LocalSlots:
     """
 
     def __init__(self, cfg: GradeConfig, root: Path, pool: SlotPool, capped: bool):
-        self.cfg, self.work, self.pool, self._capped = cfg, root, pool, capped
+        self.work, self.pool, self._capped = root, pool, capped
         self.where = f"with --jobs {cfg.jobs}"
         #: The kernels' address-space cap in bytes (a sandbox without cgroups, on the CPU), set by :meth:`prepare`.
         self.rlimit_as: int | None = None

@@ -44,6 +44,7 @@ from distributed.utils import get_mp_context
 
 from ..config import REPO_ROOT, GradeConfig, local_workers
 from ..grading.results import CheckResult, StudentGrade
+from ..runner.limits import LimitsInForce
 from . import ClusterError, ClusterLost, WorkerLost
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
@@ -267,7 +268,24 @@ class DaskCluster:
                 raise ClusterError(f"a worker cannot import the course's code ({exc}); start every worker from "
                                    f"the course's environment: {worker_command(self.address)}") from None
             raise ClusterError(f"a worker could not prepare for grading: {type(exc).__name__}: {exc}") from None
+        self._limits = self._worker_limits()
         return max(IN_FLIGHT, 2 * sum(self.client.nthreads().values()))
+
+    def _worker_limits(self) -> dict[str, dict]:
+        """Each prepared worker's limits (:class:`~autograder.runner.limits.LimitsInForce`), printed here too:
+        the TA reads them with the run's first lines, not in the workers' logs."""
+        try:
+            found = {address: limits for address, limits in self.client.run(_limits).items() if limits}
+        except Exception:  # noqa: BLE001 - only a report
+            return {}
+        for address, limits in sorted(found.items()):
+            for line in LimitsInForce(**limits).lines():
+                print(f"{address}: {line}", flush=True)
+        return found
+
+    def limits_in_force(self) -> dict:
+        """The workers' limits by address, as :meth:`prepare` found them."""
+        return dict(getattr(self, "_limits", {}))
 
     def score(self, sub: Submission, nb_bytes: bytes, jobs: JobContext) -> StudentGrade:
         """Grade ``sub`` on a worker; its executed notebook is written to ``jobs.executed_dir`` here."""
@@ -297,6 +315,12 @@ class DaskCluster:
         except Exception:  # noqa: BLE001 - only a statistic
             return 0
         return sum(counts.values())
+
+
+def _limits(dask_worker=None) -> dict | None:
+    plugin = dask_worker.plugins.get(PLUGIN_NAME)
+    slots = getattr(plugin, "slots", None)
+    return slots.limits.as_dict() if slots is not None else None
 
 
 def _restarts(dask_worker=None) -> int:

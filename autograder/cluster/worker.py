@@ -31,7 +31,6 @@ import asyncio
 import hashlib
 import os
 import shutil
-import tempfile
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -41,6 +40,7 @@ from pathlib import Path
 from distributed import WorkerPlugin, get_worker
 
 from ..config import REPO_ROOT, GradeConfig
+from ..grading.local import private_folder
 
 __all__ = ["GradingPlugin", "grade_task", "task_record", "code_digest", "PLUGIN_NAME"]
 
@@ -104,7 +104,7 @@ class GradingPlugin(WorkerPlugin):
                                  f"(helpers/, autograder/ or the source notebook differ); update its checkout")
         self._lock = threading.Lock()
         _drop_nanny_allocator_setting()
-        self._folder = Path(tempfile.mkdtemp(prefix=f"pgrade-{os.getpid()}-worker-"))  # removed when stale
+        self._folder, self._folder_lock = private_folder("worker")  # removed when stale
         # Off the event loop (the worker keeps answering the scheduler), in a thread that lives until
         # teardown: the slot servers' sandboxes die with the thread that started them (--die-with-parent).
         self._owner = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-slots")
@@ -185,6 +185,7 @@ class GradingPlugin(WorkerPlugin):
             self.slots.close()
         if self._folder is not None:
             shutil.rmtree(self._folder, ignore_errors=True)
+            os.close(self._folder_lock)
         if self._owner is not None:
             self._owner.shutdown(wait=False)
         self.slots = self._folder = self.jobs = self._owner = None

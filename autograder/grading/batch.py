@@ -146,7 +146,8 @@ def grade_all(cfg: GradeConfig, start: float, executor: Executor, progress: bool
             journal.close()
     _finish(cfg, grades, max_score, course, timed, {**setup_seconds, "jobs": cfg.jobs, "sandbox": cfg.sandbox,
                                                     "reused": run.reused, "slot_restarts": executor.restarts(),
-                                                    "cluster": cfg.cluster}, start, progress, executor.where)
+                                                    "cluster": cfg.cluster, "limits": executor.limits_in_force()},
+            start, progress, executor.where)
     return grades
 
 

@@ -27,7 +27,8 @@ class Executor(Protocol):
 
     The run calls, in order: :meth:`prepare` (before its own imports, so that remote workers start meanwhile),
     :meth:`preflight`, :meth:`store` and :meth:`share` (the reference's measurements), :meth:`score` once per
-    submission that must run (from several threads), :meth:`restarts`; the opener's caller then closes it.
+    submission that must run (from several threads), :meth:`restarts` and :meth:`limits_in_force`; the opener's
+    caller then closes it.
     """
 
     #: A private folder for the files the run shares with its jobs (the grading data); removed by :meth:`close`.
@@ -55,6 +56,10 @@ class Executor(Protocol):
 
     def restarts(self) -> int:
         """Kernel servers restarted so far (a notebook killed one, say)."""
+
+    def limits_in_force(self) -> dict:
+        """The memory, process and CPU-time limits the notebooks run under, for ``timings.json``
+        (:meth:`LimitsInForce.as_dict <autograder.runner.limits.LimitsInForce.as_dict>`; a cluster's by worker)."""
 
     def close(self) -> None:
         """Stop what :meth:`prepare` and the opener started and remove :attr:`work`."""

@@ -10,6 +10,7 @@ grading machine (:class:`MachineFailure`) is retried on a fresh kernel server, n
 from __future__ import annotations
 
 import shutil
+import signal
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from helpers.config import ENV_CACHE, ENV_EVAL_PER_CLASS, ENV_MODEL, ENV_ROOT
 from ..config import DISPLAY_CELLS, GradeConfig
 from ..runner.execute import run_notebook
 from ..runner.kernels import kernel_environment
-from ..runner.limits import format_size
+from ..runner.limits import KernelRlimits, format_size
 from ..runner.provisioning import ForkedKernelManager, SandboxedKernelManager
 from ..runner.sandbox import inside_path
 from ..runner.slots import Slot, SlotPool
@@ -30,8 +31,9 @@ from .results import StudentGrade, not_graded
 from .scoring import score_submission
 from .submission import Submission, SubmissionError, preamble_end, prepare_notebook, read_notebook
 
-__all__ = ["run_and_score", "job_environment", "preamble_failure", "MachineFailure", "prepare_job", "execute_job",
-           "restart_slot", "log_tail", "with_log", "NOT_SANDBOXED", "EXPORT_CODE", "RETRIES"]
+__all__ = ["run_and_score", "run_job", "job_environment", "preamble_failure", "MachineFailure", "prepare_job",
+           "execute_job", "limit_status", "memory_stop", "restart_slot", "log_tail", "with_log", "NOT_SANDBOXED",
+           "EXPORT_CODE", "RETRIES"]
 
 #: The note every row gets when grading ran with ``--no-sandbox``.
 NOT_SANDBOXED = "not sandboxed"
@@ -59,22 +61,72 @@ def job_environment(job: Path, threads: int, sandbox) -> dict[str, str]:
     return env
 
 
-def _limit_status(status: str, before: dict, after: dict, cfg: GradeConfig) -> tuple[str, list[str]]:
-    """The job's status and notes once the slot's limit counters are known."""
-    notes = []
+#: What an allocation past an address-space limit raises (Python's own, torch's CPU allocator, numpy's).
+_OUT_OF_MEMORY = ("can't allocate memory", "Cannot allocate memory", "Unable to allocate")
+#: What a fork or a thread refused by the process limit says (``EAGAIN``).
+_REFUSED = ("Resource temporarily unavailable", "can't start new thread")
+
+
+def _out_of_memory(cell) -> bool:
+    """Did the executed ``cell`` fail because an allocation failed?"""
+    return any(o.get("output_type") == "error" and (o.get("ename") == "MemoryError" or any(
+        m in f"{o.get('ename')}: {o.get('evalue')}" for m in _OUT_OF_MEMORY)) for o in cell.get("outputs", []))
+
+
+def _refused(cell) -> bool:
+    """Does the executed ``cell`` show a refused fork or thread (raised, or caught and printed)?"""
+    return any(m in f"{o.get('text', '')}{o.get('ename', '')}: {o.get('evalue', '')}" for o in cell.get("outputs", [])
+               for m in _REFUSED)
+
+
+def _grade_id(nb, cell) -> str:
+    return cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {nb.cells.index(cell)}"
+
+
+def memory_stop(limits: KernelRlimits | None, cfg: GradeConfig):
+    """A :func:`~autograder.runner.execute.run_notebook` ``stop_when`` for kernels under an address-space limit: a
+    cell whose allocation failed ends the run as the cgroup's OOM killer would have, with the same status (under
+    rlimits the kernel would survive, and the notebook's later cells run short of memory); ``None`` without."""
+    if limits is None or not limits.memory:
+        return None
+    status = f"error: memory limit ({format_size(cfg.memory_limit)}) exceeded"
+    return lambda cell: status if cell.cell_type == "code" and _out_of_memory(cell) else None
+
+
+def limit_status(done: dict, before: dict, after: dict, slot: Slot, cfg: GradeConfig) -> tuple[str, list[str]]:
+    """The job's status and notes, with the limit named that stopped it or refused it something.
+
+    ``done``: what :func:`~autograder.runner.execute.run_notebook` returned; ``before`` and ``after``: the slot's
+    cgroup counters around the run (:meth:`~autograder.runner.cgroups.SlotCgroup.events`; empty without one).
+    Under rlimits a kernel past the CPU-time limit is killed by ``SIGXCPU``, and a fork or thread past the
+    process limit is refused (the notebook shows it).
+    """
+    status, notes = done["status"], []
+    died = status.startswith("error: the kernel died")
     if after.get("oom_kill", 0) > before.get("oom_kill", 0):
         status = f"error: memory limit ({format_size(cfg.memory_limit)}) exceeded"
     if after.get("pids_max", 0) > before.get("pids_max", 0):
         notes.append(f"process limit ({cfg.pids_limit}) reached: the notebook's forks were refused")
-        if status.startswith("error: the kernel died"):
+        if died:
             status = f"error: process limit ({cfg.pids_limit}) reached"
+    limits, nb = slot.rlimits, done["notebook"]
+    if limits is None:
+        return status, notes
+    if limits.cpu_seconds and died and (done.get("kernel_exit") or {}).get("signal") == signal.SIGXCPU:
+        status = f"error: CPU time limit ({limits.cpu_seconds} s of one process) exceeded"
+    short = next((c for c in nb.cells if c.cell_type == "code" and _out_of_memory(c)), None)
+    if limits.memory and short is not None:
+        notes.append(f"an allocation in {_grade_id(nb, short)} went past the memory limit (the kernel's address space)")
+    refused = next((c for c in nb.cells if c.cell_type == "code" and _refused(c)), None)
+    if limits.processes and refused is not None:
+        notes.append(f"process limit ({cfg.pids_limit}) reached in {_grade_id(nb, refused)}: a fork or thread was "
+                     "refused")
     return status, notes
 
 
-def run_and_score(sub: Submission, nb_bytes: bytes, run: JobContext, slots: SlotPool,
-                  rlimit_as: int | None = None) -> StudentGrade:
+def run_and_score(sub: Submission, nb_bytes: bytes, run: JobContext, slots: SlotPool) -> StudentGrade:
     """Prepare, run and score one notebook in a free slot of ``slots`` (the executed notebook is kept in
-    ``run.executed_dir``; ``rlimit_as``: the kernel's address-space cap in bytes, or ``None``).
+    ``run.executed_dir``).
 
     A failure of the grading machine before any student code ran (:class:`MachineFailure`) is tried again on a
     fresh kernel server, :data:`RETRIES` times; if it persists, or the grader itself fails, the row says
@@ -96,7 +148,7 @@ def run_and_score(sub: Submission, nb_bytes: bytes, run: JobContext, slots: Slot
         try:
             if attempt:
                 restart_slot(slot)  # a fresh kernel server too, not only a fresh kernel
-            grade = _run_in_slot(sub, nb, notes, slot, run, start, rlimit_as)
+            grade = _run_in_slot(sub, nb, notes, slot, run, start)
         except MachineFailure as exc:
             tries.append(str(exc))
         except Exception as exc:  # noqa: BLE001 - the grader's own failure: never a grade, not worth a retry
@@ -140,23 +192,31 @@ def preamble_failure(nb, status: str) -> str | None:
     return None
 
 
-def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: JobContext, start: float,
-                 rlimit_as: int | None) -> StudentGrade:
-    cfg, points = run.cfg, run.points
+def run_job(slot: Slot, nb, run: JobContext) -> tuple[dict, list[str], Path]:
+    """Prepare and run ``nb`` in ``slot``: what every notebook goes through, the preflight's too.
+
+    Returns what :func:`execute_job` returns and the job folder. Raises :class:`MachineFailure` when the grading
+    machine failed before any student code ran."""
     job = prepare_job(slot, nb, run)
-    timings = {"prepare": round(time.perf_counter() - start, 3)}
-    done, limit_notes = execute_job(slot, job, run, rlimit_as)
+    prepared = time.perf_counter()
+    done, notes = execute_job(slot, job, run)
+    done["prepared"] = prepared
     machine = preamble_failure(done["notebook"], done["status"])
     if machine is not None:
         raise MachineFailure(with_log(machine, job / "executed.kernel.log", slot.log))
+    return done, notes, job
+
+
+def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: JobContext, start: float) -> StudentGrade:
+    cfg, points = run.cfg, run.points
+    done, limit_notes, job = run_job(slot, nb, run)
+    timings = {"prepare": round(done["prepared"] - start, 3)}
     ref = run.ref.result()
     begin = time.perf_counter()
     checks = score_submission(job / "export", ref, cfg, points)
     timings.update(kernel=done["seconds"], score=round(time.perf_counter() - begin, 3), cells=done["cells"])
-    executed = None
-    if (job / "executed.ipynb").is_file():
-        executed = run.executed_dir / f"{sub.student_id}.ipynb"
-        shutil.copy(job / "executed.ipynb", executed)
+    executed = run.executed_dir / f"{sub.student_id}.ipynb"
+    shutil.copy(done["executed"], executed)
     return StudentGrade(sub.student_id, done["status"], checks, notes + limit_notes, executed=executed,
                         timings=timings)
 
@@ -194,19 +254,32 @@ def with_log(reason: str, *logs: Path) -> str:
     return reason
 
 
-def execute_job(slot: Slot, job: Path, run: JobContext, rlimit_as: int | None = None) -> tuple[dict, list[str]]:
-    """Run the job's notebook in the slot (``rlimit_as``: the kernel's address-space cap in bytes, or ``None``);
-    the run's result and notes on limits that were hit."""
+def execute_job(slot: Slot, job: Path, run: JobContext) -> tuple[dict, list[str]]:
+    """Run the job's notebook in the slot; what :func:`~autograder.runner.execute.run_notebook` returns (with
+    ``"executed"``: where the executed notebook was written, in the slot's private folder) and notes on limits
+    that were hit. Once the kernel has ended, the slot is settled (:meth:`~autograder.runner.slots.Slot.settle`:
+    nothing of the notebook's runs on, its folder is the grader's again) before anything of the job is read.
+    Raises :class:`MachineFailure` when the slot folder itself vanished (not the notebook's doing: it cannot
+    remove the folder its sandbox is built on)."""
     cfg = run.cfg
-    before = slot.limits.events() if slot.limits else {}
+    before = slot.cgroup.events() if slot.cgroup else {}
     sandboxed = slot.sandbox is not None
     env = job_environment(inside_path(job, slot.folder) if sandboxed else job, cfg.threads_per_job, slot.sandbox)
     km = None
     if slot.server is None and slot.sandbox is not None:
-        km = SandboxedKernelManager.for_job(job, slot.sandbox, slot.folder, slot.limits)
+        km = SandboxedKernelManager.for_job(job, slot.sandbox, slot.folder, slot.cgroup, slot.rlimits, slot.preload)
     elif slot.server is not None:
-        km = ForkedKernelManager.for_server(slot.server, job / "executed.kernel.log", job=job, rlimit_as=rlimit_as)
-    done = run_notebook(job / "pruning.ipynb", job / "executed.ipynb", env, cfg.cell_timeout, cfg.timeout, km=km)
-    after = slot.limits.events() if slot.limits else {}
-    done["status"], notes = _limit_status(done["status"], before, after, cfg)
+        km = ForkedKernelManager.for_server(slot.server, job / "executed.kernel.log", job=job, rlimits=slot.rlimits)
+    executed = slot.private / "executed.ipynb"
+    done = run_notebook(job / "pruning.ipynb", executed, env, cfg.cell_timeout, cfg.timeout, km=km,
+                        after_kernel=slot.settle, stop_when=memory_stop(slot.rlimits, cfg))
+    if not slot.folder.is_dir():
+        raise MachineFailure(f"the job slot's folder {slot.folder} was deleted while the notebook ran, by another "
+                             f"program (a cleaner of {slot.folder.parent.parent}?): grade with TMPDIR set to a "
+                             "private folder")
+    done["executed"] = executed
+    after = slot.cgroup.events() if slot.cgroup else {}
+    done["status"], notes = limit_status(done, before, after, slot, cfg)
+    if not job.is_dir():
+        notes.append("the notebook deleted its own folder, and with it the results the checks read")
     return done, notes

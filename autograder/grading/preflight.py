@@ -1,13 +1,17 @@
-"""The check that a grading machine can run a notebook at all.
+"""The check that a grading machine can run a notebook at all, the way it runs every student's.
 
 Before the first submission, every job slot of the run (each local slot; on a cluster, each slot of each
-worker, when the worker prepares) runs the *preflight notebook* exactly as it will run students' notebooks:
-in its sandbox, under its limits, forked from its warm kernel server, in a job folder with the grading
-data, the model and the export code. The notebook is the seed cell and the instructor's set-up cells
+worker, when the worker prepares) runs the *preflight notebook* through the very path a student's notebook
+takes (:func:`~autograder.grading.notebook_job.run_job`): in its sandbox, under its limits, forked from its
+warm kernel server, in a job folder with the grading data, the model and the export code; the slot is settled
+and its folder taken back afterwards, and the executed notebook written where the grader keeps it. The
+notebook is the seed cell and the instructor's set-up cells
 (:data:`~autograder.grading.submission.PREAMBLE_CELLS`: the install check, the imports, loading the data and
-the model), followed by one cell that checks ``helpers`` and ``torch`` are the grader's. If anything fails,
-:func:`preflight` raises :class:`PreflightError`, whose message is one paragraph: what failed, the last
-lines of the kernel's log, and what to do. The command then stops before any row is written.
+the model), followed by one cell that checks ``helpers`` and ``torch`` are the grader's, reports the limits
+the kernel runs under and saves an export as a hidden-test region does. The grader then reads that export
+back and compares the limits with the ones it set. If anything fails, :func:`preflight` raises
+:class:`PreflightError`, whose message is one paragraph: what failed, the last lines of the kernel's log, and
+what to do. The command then stops before any row is written.
 
 Runs in the grader's process (or a cluster worker's).
 """
@@ -15,6 +19,7 @@ Runs in the grader's process (or a cluster worker's).
 from __future__ import annotations
 
 import copy
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -23,14 +28,24 @@ import nbformat
 from ..runner.slots import Slot
 from .errors import PreflightError
 from .jobs import JobContext
-from .notebook_job import MachineFailure, execute_job, log_tail, preamble_failure, prepare_job, restart_slot
+from .notebook_job import MachineFailure, log_tail, restart_slot, run_job
+from .scoring import load_export
 from .submission import SEED_CELL, preamble_end
 
 __all__ = ["preflight", "preflight_notebook", "PreflightError", "PREFLIGHT_MARK"]
 
 #: What the preflight notebook's last cell prints when the kernel has everything a notebook needs.
 PREFLIGHT_MARK = "preflight: ready"
-_CHECK = ("import helpers, torch\n"
+#: What it prints before the kernel's limits (JSON: ``{"RLIMIT_AS": soft limit, ...}``, -1 for none).
+_LIMITS_MARK = "preflight limits: "
+#: The part the check cell exports (with nothing in it), as the hidden tests' regions export each part.
+_EXPORTED = "finetune"
+_CHECK = ("import json as _json, os as _os, resource as _resource, runpy as _runpy\n"
+          "import helpers, torch\n"
+          "print(\"" + _LIMITS_MARK + "\" + _json.dumps({_n: _resource.getrlimit(getattr(_resource, _n))[0]\n"
+          "      for _n in ('RLIMIT_AS', 'RLIMIT_NPROC', 'RLIMIT_CPU')}))\n"
+          "if _os.environ.get('PRUNING_EXPORT_CODE'):\n"
+          "    _runpy.run_path(_os.environ['PRUNING_EXPORT_CODE'])['export']('" + _EXPORTED + "', {})\n"
           "print(f\"" + PREFLIGHT_MARK + " (torch {torch.__version__}, helpers from {helpers.__file__}, "
           "{type(model).__name__} loaded)\")")
 
@@ -47,53 +62,74 @@ def preflight_notebook(source) -> nbformat.NotebookNode:
     return nb
 
 
-def preflight(slots: list[Slot], jobs: JobContext, rlimit_as: int | None = None, where: str = "") -> float:
-    """Run the preflight notebook in every slot of ``slots`` at once (``rlimit_as``: the kernels' address-space
-    cap in bytes, or ``None``); the seconds it took.
+def preflight(slots: list[Slot], jobs: JobContext, where: str = "") -> float:
+    """Run the preflight notebook in every slot of ``slots`` at once; the seconds it took.
 
     ``where``: who runs the slots, for the message (a worker's address). Raises :class:`PreflightError`.
     """
     start = time.perf_counter()
     nb = preflight_notebook(jobs.source)
     with ThreadPoolExecutor(max_workers=max(1, len(slots)), thread_name_prefix="pgrade-preflight") as pool:
-        problems = [p for p in pool.map(lambda slot: _one(slot, nb, jobs, rlimit_as), slots) if p]
+        problems = [p for p in pool.map(lambda slot: _one(slot, nb, jobs), slots) if p]
     if problems:
         raise PreflightError(_paragraph(problems[0], where, jobs))
     return round(time.perf_counter() - start, 3)
 
 
-def _one(slot: Slot, nb, jobs: JobContext, rlimit_as: int | None) -> tuple[str, list[str]] | None:
+def _one(slot: Slot, nb, jobs: JobContext) -> tuple[str, list[str]] | None:
     """``None`` when the slot ran the preflight notebook (a second time on a fresh kernel server if the first
     failed: a passing hiccup does not stop a class); else what failed and the kernel's last log lines."""
-    if _attempt(slot, nb, jobs, rlimit_as) is None:
+    if _attempt(slot, nb, jobs) is None:
         return None
-    return _attempt(slot, nb, jobs, rlimit_as, fresh_server=True)
+    return _attempt(slot, nb, jobs, fresh_server=True)
 
 
-def _attempt(slot: Slot, nb, jobs: JobContext, rlimit_as: int | None,
-             fresh_server: bool = False) -> tuple[str, list[str]] | None:
+def _attempt(slot: Slot, nb, jobs: JobContext, fresh_server: bool = False) -> tuple[str, list[str]] | None:
+    log = slot.job / "executed.kernel.log"
     try:
         if fresh_server:
             restart_slot(slot)
-        job = prepare_job(slot, nb, jobs)
-        done, _ = execute_job(slot, job, jobs, rlimit_as)
-        executed = done["notebook"]
-        reason = preamble_failure(executed, done["status"])
+        done, _, job = run_job(slot, nb, jobs)
+        reason = _check_cell(done["notebook"].cells[-1], done["status"], slot)
         if reason is None:
-            check = executed.cells[-1]
-            printed = "".join(o.get("text", "") for o in check.get("outputs", []))
-            error = next((o for o in check.get("outputs", []) if o.get("output_type") == "error"), None)
-            if error is not None:
-                reason = f"the check that helpers and torch import failed: {error.get('ename')}: {error.get('evalue')}"
-            elif PREFLIGHT_MARK not in printed:
-                reason = f"the check cell did not finish (status {done['status']})"
+            record, problem = load_export(job / "export" / f"{_EXPORTED}.pt")
+            if record is None:
+                reason = f"the grader could not read back what the kernel exported ({problem})"
         if reason is None:
             return None
-        return reason, log_tail(job / "executed.kernel.log", 8) or log_tail(slot.log, 8)
+        return reason, log_tail(log, 8) or log_tail(slot.log, 8)
     except MachineFailure as exc:
         return str(exc), log_tail(slot.log, 8)
+    except OSError as exc:  # the grader's own files of the job
+        return f"the grader could not read or write the job's files: {exc}", log_tail(log, 8) or log_tail(slot.log, 8)
     finally:
         slot.clean()
+
+
+def _check_cell(check, status: str, slot: Slot) -> str | None:
+    """Why the executed check cell shows a machine that cannot grade (``None``: it can)."""
+    printed = "".join(o.get("text", "") for o in check.get("outputs", []))
+    error = next((o for o in check.get("outputs", []) if o.get("output_type") == "error"), None)
+    if error is not None:
+        return f"the check that helpers and torch import failed: {error.get('ename')}: {error.get('evalue')}"
+    if PREFLIGHT_MARK not in printed:
+        return f"the check cell did not finish (status {status})"
+    line = next(ln for ln in printed.splitlines() if ln.startswith(_LIMITS_MARK))
+    return _limits_problem(json.loads(line[len(_LIMITS_MARK):]), slot)
+
+
+def _limits_problem(seen: dict[str, int], slot: Slot) -> str | None:
+    """Why the rlimits the kernel reported (``-1``: none) are not the ones the slot's kernels set on themselves."""
+    want = slot.rlimits
+    if want is None:
+        return None
+    expected = {"RLIMIT_NPROC": want.processes, "RLIMIT_CPU": want.cpu_seconds}
+    wrong = [f"{name} is {seen[name]}, not {n}" for name, n in expected.items() if n and seen[name] != n]
+    if want.memory and seen["RLIMIT_AS"] < 0:
+        wrong.append("RLIMIT_AS is not set")
+    if wrong:
+        return f"the kernel does not run under the limits the grader set ({'; '.join(wrong)})"
+    return None
 
 
 def _advice(text: str, jobs: JobContext) -> str:

@@ -20,6 +20,7 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -33,7 +34,7 @@ from .channels import SteadyKernelManager
 from .kernels import ForkServer
 from .provisioning import ForkedKernelManager
 
-__all__ = ["run_notebook", "cell_seconds", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS"]
+__all__ = ["run_notebook", "cell_seconds", "StopRun", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS"]
 
 #: Text output (streams, tracebacks) one cell may keep, in characters; the rest is dropped.
 MAX_CELL_OUTPUT_CHARS = 20_000
@@ -50,16 +51,33 @@ def _kind_and_size(msg: dict) -> tuple[str, int]:
     return "display", len(json.dumps(content.get("data", {}), default=str))
 
 
+class StopRun(Exception):  # noqa: N818 - not an error: a verdict
+    """A ``stop_when`` verdict (:func:`run_notebook`): the run ends after this cell with :attr:`status`."""
+
+    def __init__(self, status: str):
+        super().__init__(status)
+        self.status = status
+
+
 class _LimitedClient(NotebookClient):
-    """nbclient that stops keeping a cell's outputs past the limits above.
+    """nbclient that stops keeping a cell's outputs past the limits above, and stops the run after a cell
+    that ``stop_when`` gives a status.
 
     Outputs are cut while they arrive, so a notebook printing or plotting in a loop cannot
     fill the grader's memory before its time is up.
     """
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, stop_when: Callable[[nbformat.NotebookNode], str | None] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self._output_chars: dict[tuple[int, str], int] = {}
+        self._stop_when = stop_when
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        status = self._stop_when(cell) if self._stop_when is not None else None
+        if status:
+            raise StopRun(status)
+        return cell
 
     def output(self, outs, msg, display_id, cell_index):
         kind, size = _kind_and_size(msg)
@@ -113,12 +131,16 @@ def _cancel_pending_tasks() -> None:
 
 
 def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float, timeout: float,
-                 server: ForkServer | None = None, km: AsyncKernelManager | None = None) -> dict:
-    """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells", "notebook"}``.
+                 server: ForkServer | None = None, km: AsyncKernelManager | None = None,
+                 after_kernel: Callable[[], None] | None = None,
+                 stop_when: Callable[[nbformat.NotebookNode], str | None] | None = None) -> dict:
+    """Execute ``src`` into ``dst`` in a fresh kernel; return ``{"status", "seconds", "cells", "notebook",
+    "kernel_exit"}``.
 
     ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`;
     ``notebook`` is the executed notebook (what ``dst`` holds): a cell that never ran has no
-    ``execution_count``.
+    ``execution_count``; ``kernel_exit`` is how the kernel ended, ``{"signal": int | None, "code": int |
+    None}`` (``None`` when its kernel manager cannot tell; a kernel killed at the end says ``SIGKILL``).
 
     Args:
         src: prepared notebook; its folder is the kernel's working folder.
@@ -129,6 +151,9 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
             kernel's process group is killed and the status is ``timeout``.
         server: warm fork server to take the kernel from (``None``: spawn one).
         km: the kernel manager to use instead (e.g. a sandboxed spawning one); it wins over ``server``.
+        after_kernel: called once the kernel and its process group are dead, before ``dst`` is written.
+        stop_when: called with each executed cell; a status it returns ends the run there (the kernel is
+            killed, the cells after it do not run, as when the kernel dies).
     """
     nb = nbformat.read(src, as_version=4)
     if km is None and server is not None:
@@ -136,7 +161,7 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
     client = _LimitedClient(nb, km=km, kernel_manager_class=SteadyKernelManager, timeout=int(cell_timeout),
                             kernel_name="python3", allow_errors=True,
                             interrupt_on_timeout=False, record_timing=True, shutdown_kernel="immediate",
-                            resources={"metadata": {"path": str(src.parent)}})
+                            resources={"metadata": {"path": str(src.parent)}}, stop_when=stop_when)
     status = "ok"
     expired = threading.Event()
 
@@ -150,11 +175,19 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
     watchdog = threading.Timer(timeout, expire)
     watchdog.daemon = True
     pids: list[int] = []
-    client.on_notebook_start = lambda **_: pids.append(kernel_pid())
+    started: list = []  # the kernel's provisioner: it knows how the kernel ended
+
+    def on_start(**_) -> None:
+        pids.append(kernel_pid())
+        started.append(getattr(client.km, "provisioner", None))
+
+    client.on_notebook_start = on_start
     start = time.perf_counter()
     try:
         watchdog.start()
         client.execute(env=env, cleanup_kc=True)
+    except StopRun as exc:
+        status = exc.status
     except CellTimeoutError:
         status = "timeout"
     except DeadKernelError:
@@ -168,5 +201,8 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
             _kill_group(pid)  # whatever the notebook started dies with it
         _cancel_pending_tasks()
     seconds = round(time.perf_counter() - start, 2)
+    if after_kernel is not None:
+        after_kernel()
     nbformat.write(client.nb, dst)
-    return {"status": status, "seconds": seconds, "cells": cell_seconds(client.nb), "notebook": client.nb}
+    return {"status": status, "seconds": seconds, "cells": cell_seconds(client.nb), "notebook": client.nb,
+            "kernel_exit": started[0].ended() if started and hasattr(started[0], "ended") else None}

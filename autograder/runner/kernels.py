@@ -4,7 +4,7 @@ Starting a kernel the usual way costs a new Python, ``ipykernel`` and then the n
 ``import torch`` (about 3 seconds of CPU per notebook on the course machine, more than the
 rest of the grading overhead together). A :class:`ForkServer` starts the warm kernel server
 (:mod:`autograder.runner.zygote`, a separate script) once per job slot, inside the slot's sandbox
-(:mod:`autograder.runner.sandbox`) and cgroup (:mod:`autograder.runner.limits`); on request it forks a child
+(:mod:`autograder.runner.sandbox`) and cgroup (:mod:`autograder.runner.cgroups`); on request it forks a child
 that becomes an ordinary ipykernel on the connection file it is given. After each notebook,
 :meth:`ForkServer.reset` has the server kill everything that notebook left (it is PID 1 of the
 slot's PID namespace) and empty the sandbox's scratch folders, so the slot is clean for the
@@ -29,10 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-from .limits import SlotLimits
+from .cgroups import SlotCgroup
+from .limits import KernelRlimits
 from .sandbox import KERNEL_HOME, SLOT_INSIDE, ZYGOTE_INSIDE, Sandbox
 
-__all__ = ["ForkServer", "kernel_environment", "ZYGOTE"]
+__all__ = ["ForkServer", "kernel_environment", "limited_kernel_command", "ZYGOTE"]
 
 #: The warm kernel server's script (run by path, also inside sandboxes).
 ZYGOTE = Path(__file__).with_name("zygote.py")
@@ -65,6 +66,17 @@ def kernel_environment(threads: int, home: Path | None = None, sandbox: Sandbox 
     return env
 
 
+def limited_kernel_command(cmd: list[str], limits: KernelRlimits, preload: tuple[str, ...] = ()) -> list[str]:
+    """The kernel command ``cmd`` (``python -m ipykernel_launcher ARGS``, as seen inside the sandbox) made to
+    import ``preload`` and set ``limits`` on itself first: ``python ZYGOTE --kernel LIMITS PRELOAD -- ARGS``
+    (:func:`autograder.runner.zygote.run_kernel`; the sandbox must show :data:`ZYGOTE` at ``ZYGOTE_INSIDE``).
+    The address-space limit then measures what the notebook adds to a kernel with those imports done."""
+    if "ipykernel_launcher" not in cmd:
+        raise ValueError(f"expected an ipykernel_launcher command, got {cmd}")
+    at = cmd.index("ipykernel_launcher")
+    return [cmd[0], ZYGOTE_INSIDE, "--kernel", json.dumps(limits.request()), *preload, "--", *cmd[at + 1:]]
+
+
 def _outer_pid(parent: int, inner: int) -> int | None:
     """The pid, as this process sees it, of the child of ``parent`` whose pid in its own namespace is ``inner``."""
     for entry in os.listdir("/proc"):
@@ -88,7 +100,7 @@ class ForkServer:
     once at interpreter start (``PYTHONHASHSEED``, ``OMP_NUM_THREADS``) must be set here, since
     the kernels inherit the interpreter rather than start one. With ``sandbox`` the server runs
     as PID 1 of its own bubblewrap sandbox whose one writable folder is ``slot``; with
-    ``limits`` it and all its kernels run in that cgroup. ``preload``: modules the server imports
+    ``cgroup`` it and all its kernels run in that cgroup. ``preload``: modules the server imports
     before it forks (what every notebook would import anyway). Thread-safe.
     """
 
@@ -99,15 +111,15 @@ class ForkServer:
 
     @classmethod
     def for_threads(cls, threads: int, log: Path, sandbox: Sandbox | None = None, slot: Path | None = None,
-                    limits: SlotLimits | None = None, preload: tuple[str, ...] = ()) -> ForkServer:
+                    cgroup: SlotCgroup | None = None, preload: tuple[str, ...] = ()) -> ForkServer:
         """A server for kernels that may use ``threads`` CPU threads each."""
-        return cls(kernel_environment(threads, sandbox=sandbox), log, sandbox, slot, limits, preload)
+        return cls(kernel_environment(threads, sandbox=sandbox), log, sandbox, slot, cgroup, preload)
 
     def __init__(self, env: dict[str, str], log: Path, sandbox: Sandbox | None = None, slot: Path | None = None,
-                 limits: SlotLimits | None = None, preload: tuple[str, ...] = ()):
+                 cgroup: SlotCgroup | None = None, preload: tuple[str, ...] = ()):
         self._lock = threading.Lock()
         self._log = open(log, "ab")  # noqa: SIM115 - closed in close()
-        self.sandbox, self.slot, self.limits = sandbox, slot, limits
+        self.sandbox, self.slot, self.cgroup, self.preload = sandbox, slot, cgroup, tuple(preload)
         cmd = [sys.executable, str(ZYGOTE), *preload]
         info_r = info_w = None
         if sandbox is not None:
@@ -116,14 +128,15 @@ class ForkServer:
             info_r, info_w = os.pipe()
             cmd = sandbox.command([sys.executable, ZYGOTE_INSIDE, *preload], slot, env, pid1=True,
                                   files={ZYGOTE_INSIDE: ZYGOTE}, info_fd=info_w)
-        if limits is not None:
-            cmd = limits.wrap(cmd)
+        if cgroup is not None:
+            cmd = cgroup.wrap(cmd)
         self._proc = subprocess.Popen(cmd, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log,
                                       start_new_session=True, pass_fds=() if info_w is None else (info_w,))
         self._info = info_r
         if info_w is not None:
             os.close(info_w)
         self._inner_parent: int | None = None  # the server's own pid as seen here (sandboxed)
+        self._inner: dict[int, int] = {}  # kernel pids as seen here -> as the server sees them
         self._ready = False
 
     def _reply(self) -> dict:
@@ -141,8 +154,8 @@ class ForkServer:
             self._inner_parent = _read_child_pid(self._info)
             os.close(self._info)
             self._info = None
-        if self.limits is not None:
-            self.limits.arm()
+        if self.cgroup is not None:
+            self.cgroup.arm()
 
     def wait_ready(self) -> ForkServer:
         """Block until the server has imported everything (its memory limit is set then)."""
@@ -160,22 +173,37 @@ class ForkServer:
             self._proc.stdin.flush()
             return self._reply()
 
-    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path, rlimit_as: int | None = None) -> int:
+    def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, log: Path,
+              limits: KernelRlimits | None = None) -> int:
         """Fork a kernel running ``ipykernel`` with ``argv``; return its pid (also its process group).
 
         Like a spawned kernel, it takes torch's thread count from ``OMP_NUM_THREADS`` in ``env``.
-        ``rlimit_as``: an address-space limit in bytes (only where no cgroup limits memory).
+        ``limits``: what the kernel sets on itself before any of its code runs.
         """
-        reply = self._ask({"argv": argv, "env": env, "cwd": str(cwd), "log": str(log), "rlimit_as": rlimit_as})
+        reply = self._ask({"argv": argv, "env": env, "cwd": str(cwd), "log": str(log),
+                           "limits": limits.request() if limits else None})
         if "pid" not in reply:
             raise RuntimeError(f"the kernel fork server could not start a kernel: {reply.get('error')}")
         pid = int(reply["pid"])
         if self._inner_parent is None:
+            self._inner[pid] = pid
             return pid
         outer = _outer_pid(self._inner_parent, pid)
         if outer is None:
             raise RuntimeError(f"the sandboxed kernel {pid} exited at once; see {log}")
+        self._inner[outer] = pid
         return outer
+
+    def ended(self, pid: int) -> dict | None:
+        """How the kernel ``pid`` (as :meth:`spawn` returned it) ended: ``{"signal": int | None, "code": int |
+        None}``, or ``None`` when that is not known (it runs, or the server is gone)."""
+        inner = self._inner.pop(pid, None)
+        if inner is None:
+            return None
+        try:
+            return self._ask({"ended": inner}).get("ended")
+        except (OSError, RuntimeError, ValueError):
+            return None
 
     def reset(self) -> int:
         """Kill whatever the last notebook left in the sandbox and empty its scratch folders.

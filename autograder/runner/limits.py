@@ -1,34 +1,43 @@
-"""Memory and process-count limits of a job slot, from Linux cgroups.
+"""Which memory, process and CPU-time limits a grading run's kernels get, and the lines that say so.
 
-Each job slot gets its own cgroup (memory and pids controllers; cgroup v1 hierarchies or the
-unified v2 one, whichever holds them), made under the grader's own cgroup. Its processes (the
-slot's sandbox, warm kernel server and every kernel it forks) are put there before bubblewrap
-starts (:meth:`SlotLimits.wrap`), so nothing in the slot escapes it. The memory limit is the
-server's own footprint, measured once it is warm (:meth:`SlotLimits.arm`), plus the notebook's
-allowance: a notebook may use ``memory`` bytes beyond the libraries every kernel has loaded.
-A cgroup limit counts resident memory, not address space, so CUDA's large address-space
-reservations are unaffected (an address-space rlimit would break them).
+Two mechanisms, the stronger first (:func:`choose_limits` picks):
 
-After each job, :meth:`SlotLimits.events` tells whether the kernel's cgroup killed a process for
-memory or refused a fork, so the status can name the limit.
+* **cgroups** (:mod:`autograder.runner.cgroups`), where the grader may make them: as root, or in a cgroup
+  delegated to the user (``systemd-run --user --scope -p Delegate=yes``). Memory counts the resident memory
+  of a job slot's processes together; past the limit the kernel's OOM killer stops the notebook and the
+  slot's counters name it. Processes count every process and thread of the slot.
+* **rlimits** (:class:`KernelRlimits`), which any user may set: each kernel sets them on itself inside its
+  sandbox (:mod:`autograder.runner.zygote`), before any student code runs, and cannot raise them again.
+  Memory counts the address space of each kernel process (a notebook's allocation past it fails with
+  ``MemoryError``; CPU only: CUDA reserves address space far beyond what it uses, so on a GPU memory has
+  no limit). Processes count the processes and threads of the kernel's sandbox (``RLIMIT_NPROC`` is
+  counted per user namespace, and each sandbox has its own).
+
+Both: CPU time of each kernel process (``RLIMIT_CPU``), a little over what its share of cores gives it in
+``--timeout`` seconds; past it the kernel gets ``SIGXCPU``.
+
+:class:`LimitsInForce` says what holds: the run's first lines and ``timings.json``.
 
 Runs in the grader's process.
 """
 
 from __future__ import annotations
 
+import math
 import os
-import time
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import asdict, dataclass
 
-__all__ = ["SlotLimits", "LimitsUnavailable", "default_memory_limit", "parse_size", "format_size"]
+from .cgroups import DELEGATE_COMMAND, CgroupUnavailable, SlotCgroup
 
-_V1 = ("memory", "pids")
+__all__ = ["KernelRlimits", "LimitsInForce", "choose_limits", "cpu_seconds", "default_memory_limit", "parse_size",
+           "format_size", "CPU_GRACE", "ADDRESS_SPACE_SLACK"]
 
-
-class LimitsUnavailable(RuntimeError):
-    """No writable cgroup with the memory and pids controllers; the message says why."""
+#: Seconds between ``SIGXCPU`` (the soft CPU limit) and ``SIGKILL`` (the hard one).
+CPU_GRACE = 5
+#: Address space a kernel reserves without using it (thread stacks, the allocator's per-thread arenas), added to
+#: ``--memory-limit`` under an address-space limit, so that a notebook gets about as much memory as a cgroup
+#: gives it: the reference solution's kernel grew by 1.7 GiB of address space and 1.1 GiB of resident memory.
+ADDRESS_SPACE_SLACK = 1024**3
 
 
 def parse_size(text: str) -> int:
@@ -62,147 +71,119 @@ def default_memory_limit(jobs: int) -> int:
     return max(1024**3, int(total * 0.75 / max(1, jobs)))
 
 
-def _mounts() -> list[tuple[str, str, set[str]]]:
-    found = []
-    with open("/proc/self/mounts") as fh:
-        for line in fh:
-            _dev, where, fstype, opts, *_ = line.split()
-            if fstype in ("cgroup", "cgroup2"):
-                found.append((fstype, where, set(opts.split(","))))
-    return found
+def cpu_seconds(timeout: float, threads: int) -> int:
+    """A kernel process's CPU time limit: its ``threads`` busy for all of ``timeout`` seconds, and 10% more.
+
+    A notebook that keeps to its share of cores reaches ``timeout`` first; one that uses more cores than it
+    was given (``torch.set_num_threads(64)``) is stopped before it has taken its neighbours' time.
+    """
+    return math.ceil(timeout * threads * 1.1) + 10
 
 
-def _own_paths() -> dict[str, str]:
-    """``{controller or "": path}`` of this process's cgroups (``""``: the v2 hierarchy)."""
-    own = {}
-    with open("/proc/self/cgroup") as fh:
-        for line in fh:
-            _n, controllers, path = line.rstrip("\n").split(":", 2)
-            for name in controllers.split(",") if controllers else [""]:
-                own[name] = path
-    return own
-
-
-@dataclass
-class SlotLimits:
-    """The cgroup(s) of one job slot. Create with :meth:`create`; remove with :meth:`close`.
+@dataclass(frozen=True)
+class KernelRlimits:
+    """Limits each kernel sets on itself inside its sandbox, before student code runs (``None``: no limit).
 
     Attributes:
-        memory: bytes a notebook may use beyond the warm server's footprint.
-        pids: processes and threads the whole slot may have at once.
-        dirs: the cgroup folders (one per v1 hierarchy, or one v2 folder).
-        version: 1 or 2.
+        memory: bytes of address space the kernel may add to what it has when it starts (its imports included).
+        processes: processes and threads of the kernel's sandbox together (``RLIMIT_NPROC``; not enforced for
+            root, who gets cgroups instead).
+        cpu_seconds: CPU time of each process (``RLIMIT_CPU``: ``SIGXCPU``, then ``SIGKILL`` after
+            :data:`CPU_GRACE` more seconds).
     """
 
-    memory: int
-    pids: int
-    dirs: dict[str, Path]
-    version: int
+    memory: int | None = None
+    processes: int | None = None
+    cpu_seconds: int | None = None
 
-    @classmethod
-    def create(cls, name: str, memory: int, pids: int) -> SlotLimits:
-        """Make the cgroup ``<grader's cgroup>/<name>``; :class:`LimitsUnavailable` if impossible."""
-        mounts, own = _mounts(), _own_paths()
-        v1 = {c: where for fstype, where, opts in mounts if fstype == "cgroup" for c in _V1 if c in opts}
-        if set(v1) == set(_V1):
-            dirs = {c: Path(v1[c] + own.get(c, "/")) / name for c in _V1}
-            version = 1
-        else:
-            v2 = next((where for fstype, where, _ in mounts if fstype == "cgroup2"), None)
-            if v2 is None:
-                raise LimitsUnavailable("no cgroup file system with the memory and pids controllers is mounted")
-            parent = Path(v2 + own.get("", "/"))
-            offered = parent / "cgroup.controllers"
-            ctl = offered.read_text().split() if offered.exists() else []
-            if not set(_V1) <= set(ctl):
-                raise LimitsUnavailable(f"the cgroup {parent} does not offer the memory and pids controllers")
-            try:
-                (parent / "cgroup.subtree_control").write_text("+memory +pids")
-            except OSError as exc:
-                raise LimitsUnavailable(f"cannot delegate memory and pids limits under {parent}: {exc}") from None
-            dirs, version = {"": parent / name}, 2
-        try:
-            for d in dirs.values():
-                d.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise LimitsUnavailable(f"cannot create cgroup {next(iter(dirs.values()))}: {exc} "
-                                    "(run the grader as root, or in a systemd scope with delegation)") from None
-        limits = cls(memory, pids, dirs, version)
-        limits._write("pids", "pids.max", str(pids))
-        return limits
+    def request(self) -> dict:
+        """The limits as the kernel server's protocol carries them (:mod:`autograder.runner.zygote`)."""
+        return {**asdict(self), "cpu_grace": CPU_GRACE}
 
-    def _file(self, controller: str, name: str) -> Path:
-        return self.dirs["" if self.version == 2 else controller] / name
 
-    def _write(self, controller: str, name: str, value: str) -> None:
-        self._file(controller, name).write_text(value)
+@dataclass(frozen=True)
+class LimitsInForce:
+    """What limits a run's kernels get, for the TA (:meth:`lines`) and ``timings.json`` (:meth:`as_dict`).
 
-    def _read(self, controller: str, name: str) -> str:
-        try:
-            return self._file(controller, name).read_text()
-        except OSError:
-            return ""
+    Attributes:
+        mechanism: ``"cgroup v1"``, ``"cgroup v2"``, ``"rlimits"`` or ``"none"``.
+        memory: bytes a notebook may use beyond what its kernel has loaded, or ``None`` (no limit).
+        memory_counts: what the memory limit counts.
+        processes: the process limit, or ``None``.
+        processes_count: what the process limit counts.
+        cpu_seconds: CPU time of each kernel process, or ``None``.
+        why: why stronger limits could not be used here (``None`` with cgroups).
+        stronger: how to get them (``None`` with cgroups).
+    """
 
-    def procs_files(self) -> list[str]:
-        """The ``cgroup.procs`` files a process writes its pid into to join the slot."""
-        return sorted({str(d / "cgroup.procs") for d in self.dirs.values()})
+    mechanism: str
+    memory: int | None
+    memory_counts: str
+    processes: int | None
+    processes_count: str
+    cpu_seconds: int | None
+    why: str | None = None
+    stronger: str | None = None
 
-    def wrap(self, cmd: list[str]) -> list[str]:
-        """``cmd`` run by a shell that first moves itself into the slot's cgroups (then ``exec``)."""
-        files = self.procs_files()
-        script = "".join(f'echo $$ > "${i + 1}" || exit 126; ' for i in range(len(files)))
-        script += f"shift {len(files)}; exec \"$@\""
-        return ["/bin/sh", "-c", script, "sh", *files, *cmd]
+    def lines(self) -> list[str]:
+        """The run's first lines: what holds and, where it is weaker than cgroups, why and how to get them."""
+        if self.mechanism == "none":
+            return [f"warning: no memory, process or CPU-time limits ({self.why})"]
+        memory = (f"memory {format_size(self.memory)} per notebook ({self.memory_counts})" if self.memory
+                  else f"memory: no limit ({self.memory_counts})")
+        parts = [memory, f"{self.processes} processes and threads ({self.processes_count})"]
+        if self.cpu_seconds:
+            parts.append(f"{self.cpu_seconds} s of CPU time per kernel process")
+        out = [f"limits ({self.mechanism}): " + "; ".join(parts)]
+        if self.why:
+            out.append(f"note: no cgroup limits here ({self.why}). {self.stronger}")
+        return out
 
-    def usage(self) -> int:
-        """Bytes the slot's processes use now."""
-        text = self._read("memory", "memory.current" if self.version == 2 else "memory.usage_in_bytes")
-        return int(text) if text.strip().isdigit() else 0
+    def as_dict(self) -> dict:
+        return asdict(self)
 
-    def arm(self) -> int:
-        """Set the memory limit to what the slot uses now plus :attr:`memory`; return the limit."""
-        limit = self.usage() + self.memory
-        if self.version == 2:
-            self._write("memory", "memory.max", str(limit))
-            if self._file("memory", "memory.swap.max").exists():
-                self._write("memory", "memory.swap.max", "0")
-        else:
-            # cgroup v1 keeps memory.limit_in_bytes <= memory.memsw.limit_in_bytes at every write: a limit raised
-            # above the last memsw limit (a slot armed again after its server restarted) is refused with EINVAL
-            # unless memsw is raised first; a lowered one must be written before memsw.
-            memsw = self._file("memory", "memory.memsw.limit_in_bytes")
-            for first in (True, False):
-                if memsw.exists():
-                    try:
-                        self._write("memory", "memory.memsw.limit_in_bytes", str(limit))
-                    except OSError:
-                        pass
-                if first:
-                    self._write("memory", "memory.limit_in_bytes", str(limit))
-        return limit
 
-    def events(self) -> dict[str, int]:
-        """Counters so far: ``oom_kill`` (processes killed for memory) and ``pids_max`` (forks refused)."""
-        counts = {"oom_kill": 0, "pids_max": 0}
-        memory = self._read("memory", "memory.events" if self.version == 2 else "memory.oom_control")
-        for line in memory.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit():
-                counts["oom_kill"] = int(value)
-        for line in self._read("pids", "pids.events").splitlines():
-            key, _, value = line.partition(" ")
-            if key == "max" and value.strip().isdigit():
-                counts["pids_max"] = int(value)
-        return counts
+def _stronger() -> str:
+    return ("For cgroup limits (resident memory of every process of a notebook, and the kernel named when it is "
+            "stopped), run the grader as root, or in a cgroup of your own: "
+            f"{DELEGATE_COMMAND} python -m autograder grade ...")
 
-    def close(self) -> None:
-        """Remove the cgroups (their processes must be gone)."""
-        for d in self.dirs.values():
-            for _ in range(100):  # the kernel reaps the last processes asynchronously
-                try:
-                    d.rmdir()
-                    break
-                except FileNotFoundError:
-                    break
-                except OSError:
-                    time.sleep(0.02)
+
+def choose_limits(names: list[str], memory: int, pids: int, cpu: int | None, sandboxed: bool,
+                  cuda: bool) -> tuple[list[SlotCgroup | None], KernelRlimits | None, LimitsInForce]:
+    """The strongest limits this process may set for job slots called ``names``.
+
+    Args:
+        names: one cgroup name per slot (unique on the machine).
+        memory: bytes a notebook may use beyond its kernel's libraries (``--memory-limit``).
+        pids: processes and threads per slot (``--pids-limit``).
+        cpu: CPU seconds per kernel process (:func:`cpu_seconds`), or ``None``.
+        sandboxed: kernels run in bubblewrap sandboxes (rlimits need them: ``RLIMIT_NPROC`` would count the
+            user's own processes too outside a user namespace).
+        cuda: kernels may use CUDA (then no address-space limit).
+
+    Returns the slots' cgroups (each ``None`` without), the rlimits every kernel sets, and what is in force.
+    """
+    if not sandboxed:
+        none = LimitsInForce("none", None, "", None, "", None, why="--no-sandbox")
+        return [None] * len(names), None, none
+    made: list[SlotCgroup] = []
+    try:
+        for name in names:
+            made.append(SlotCgroup.create(name, memory, pids))
+    except (CgroupUnavailable, OSError) as exc:
+        for cgroup in made:
+            cgroup.close()
+        why = str(exc)
+    else:
+        force = LimitsInForce(f"cgroup v{made[0].version}", memory,
+                              "resident memory of its processes together, beyond the warm kernel's", pids,
+                              "per notebook, counted by its job slot's cgroup", cpu)
+        return list(made), KernelRlimits(cpu_seconds=cpu), force
+    rlimits = KernelRlimits(None if cuda else memory + ADDRESS_SPACE_SLACK, pids, cpu)
+    counts = ("kernels use CUDA, which an address-space limit would break" if cuda else
+              f"address space of each kernel process beyond its own when it starts, plus "
+              f"{format_size(ADDRESS_SPACE_SLACK)} for what it reserves and does not use")
+    force = LimitsInForce("rlimits", None if cuda else memory, counts, pids, "per notebook, counted in its sandbox",
+                          cpu, why=why, stronger=_stronger())
+    return [None] * len(names), rlimits, force

@@ -26,10 +26,11 @@ from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning import LocalProvisioner
 from traitlets import DottedObjectName, Type
 
+from .cgroups import SlotCgroup
 from .channels import SteadyKernelClient
-from .kernels import ForkServer
-from .limits import SlotLimits
-from .sandbox import Sandbox, inside_path
+from .kernels import ZYGOTE, ForkServer, limited_kernel_command
+from .limits import KernelRlimits
+from .sandbox import ZYGOTE_INSIDE, Sandbox, inside_path
 
 __all__ = ["ForkedKernelManager", "SandboxedKernelManager", "PromptKernelClient"]
 
@@ -76,11 +77,19 @@ class _ForkedProcess:
 
 
 class _SandboxedProvisioner(LocalProvisioner):
-    """A local provisioner that spawns the kernel inside ``sandbox`` (and the slot's cgroup)."""
+    """A local provisioner that spawns the kernel inside ``sandbox`` (and the slot's cgroup), where it sets
+    ``rlimits`` on itself after importing ``preload`` (:func:`~autograder.runner.kernels.limited_kernel_command`).
+
+    Once jupyter_client has waited for the kernel, :attr:`exit` says how it ended.
+    """
 
     sandbox: Sandbox | None = None
     writable: Path | None = None
-    limits: SlotLimits | None = None
+    cgroup: SlotCgroup | None = None
+    rlimits: KernelRlimits | None = None
+    preload: tuple[str, ...] = ()
+    #: How the kernel ended, ``{"signal": int | None, "code": int | None}``; ``None`` until it has (or if unknown).
+    exit: dict | None = None
 
     def inside(self, path: Path | str) -> str:
         """``path`` (in the slot folder) as the sandboxed kernel sees it."""
@@ -100,15 +109,41 @@ class _SandboxedProvisioner(LocalProvisioner):
 
     def wrap(self, cmd: list[str], env: dict[str, str], cwd: str | None) -> list[str]:
         if self.sandbox is not None:
-            cmd = self.sandbox.command(self.inside_command(cmd), self.writable, env,
-                                       cwd=Path(self.inside(cwd)) if cwd else None)
-        if self.limits is not None:
-            cmd = self.limits.wrap(cmd)
+            inside, files = self.inside_command(cmd), None
+            if self.rlimits is not None:
+                inside, files = limited_kernel_command(inside, self.rlimits, self.preload), {ZYGOTE_INSIDE: ZYGOTE}
+            cmd = self.sandbox.command(inside, self.writable, env, cwd=Path(self.inside(cwd)) if cwd else None,
+                                       files=files)
+        if self.cgroup is not None:
+            cmd = self.cgroup.wrap(cmd)
         return cmd
 
     async def launch_kernel(self, cmd: list[str], **kwargs):
         env = dict(kwargs.get("env") or os.environ)
         return await super().launch_kernel(self.wrap(cmd, env, kwargs.get("cwd")), **kwargs)
+
+    async def wait(self) -> int | None:
+        process = self.process
+        code = await super().wait()  # forgets the process
+        if process is not None and process.returncode is not None and self.exit is None:
+            self.exit = self.exit_of(process)
+        return code
+
+    def ended(self) -> dict | None:
+        """How the kernel ended (:attr:`exit`), or ``None`` while it runs or when that is not known."""
+        if self.exit is None and self.process is not None and self.process.poll() is not None:
+            self.exit = self.exit_of(self.process)
+        return self.exit
+
+    def exit_of(self, process) -> dict | None:
+        """How ``process`` (the kernel's, ended) ended. bubblewrap exits with 128 + N when its child was
+        killed by signal N."""
+        code = process.returncode
+        if code < 0:
+            return {"signal": -code, "code": None}
+        if self.sandbox is not None and code > 128:
+            return {"signal": code - 128, "code": None}
+        return {"signal": None, "code": code}
 
 
 class _ForkedProvisioner(_SandboxedProvisioner):
@@ -120,7 +155,6 @@ class _ForkedProvisioner(_SandboxedProvisioner):
 
     server: ForkServer | None = None
     log: Path | None = None
-    rlimit_as: int | None = None
 
     def log_warning(self, message: str) -> None:
         print(f"warning: {message}", file=sys.stderr)
@@ -133,7 +167,7 @@ class _ForkedProvisioner(_SandboxedProvisioner):
         env = dict(kwargs.get("env") or os.environ)
         log = self.log or cwd / "kernel.log"
         try:
-            pid = self.server.spawn(argv, env, Path(self.inside(cwd)), Path(self.inside(log)), rlimit_as=self.rlimit_as)
+            pid = self.server.spawn(argv, env, Path(self.inside(cwd)), Path(self.inside(log)), limits=self.rlimits)
         except (OSError, RuntimeError, ValueError) as exc:  # never fail a student for the server's sake
             self.log_warning(f"warm kernel unavailable ({exc}); starting one the usual way")
             return await super().launch_kernel(cmd, **kwargs)
@@ -141,6 +175,11 @@ class _ForkedProvisioner(_SandboxedProvisioner):
         self.pid = self.pgid = pid
         self.cwd = cwd
         return self.connection_info
+
+    def exit_of(self, process) -> dict | None:
+        if isinstance(process, _ForkedProcess):
+            return self.server.ended(process.pid)  # its real status: the server reaped it
+        return super().exit_of(process)
 
     async def kill(self, restart: bool = False) -> None:
         """Kill the kernel and wait (up to 2 s) until the server has reaped it.
@@ -218,15 +257,17 @@ class ForkedKernelManager(AsyncKernelManager):
 
     @classmethod
     def for_server(cls, server: ForkServer, log: Path, job: Path | None = None,
-                   rlimit_as: int | None = None) -> ForkedKernelManager:
-        """A manager for one kernel of ``server``; sandboxed servers need ``job`` (the kernel's folder)."""
+                   rlimits: KernelRlimits | None = None) -> ForkedKernelManager:
+        """A manager for one kernel of ``server``; sandboxed servers need ``job`` (the kernel's folder).
+        ``rlimits``: what the kernel sets on itself before any of its code runs."""
         km = cls(kernel_name="python3")
         km.kernel_id = str(uuid.uuid4())
         if server.sandbox is not None:
             _use_ipc(km, job)
         provisioner = _ForkedProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
-        provisioner.server, provisioner.log, provisioner.rlimit_as = server, log, rlimit_as
-        provisioner.sandbox, provisioner.writable, provisioner.limits = server.sandbox, server.slot, server.limits
+        provisioner.server, provisioner.log, provisioner.rlimits = server, log, rlimits
+        provisioner.sandbox, provisioner.writable, provisioner.cgroup = server.sandbox, server.slot, server.cgroup
+        provisioner.preload = server.preload
         km.provisioner = provisioner
         return km
 
@@ -239,12 +280,16 @@ class SandboxedKernelManager(AsyncKernelManager):
     client_factory = Type(PromptKernelClient, klass=AsyncKernelClient)
 
     @classmethod
-    def for_job(cls, job: Path, sandbox: Sandbox | None, writable: Path, limits: SlotLimits | None):
+    def for_job(cls, job: Path, sandbox: Sandbox | None, writable: Path, cgroup: SlotCgroup | None,
+                rlimits: KernelRlimits | None = None, preload: tuple[str, ...] = ()):
+        """A manager whose kernel starts in ``job`` (in the slot folder ``writable``), sandboxed, in ``cgroup``;
+        with ``rlimits`` (sandboxed only), the kernel imports ``preload`` and then sets them on itself."""
         km = cls(kernel_name="python3")
         km.kernel_id = str(uuid.uuid4())
         if sandbox is not None:
             _use_ipc(km, job)
         provisioner = _SandboxedProvisioner(kernel_id=km.kernel_id, kernel_spec=km.kernel_spec, parent=km)
-        provisioner.sandbox, provisioner.writable, provisioner.limits = sandbox, writable, limits
+        provisioner.sandbox, provisioner.writable, provisioner.cgroup = sandbox, writable, cgroup
+        provisioner.rlimits, provisioner.preload = rlimits, tuple(preload)
         km.provisioner = provisioner
         return km

@@ -17,12 +17,21 @@ notebook changes never reaches another.
 Protocol (stdin/stdout, one JSON object per line). The server first writes ``{"ready": true}``.
 Requests:
 
-* ``{"argv", "env", "cwd", "log"}`` (optionally ``"rlimit_as"``: bytes): fork a kernel; answered
+* ``{"argv", "env", "cwd", "log"}`` (optionally ``"limits"``: the run's
+  :class:`~autograder.runner.limits.KernelRlimits` as a dict): fork a kernel; answered
   ``{"pid": int}`` (the pid in the server's namespace) or ``{"error": str}``;
+* ``{"ended": pid}``: how that kernel ended; answered ``{"ended": {"signal": int | None, "code": int |
+  None}}``, or ``{"ended": null}`` while it runs (or when it is not one of this server's kernels);
 * ``{"reset": true, "keep": [folder, ...]}``: kill every other process the server can see (the
   last notebook, its children and daemons), reap them, empty ``/tmp`` and ``/dev/shm`` except the
   ``keep`` folders (the slot's job folder is bound inside ``/tmp``); answered ``{"reset": n}``
   with the number of processes killed. Only meaningful as PID 1 of a sandbox.
+
+Limits are set by the kernel on itself, after the fork and before any student code
+(:func:`apply_limits`): the address-space limit is the kernel's own size then (the server's, with
+everything preloaded) plus the allowance, so it measures what the notebook adds. A spawned kernel gets
+the same from ``python zygote.py --kernel LIMITS MODULE ... -- ARGS`` (:func:`run_kernel`): it imports the
+modules, sets the limits, then becomes ``ipykernel_launcher ARGS`` without forking.
 """
 
 from __future__ import annotations
@@ -35,7 +44,7 @@ import signal
 import sys
 import time
 
-__all__ = ["main", "PRELOAD"]
+__all__ = ["main", "run_kernel", "apply_limits", "PRELOAD"]
 
 #: Imported by every server before it forks: what ipykernel imports anyway.
 PRELOAD = ("IPython", "ipykernel.kernelapp", "ipykernel.ipkernel")
@@ -83,9 +92,7 @@ def _become_kernel(request: dict) -> None:
     os.dup2(log, 2)
     os.close(null)
     os.close(log)
-    if request.get("rlimit_as"):
-        import resource
-        resource.setrlimit(resource.RLIMIT_AS, (int(request["rlimit_as"]),) * 2)
+    apply_limits(request.get("limits"))
     os.chdir(request["cwd"])
     os.environ.clear()
     os.environ.update(request["env"])
@@ -101,16 +108,62 @@ def _become_kernel(request: dict) -> None:
     IPKernelApp.launch_instance(argv=argv)
 
 
+def _vm_size() -> int:
+    """This process's address space in bytes (``VmSize``)."""
+    with open("/proc/self/status") as fh:
+        return next((int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:")), 0)
+
+
+def apply_limits(limits: dict | None) -> None:
+    """Set the run's limits on this process (its children inherit them); it cannot raise them again.
+
+    ``limits``: ``memory`` (bytes of address space beyond this process's own now), ``processes``
+    (``RLIMIT_NPROC``: processes and threads of this user namespace), ``cpu_seconds`` (``RLIMIT_CPU``; the
+    hard limit ``cpu_grace`` seconds later); a missing or ``None`` value sets nothing.
+    """
+    import resource
+    limits = limits or {}
+    if limits.get("memory"):
+        cap = _vm_size() + int(limits["memory"])
+        resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    if limits.get("processes"):
+        resource.setrlimit(resource.RLIMIT_NPROC, (int(limits["processes"]),) * 2)
+    if limits.get("cpu_seconds"):
+        soft = int(limits["cpu_seconds"])
+        resource.setrlimit(resource.RLIMIT_CPU, (soft, soft + int(limits.get("cpu_grace") or 0)))
+
+
+#: Kernels this server forked that are still running, and how the others ended (their wait statuses).
+_KERNELS: set[int] = set()
+_ENDED: dict[int, int] = {}
+
+
+def _record(pid: int, status: int) -> None:
+    if pid in _KERNELS:
+        _KERNELS.discard(pid)
+        _ENDED[pid] = status
+
+
+def _ended(pid: int) -> dict | None:
+    """How the kernel ``pid`` ended: ``{"signal", "code"}``, or ``None`` (running, or not a kernel of ours)."""
+    status = _ENDED.pop(pid, None)
+    if status is None:
+        return None
+    return {"signal": os.WTERMSIG(status) if os.WIFSIGNALED(status) else None,
+            "code": os.WEXITSTATUS(status) if os.WIFEXITED(status) else None}
+
+
 def _reap(_signum=None, _frame=None) -> int:
     """Reap exited children without blocking; return how many."""
     n = 0
     while True:
         try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
+            pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:
             return n
         if pid == 0:
             return n
+        _record(pid, status)
         n += 1
 
 
@@ -129,7 +182,7 @@ def _reset(keep: list[str]) -> int:
         except ProcessLookupError:
             pass
         try:
-            os.waitpid(-1, 0)
+            _record(*os.waitpid(-1, 0))
         except ChildProcessError:
             break
         killed += 1
@@ -158,18 +211,38 @@ def _answer(out, obj: dict) -> None:
     out.flush()
 
 
-def main() -> int:
-    """Run the server on stdin/stdout (see the module docstring)."""
+def _preload(modules: list[str]) -> None:
     import importlib
-    _set_dumpable(0)
-    # As PID 1 these are dropped unless handled: leave them unhandled (SIGINT would raise otherwise).
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(signum, signal.SIG_DFL)
-    for name in (*sys.argv[1:], *PRELOAD):
+    for name in (*modules, *PRELOAD):
         try:
             importlib.import_module(name)
         except ImportError:  # only a head start: the kernel imports what it needs itself
             pass
+
+
+def run_kernel(argv: list[str]) -> None:
+    """``--kernel LIMITS MODULE ... -- ARGS``: import the modules, set the limits (JSON) on this process, then
+    run ``ipykernel_launcher ARGS`` in it, as ``python -m ipykernel_launcher ARGS`` would."""
+    limits, rest = json.loads(argv[0]), argv[1:]
+    cut = rest.index("--") if "--" in rest else len(rest)
+    _preload(rest[:cut])
+    apply_limits(limits)
+    sys.path[0] = ""  # the working folder, as with ``python -m``
+    sys.argv = ["ipykernel_launcher", *rest[cut + 1:]]
+    from ipykernel.kernelapp import IPKernelApp
+    IPKernelApp.launch_instance()
+
+
+def main() -> int:
+    """Run the server on stdin/stdout (see the module docstring), or one kernel (``--kernel``)."""
+    if sys.argv[1:2] == ["--kernel"]:
+        run_kernel(sys.argv[2:])
+        return 0
+    _set_dumpable(0)
+    # As PID 1 these are dropped unless handled: leave them unhandled (SIGINT would raise otherwise).
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(signum, signal.SIG_DFL)
+    _preload(sys.argv[1:])
     signal.signal(signal.SIGCHLD, _reap)
     out = sys.stdout.buffer
     _answer(out, {"ready": True})
@@ -183,14 +256,27 @@ def main() -> int:
                 finally:
                     signal.signal(signal.SIGCHLD, _reap)
                 continue
+            if "ended" in request:
+                _answer(out, {"ended": _ended(int(request["ended"]))})
+                continue
             server = os.getpid()
-            pid = os.fork()
+            # SIGCHLD waits until the new kernel is in _KERNELS: one that ends at once is still recorded
+            pid = -1
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGCHLD})
+            try:
+                pid = os.fork()
+                if pid > 0:
+                    _KERNELS.add(pid)
+            finally:
+                if pid != 0:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
         except Exception as exc:  # noqa: BLE001 - answered, the server keeps serving
             _answer(out, {"error": f"{type(exc).__name__}: {exc}"})
             continue
         if pid == 0:
             code = 0
             try:
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGCHLD})
                 _die_with(server)
                 _become_kernel(request)
             except SystemExit as exc:

@@ -37,9 +37,9 @@ if ! command -v bwrap > /dev/null && ls .gpu/bubblewrap_*.deb > /dev/null 2>&1; 
 fi
 python3 -c "
 from autograder.runner.sandbox import sandbox_support; print('sandbox:', sandbox_support() or 'works')
-from autograder.runner.limits import SlotLimits
+from autograder.runner.cgroups import SlotCgroup
 try:
-    SlotLimits.create('probe', 2**30, 64).close(); print('cgroup limits: work')
+    SlotCgroup.create('probe', 2**30, 64).close(); print('cgroup limits: work')
 except Exception as e: print('cgroup limits:', type(e).__name__, e)
 " >> "$S" 2>&1
 log "setup done"

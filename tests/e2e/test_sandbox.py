@@ -12,15 +12,13 @@ uninterrupted run.
 
 from __future__ import annotations
 
-import csv
 import hashlib
+import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -30,8 +28,9 @@ import pytest
 from autograder.grading.gradebook import read_points
 from autograder.grading.parts import CHECKS
 from autograder.runner.sandbox import sandbox_support
-from autograder.samples import Sample, load_samples, write_class
+from autograder.samples import load_samples, write_class
 from tests.conftest import RELEASE_NB, REPO, SOURCE_NB
+from tests.hostile import MARKER, attacks, controls, listener, printed, rows, wrong_rows
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sandbox_support() is not None, reason=f"no sandbox here: {sandbox_support()}")]
@@ -40,9 +39,6 @@ pytestmark = [pytest.mark.slow,
 FULL = f"{sum(read_points()[g] for g in CHECKS):g}"
 MEMORY_LIMIT = "2G"  # a correct notebook (11 targets per part): 1.5 GiB peak RSS, torch included
 PIDS_LIMIT = 200
-PART1 = {g for g in CHECKS if "unstructured" in g}
-PART2 = set(CHECKS) - PART1
-MARKER = "pruning-sandbox-daemon-7f3a"
 
 
 def _cmd(submitted: Path, out: Path, model: Path, *extra: str) -> list[str]:
@@ -51,117 +47,20 @@ def _cmd(submitted: Path, out: Path, model: Path, *extra: str) -> list[str]:
             "--per-class", "50", "--memory-limit", MEMORY_LIMIT, "--pids-limit", str(PIDS_LIMIT), *extra]
 
 
-def _rows(out: Path) -> dict[str, dict]:
-    with open(out / "grades.csv") as fh:
-        return {r["student_id"]: r for r in csv.DictReader(fh)}
-
-
 def _hashes(paths) -> dict[str, str]:
     return {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest() for p in paths}
-
-
-def _attacks(submitted: Path, out: Path, port: int, grader_marker: Path) -> list[tuple[Sample, str]]:
-    """(sample, the code appended to a solution cell) for each attack class."""
-    ref = next(s for s in load_samples() if s.name == "reference").cells
-    other = submitted / "control_a" / "pruning" / "pruning.ipynb"
-    part2_end = {  # appended to prune_structured: part 1 is complete by then
-        "attack_kill_everything": "import os, signal\nos.kill(-1, signal.SIGKILL)\n",
-        "attack_kill_parent": ("import os, signal\nfor pid in (os.getppid(), 1):\n"
-                               "    for fn in (lambda: os.kill(pid, 9), lambda: os.killpg(os.getpgid(pid), 9)):\n"
-                               "        try:\n            fn()\n        except OSError as e:\n"
-                               "            print('refused', e)\n"),
-        "attack_daemon": ("import os\nif os.fork() == 0:\n    os.setsid()\n    if os.fork() == 0:\n"
-                          f"        os.execv('/bin/sh', ['sh', '-c', 'sleep 6; echo forged,20 >> {out}/grades.csv', "
-                          f"'{MARKER}'])\n    os._exit(0)\nos.wait()\n"),
-        "attack_rewrite_files": (
-            "import os\nwritten = []\n"
-            f"for path in [{str(other)!r}, {str(SOURCE_NB)!r}, {str(RELEASE_NB)!r}]:\n"
-            "    try:\n        open(path, 'a').write(' ')\n        written.append(path)\n"
-            "    except OSError:\n        pass\n"
-            "for top, dirs, files in os.walk('/'):\n"
-            "    dirs[:] = [d for d in dirs if os.path.join(top, d) not in ('/proc', '/sys', '/usr', '/dev')]\n"
-            "    for f in files:\n        p = os.path.join(top, f)\n"
-            "        if p.endswith('.ipynb') and not p.startswith(os.getcwd()):\n"
-            "            try:\n                open(p, 'a').write(' ')\n                written.append(p)\n"
-            "            except OSError:\n                pass\n"
-            "print('WRITTEN:', written)\n"),
-        "attack_network": ("import socket\ntry:\n"
-                           f"    socket.create_connection(('127.0.0.1', {port}), timeout=2).sendall(b'hello')\n"
-                           "    print('CONNECTED')\nexcept OSError as e:\n    print('no network:', e)\n"),
-        "attack_memory": "hog = bytearray(3 * 1024**3)\n",
-        "attack_process_flood": (
-            "import os, time\nforked = 0\ntry:\n    for _ in range(2000):\n        if os.fork() == 0:\n"
-            "            os.execv('/bin/sleep', ['sleep', '3'])\n        forked += 1\n"
-            "except OSError as e:\n    print('fork refused after', forked, e)\n"
-            "time.sleep(4)\nwhile True:\n    try:\n        os.wait()\n    except ChildProcessError:\n        break\n"),
-        "attack_poisoned_export": (
-            "import os, pickle\n"
-            "class Evil:\n"
-            f"    def __reduce__(self):\n        return (os.system, ('touch {grader_marker}',))\n"
-            "def _poison(*args):\n"
-            "    folder = os.environ.get('PRUNING_EXPORT_DIR')\n"
-            "    if folder and os.path.isdir(folder):\n"
-            "        for part in ('unstructured', 'structured'):\n"
-            "            with open(os.path.join(folder, part + '.pt'), 'wb') as fh:\n"
-            "                pickle.dump(Evil(), fh)\n"
-            "get_ipython().events.register('post_run_cell', _poison)\n"),
-    }
-    read_answers = (
-        "import os\nleaked = []\n"
-        f"for path in [{str(SOURCE_NB)!r}, {str(other)!r}, {str(REPO / 'autograder/reference.py')!r}]:\n"
-        "    try:\n        open(path).read()\n        leaked.append(path)\n    except OSError:\n        pass\n"
-        f"for folder in [{str(submitted)!r}, {str(out)!r}]:\n"
-        "    try:\n        os.listdir(folder)\n        leaked.append(folder)\n    except OSError:\n        pass\n"
-        "if os.environ.get('GRADER_SECRET'):\n    leaked.append('environment')\n"
-        "for path in ('/proc/1/environ', '/proc/1/mem'):\n"
-        "    try:\n        open(path, 'rb').read(1)\n        leaked.append(path)\n    except OSError:\n        pass\n"
-        "try:\n    from autograder.grading.solutions import prune_unstructured\n    leaked.append('import')\n"
-        "except ImportError as e:\n    print(e)\nprint('LEAKED:', leaked)\n")
-    expect = {"attack_memory": (PART2, "error: memory limit (2 GiB)"),
-              # the poison replaces parts 1-2's exports; remove_filters itself is right, on the export's own models
-              "attack_poisoned_export": (set(CHECKS) - {"test_removal_function"}, "ok"),
-              "attack_read_answers": (set(CHECKS), "ok")}
-    samples = [Sample(n, *expect.get(n, (set(), "ok")), cells={**ref, "prune_structured": ref["prune_structured"] + c})
-               for n, c in part2_end.items()]
-    samples.append(Sample("attack_read_answers", *expect["attack_read_answers"],
-                          cells={"prune_unstructured": read_answers, "prune_structured": "pass\n"}))
-    return samples
-
-
-def _printed(out: Path, sid: str) -> str:
-    nb = nbformat.read(out / "executed" / f"{sid}.ipynb", as_version=4)
-    return "".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
-
-
-def _listener() -> tuple[socket.socket, list]:
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen()
-    server.settimeout(0.5)
-    got: list = []
-
-    def accept():
-        while True:
-            try:
-                conn, _ = server.accept()
-                got.append(conn.recv(100))
-            except socket.timeout:
-                continue
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    return server, got
 
 
 @pytest.fixture(scope="module")
 def hostile_class(tmp_path_factory, trained_model_path):
     root = tmp_path_factory.mktemp("hostile")
     submitted, out, marker = root / "submitted", root / "out", root / "grader-was-hacked"
-    server, received = _listener()
-    controls = [Sample(n, set(), "ok", cells=next(s for s in load_samples() if s.name == "reference").cells)
-                for n in ("control_a", "control_b")]
-    samples = controls + _attacks(submitted, out, server.getsockname()[1], marker)
+    grader_file = root / "grader-file"
+    grader_file.write_text("the grader's own")
+    grader_file.chmod(0o400)
+    server, received = listener()
+    samples = controls("control_a", "control_b") + attacks(REPO, submitted, out, server.getsockname()[1], marker,
+                                                           grader_file, MEMORY_LIMIT)
     write_class(submitted, samples)
     watched = sorted(submitted.rglob("*.ipynb")) + [SOURCE_NB, RELEASE_NB]
     before = _hashes(watched)
@@ -171,20 +70,24 @@ def hostile_class(tmp_path_factory, trained_model_path):
     csv_after_run = (out / "grades.csv").read_text()
     time.sleep(8)  # the daemon would have written by now
     server.close()
-    return {"samples": samples, "rows": _rows(out), "out": out, "before": before, "after": _hashes(watched),
-            "csv_after_run": csv_after_run, "received": received, "marker": marker, "proc": proc}
+    return {"samples": samples, "rows": rows(out), "out": out, "before": before, "after": _hashes(watched),
+            "csv_after_run": csv_after_run, "received": received, "marker": marker, "proc": proc,
+            "grader_file": grader_file}
 
 
 def test_controls_keep_full_marks_and_each_attack_gets_its_grade(hostile_class):
-    rows, wrong = hostile_class["rows"], []
-    for sample in hostile_class["samples"]:
-        row = rows[sample.name]
-        zero = {g for g in CHECKS if float(row[g]) == 0}
-        if zero != sample.expect_zero or not row["status"].startswith(sample.expect_status):
-            wrong.append(f"{sample.name}: zero {sorted(zero)} status {row['status']!r}; expected zero "
-                         f"{sorted(sample.expect_zero)} status {sample.expect_status!r}")
-    assert not wrong, "\n".join(wrong)
-    assert rows["control_a"]["score"] == rows["control_b"]["score"] == FULL
+    found = hostile_class["rows"]
+    assert not wrong_rows(found, hostile_class["samples"]), "\n".join(wrong_rows(found, hostile_class["samples"]))
+    assert found["control_a"]["score"] == found["control_b"]["score"] == FULL
+
+
+def test_a_notebook_that_vandalises_its_folder_loses_nothing_of_the_graders(hostile_class):
+    """Modes taken away and a link to the grader's file: graded in full, the file untouched; a deleted folder:
+    the notebook's own exports are gone, and its row says why."""
+    found = hostile_class["rows"]
+    assert found["attack_modes_and_links"]["score"] == FULL
+    assert hostile_class["grader_file"].stat().st_mode & 0o777 == 0o400
+    assert "deleted its own folder" in found["attack_delete_folder"]["notes"]
 
 
 def test_no_process_outlives_its_notebook_and_no_grade_is_forged(hostile_class):
@@ -203,27 +106,27 @@ def test_no_process_outlives_its_notebook_and_no_grade_is_forged(hostile_class):
 def test_no_file_outside_the_job_was_written_or_read(hostile_class):
     assert hostile_class["after"] == hostile_class["before"], "submissions and instructor notebooks unchanged"
     out = hostile_class["out"]
-    assert "WRITTEN: []" in _printed(out, "attack_rewrite_files")
-    assert "LEAKED: []" in _printed(out, "attack_read_answers")
-    assert "No module named 'autograder'" in _printed(out, "attack_read_answers")
+    assert "WRITTEN: []" in printed(out, "attack_rewrite_files")
+    assert "LEAKED: []" in printed(out, "attack_read_answers")
+    assert "No module named 'autograder'" in printed(out, "attack_read_answers")
 
 
 def test_network_and_signals_do_not_leave_the_sandbox(hostile_class):
     out = hostile_class["out"]
     assert hostile_class["received"] == []
-    assert "no network" in _printed(out, "attack_network")
+    assert "no network" in printed(out, "attack_network")
     assert hostile_class["rows"]["attack_kill_parent"]["score"] == FULL
     # kill(-1) spares the caller and PID 1 (the slot's server): in the sandbox nobody else is there
     assert "ProcessLookupError" in (out / "executed" / "attack_kill_everything.ipynb").read_text()
 
 
 def test_limits_are_named(hostile_class):
-    rows = hostile_class["rows"]
-    assert rows["attack_memory"]["status"] == "error: memory limit (2 GiB) exceeded"
-    assert rows["attack_memory"]["score"] == "10", "part 1 finished before the limit and keeps its points"
-    assert f"process limit ({PIDS_LIMIT}) reached" in rows["attack_process_flood"]["notes"]
-    assert "fork refused after" in _printed(hostile_class["out"], "attack_process_flood")
-    for sid, row in rows.items():
+    found = hostile_class["rows"]
+    assert found["attack_memory"]["status"] == "error: memory limit (2 GiB) exceeded"
+    assert found["attack_memory"]["score"] == "10", "part 1 finished before the limit and keeps its points"
+    assert f"process limit ({PIDS_LIMIT}) reached" in found["attack_process_flood"]["notes"]
+    assert "fork refused after" in printed(hostile_class["out"], "attack_process_flood")
+    for sid, row in found.items():
         if sid != "attack_process_flood":
             assert "process limit" not in row["notes"], sid
 
@@ -266,7 +169,6 @@ def test_grader_killed_halfway_resumes_to_the_same_result(tmp_path, trained_mode
         if sid != "invalid_json":
             assert _printed_cells(out, sid) == _printed_cells(tmp_path / "clean", sid), sid
     assert _gradebook(out) == _gradebook(tmp_path / "clean")
-    import json
     assert json.loads((out / "timings.json").read_text())["run"]["reused"] == done_before
     assert len(journal.read_text().splitlines()) == len(names), "the rerun graded only what was not finished"
 
@@ -298,5 +200,5 @@ def test_without_namespaces_grading_refuses_unless_told(tmp_path, trained_model_
     ran = subprocess.run(_cmd(tmp_path / "submitted", tmp_path / "out", trained_model_path, "--no-sandbox"),
                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert ran.returncode == 0, ran.stderr[-3000:]
-    row = _rows(tmp_path / "out")["reference"]
+    row = rows(tmp_path / "out")["reference"]
     assert row["score"] == FULL and row["notes"] == "not sandboxed"

@@ -255,10 +255,10 @@ def test_fuzzed_arguments_stop_with_status_2_and_one_message_never_a_traceback(t
 def test_a_slot_limit_can_be_armed_again_higher_or_lower():
     """A slot whose kernel server restarted arms its memory limit again from its new usage; cgroup v1 refused a
     limit above the last swap limit (EINVAL), and the slot then lost its warm kernels for the rest of the run."""
-    from autograder.runner.limits import LimitsUnavailable, SlotLimits
+    from autograder.runner.cgroups import CgroupUnavailable, SlotCgroup
     try:
-        limits = SlotLimits.create(f"pruning-grader-test-{os.getpid()}", 200 * 1024**2, 64)
-    except (LimitsUnavailable, OSError) as exc:
+        limits = SlotCgroup.create(f"pruning-grader-test-{os.getpid()}", 200 * 1024**2, 64)
+    except (CgroupUnavailable, OSError) as exc:
         pytest.skip(f"no cgroups here: {exc}")
     try:
         for memory in (200, 400, 100):

@@ -9,6 +9,9 @@ must notice it by itself.
 * ``kill-server:<student>``: the warm kernel server of the job slot (bubblewrap and everything in it) is
   killed (SIGKILL) after the job folder is ready and before the kernel is asked for.
 * ``kill-kernel:<student>``: the kernel is killed (SIGKILL) as soon as it is forked, before it answers anything.
+* ``drop-limits``: the warm kernel servers fork every kernel without the limits the grader asked for.
+* ``delete-slot[:<student>]``: the job slot's folder is deleted (by "another program") once the kernel has
+  ended; without a student, in the preflight's runs.
 
 ``<times>`` (default 1): how many of that submission's jobs are hit; the later ones run normally.
 Imported by a Dask worker (``dask worker ... --preload tests.faults``) with ``PGRADE_FAULT=kill-worker:<student>``,
@@ -19,6 +22,7 @@ it makes the worker process kill itself (SIGKILL) when it starts grading ``<stud
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -81,7 +85,7 @@ def install(spec: str) -> None:
     """Break the grading machine in the ways ``spec`` names (``kind[:student[:times]],...``; the module's text)."""
     for one in filter(None, spec.split(",")):
         kind, student, times = (one.split(":") + [None, "1"])[:3]
-        _install(kind, _Target(student, int(times or 1)))
+        _install(kind, _Target(student or None, int(times or 1)))
 
 
 def _install(kind: str, target: _Target) -> None:
@@ -118,6 +122,23 @@ def _install(kind: str, target: _Target) -> None:
                 os.kill(pid, signal.SIGKILL)
             return pid
         ForkServer.spawn = spawn_then_kill
+    elif kind == "drop-limits":
+        from autograder.runner.kernels import ForkServer
+        spawn = ForkServer.spawn
+
+        def spawn_without_limits(self, argv, env, cwd, log, limits=None):
+            return spawn(self, argv, env, cwd, log, limits=None)
+        ForkServer.spawn = spawn_without_limits
+    elif kind == "delete-slot":
+        _track_student()
+        from autograder.runner.slots import Slot
+        settle = Slot.settle
+
+        def delete_then_settle(self):
+            if target.hit():
+                shutil.rmtree(self.folder)
+            settle(self)
+        Slot.settle = delete_then_settle
     elif kind == "kill-worker":
         from autograder.cluster import worker
         task = worker.grade_task

@@ -116,6 +116,7 @@ class Slot:
 
     def start(self) -> Slot:
         """Start the slot's server (if warm kernels are used), without waiting for it."""
+        self.folder.mkdir(parents=True, exist_ok=True)  # the server's sandbox is built on it
         if self.warm and ForkServer.supported():
             self.server = ForkServer.for_threads(self.threads, self.log, self.sandbox, self.folder, self.cgroup,
                                                  self.preload)
@@ -124,11 +125,14 @@ class Slot:
         return self
 
     def fresh_job(self) -> Path:
-        """An empty job folder in an otherwise empty slot folder, and a live server (restarted if it died)."""
+        """An empty job folder in an otherwise empty slot folder, and a live server (restarted if it died, or if
+        the slot folder its sandbox was built on is gone)."""
+        lost = not self.folder.is_dir()
         _empty(self.folder)
         _empty(self.private)
+        self.private.mkdir(exist_ok=True)
         self.job.mkdir(parents=True)
-        if self.server is not None and not self.server.alive():
+        if self.server is not None and (lost or not self.server.alive()):
             self.restart()
         return self.job
 

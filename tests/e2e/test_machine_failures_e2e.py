@@ -143,6 +143,31 @@ def test_a_sandbox_that_hides_the_interpreter_stops_before_any_row_and_names_the
     assert not (out / "feedback").exists() or not any((out / "feedback").iterdir())
 
 
+def test_kernels_without_their_limits_stop_the_run_before_any_row(spaced_class):
+    out = spaced_class[0] / "unlimited out"
+    done = grade(spaced_class, out, fault={"PGRADE_FAULT": "drop-limits"})
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "cannot run a notebook, so nothing was graded: the kernel does not run under the limits the grader set " \
+           "(RLIMIT_CPU is -1, not" in done.stderr, done.stderr[-3000:]
+    assert not (out / "grades.csv").exists() and not journaled(out)
+
+
+def test_a_slot_folder_deleted_by_another_program_is_never_a_grade(spaced_class):
+    """In the preflight: the run stops and says what deleted what; in a student's job: retried, then graded."""
+    out = spaced_class[0] / "deleted out"
+    stopped = grade(spaced_class, out, fault={"PGRADE_FAULT": "delete-slot::99"})
+    assert stopped.returncode == 2, stopped.stderr[-3000:]
+    assert "was deleted while the notebook ran, by another program" in stopped.stderr, stopped.stderr[-3000:]
+    assert "TMPDIR" in stopped.stderr and not (out / "grades.csv").exists()
+    done = grade(spaced_class, out, fault={"PGRADE_FAULT": "delete-slot:reference"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = rows(out)
+    for name in SAMPLES:
+        assert_expected(got[name], name)
+    tries = json.loads((out / "timings.json").read_text())["students"]["reference"]["machine_failures"]
+    assert len(tries) == 1 and "was deleted while the notebook ran" in tries[0], tries
+
+
 def test_a_read_only_out_stops_before_anything_runs(spaced_class):
     if shutil.which("unshare") is None or os.geteuid() != 0:
         pytest.skip("needs unshare and root for a read-only bind mount")

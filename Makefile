@@ -31,6 +31,9 @@ $(VENV)/.installed: pyproject.toml
 	test -z "$(TORCH_PACKAGES)" || $(BIN)/python -m pip install -q $(TORCH_PACKAGES)
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 > /dev/null
+	@# The grader's own code is not in the students' package: the venv finds it here, from any folder.
+	PRUNING_COURSE="$(CURDIR)" $(BIN)/python -c "import os, pathlib, site; \
+	  pathlib.Path(site.getsitepackages()[0], 'pruning-course.pth').write_text(os.environ['PRUNING_COURSE'] + '\n')"
 	touch $@
 
 demo: venv

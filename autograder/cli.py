@@ -25,7 +25,11 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
     from .config import GradeConfig
     d = _defaults(GradeConfig)
     grade = sub.add_parser("grade", help="grade a class's submissions with the hidden checks")
-    grade.add_argument("submissions", help="folder with <student_id>/pruning/pruning.ipynb")
+    grade.add_argument("submissions", help="the class's submissions: a Canvas or Moodle download (.zip or its folder), "
+                                           "nbgrader's submitted/ or exchange inbound folder, or a folder of notebooks")
+    grade.add_argument("--roster", default=None,
+                       help="the class list: Canvas's gradebook CSV, Moodle's grading worksheet or an id,name,email "
+                            "CSV; every student of it gets a row and their name")
     grade.add_argument("--data-root", required=True,
                        help="grading data: CINIC-10 folder or archive, a .npz subset, or 'synthetic'")
     grade.add_argument("--model", required=True, help="the pretrained checkpoint students prune")
@@ -36,8 +40,11 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
     grade.add_argument("--cell-timeout", type=float, default=d["cell_timeout"],
                        help="seconds per cell (default: --timeout)")
     grade.add_argument("--per-class", type=int, default=d["per_class"],
-                       help=f"test images per class in the fixed grading subset (default {d['per_class']})")
-    grade.add_argument("--device", default=d["device"], help="cpu or cuda for the grader's measurements")
+                       help=f"test and training images per class in the fixed grading subset (default "
+                            f"{d['per_class']})")
+    grade.add_argument("--device", default=d["device"],
+                       help="cpu, cuda or cuda:N for the kernels and the grader's measurements (default: cuda when "
+                            "torch sees a GPU, else cpu)")
     grade.add_argument("--full-notebook", action="store_true",
                        help="also run display cells and the visible checks (slower; same scores)")
     grade.add_argument("--spawn-kernels", action="store_true",
@@ -91,6 +98,25 @@ def _release_parser(sub) -> argparse.ArgumentParser:
                           "into the notebook)")
     rel.add_argument("--model-url", default=None, help="URL the notebook downloads the model from when it finds none")
     return rel
+
+
+def _export_parser(sub) -> argparse.ArgumentParser:
+    from .lms.export import TARGETS
+    export = sub.add_parser("export", help="grades (automatic and written-answer points) and feedback pages back to "
+                                           "the LMS")
+    export.add_argument("out", help="the --out folder of a finished grading run")
+    export.add_argument("--to", choices=TARGETS, default=None,
+                        help="canvas, moodle, csv or nbgrader (default: the LMS of the run's --roster, else csv)")
+    export.add_argument("--template", default=None,
+                        help="the file the LMS exported (Canvas's gradebook CSV, Moodle's grading worksheet) to fill "
+                             "in (default: the run's --roster)")
+    export.add_argument("--column", default=None,
+                        help="Canvas: the assignment's column, its title or id (default: the one with 'prun' in it)")
+    export.add_argument("--course", default=None,
+                        help="nbgrader: the course folder whose submitted/ was graded (for release_feedback)")
+    export.add_argument("--allow-ungraded-answers", action="store_true",
+                        help="export students whose written answers are not graded yet, counting them as 0")
+    return export
 
 
 def _train_parser(sub) -> argparse.ArgumentParser:
@@ -149,7 +175,7 @@ def _grade(args, parser) -> int:
                           regrade_status=args.regrade_status,
                           memory_limit=parse_size(args.memory_limit) if args.memory_limit else None,
                           pids_limit=args.pids_limit, threads=args.threads,
-                          cluster=args.cluster)
+                          cluster=args.cluster, roster=args.roster)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     from .grading.grade import grade
@@ -177,6 +203,29 @@ def _grade(args, parser) -> int:
     return EXIT_OK
 
 
+def _export(args) -> int:
+    """``export``: exit 0 when every student got a grade, 1 when some were left blank (listed), 2 when nothing
+    could be written."""
+    import json
+    from pathlib import Path
+
+    from .lms.export import ExportError, export
+    out = Path(args.out)
+    to = args.to
+    if to is None:
+        manifest = out / "submissions.json"
+        roster = json.loads(manifest.read_text()).get("roster") if manifest.is_file() else None
+        to = (roster or {}).get("lms") or "csv"
+    try:
+        done = export(out, to, template=args.template, column=args.column, course=args.course,
+                      allow_ungraded_answers=args.allow_ungraded_answers)
+    except (ExportError, OSError) as exc:
+        return _cannot(str(exc))
+    for line in done.lines():
+        print(line)
+    return 1 if done.written.blank or done.written.outside else 0
+
+
 def _cannot(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_CANNOT_GRADE
@@ -189,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     _demo_parser(sub)
     _grade_parser(sub)
     _release_parser(sub)
+    _export_parser(sub)
     _train_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
@@ -199,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
         return _grade(args, parser)
     if args.command == "release":
         return _release(args, parser)
+    if args.command == "export":
+        return _export(args)
     from .config import DemoConfig
     from .demo import main as demo_main
     try:

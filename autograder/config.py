@@ -33,7 +33,9 @@ class GradeConfig:
     """Settings of ``python -m autograder grade``.
 
     Attributes:
-        submissions: folder in nbgrader's layout ``<student_id>/pruning/pruning.ipynb``.
+        submissions: the class's submissions, a folder or a ``.zip`` in any layout :mod:`autograder.lms` reads
+            (a Canvas or Moodle download, nbgrader's ``submitted/`` or exchange inbound folder, a folder of
+            notebooks).
         data_root: grading data (CINIC-10 folder or archive, ``.npz`` or ``synthetic``).
         model: the pretrained checkpoint every student prunes.
         out: output folder (``grades.csv``, ``feedback/``, ``course/`` with the gradebook).
@@ -78,6 +80,8 @@ class GradeConfig:
         cluster: grade on Dask workers instead of local job slots (:mod:`autograder.cluster`): a
             scheduler's address (``tcp://host:8786``), or ``local:N`` for a cluster of N worker
             processes on this machine (then ``jobs`` is N). ``None``: local ``--jobs`` slots.
+        roster: the class list (a Canvas gradebook export, a Moodle grading worksheet, or ``id,name,email``):
+            every student of it gets a row (``no submission`` when they handed in nothing) and their name.
     """
 
     submissions: Path
@@ -101,6 +105,7 @@ class GradeConfig:
     regrade_status: tuple[str, ...] = ()
     threads: int | None = None
     cluster: str | None = None
+    roster: Path | None = None
 
     def __post_init__(self) -> None:
         # Absolute: notebooks run in their own working folders.
@@ -134,9 +139,13 @@ class GradeConfig:
             raise ValueError(f"--device must be cpu, cuda or cuda:N, got {self.device!r}")
         if self.per_class < 1:
             raise ValueError(f"--per-class must be at least 1, got {self.per_class}")
-        if not self.submissions.is_dir():
-            raise FileNotFoundError(f"submissions folder {self.submissions} does not exist; expected "
-                                    "<student_id>/pruning/pruning.ipynb inside it")
+        if not self.submissions.exists():
+            raise FileNotFoundError(f"submissions {self.submissions} do not exist: give the folder of submissions "
+                                    "or the LMS's download (.zip)")
+        if self.roster is not None:
+            self.roster = Path(self.roster).expanduser().resolve()
+            if not self.roster.is_file():
+                raise FileNotFoundError(f"--roster {self.roster} does not exist")
         if not self.model.is_file():
             raise FileNotFoundError(f"model checkpoint {self.model} does not exist")
         if self.cell_timeout is None:

@@ -61,7 +61,7 @@ ALLOWED_FAILURES = 1
 #: GradeConfig fields a worker's own configuration takes from the grader's.
 WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
                         if f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade",
-                                          "regrade_status", "cluster"})
+                                          "regrade_status", "cluster", "roster"})
 #: Submissions sent to the scheduler at least at a time (each waits in a thread of the grader).
 IN_FLIGHT = 64
 #: Seconds to wait for a scheduler, and for at least one worker.

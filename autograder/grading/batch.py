@@ -31,14 +31,15 @@ from ..config import SOURCE_NOTEBOOK, GradeConfig
 from .errors import InputError
 from .executor import Executor
 from .gradebook import Course, read_points
+from .intake import Intake, read_class
 from .jobs import JobContext, RunState, grade_one, zero_checks
 from .journal import Journal, file_sha256
 from .measure import build_reference, measuring_device
 from .notebook_job import EXPORT_CODE
 from .parts import PART3, graded_checks
 from .report import summary_table, write_csv, write_feedback, write_timings
-from .results import StudentGrade, not_graded
-from .submission import Submission, find_submissions
+from .results import NO_SUBMISSION, StudentGrade, not_graded
+from .submission import Submission
 from .warm_imports import import_before_threads
 
 __all__ = ["grade_all", "read_inputs", "grading_subset", "next_steps", "JOURNAL_FORMAT"]
@@ -57,25 +58,22 @@ def _executed_dir(cfg: GradeConfig) -> Path:
     return folder
 
 
-def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray], list[Submission],
-                                            list[tuple[str, str]]]:
-    """The model, the grading data and the submissions of ``cfg``; :class:`InputError` with one sentence when
-    one of them cannot be used (before any job runs or any row is written)."""
+def read_inputs(cfg: GradeConfig) -> tuple[torch.nn.Module, dict[str, np.ndarray], Intake]:
+    """The model, the grading data and the class of ``cfg`` (:func:`~autograder.grading.intake.read_class`);
+    :class:`InputError` with one sentence when one of them cannot be used (before any job runs or any row is
+    written)."""
     if (cfg.device or "").startswith("cuda") and not torch.cuda.is_available():
         raise InputError(f"--device {cfg.device}: torch sees no CUDA device on this machine; use --device cpu")
     try:
         model = load_model(cfg.model)
     except (CheckpointError, OSError) as exc:
         raise InputError(f"--model {cfg.model} cannot be used: {exc}") from None
-    subs, problems = find_submissions(cfg.submissions)
-    if not subs and not problems:
-        raise InputError(f"no submissions in {cfg.submissions}: expected one folder per student holding "
-                         "pruning/pruning.ipynb (nbgrader's submitted/ layout: <student_id>/pruning/pruning.ipynb)")
+    intake = read_class(cfg)
     try:
         data = grading_subset(cfg.data_root, cfg.per_class)
     except (ValueError, OSError) as exc:  # DatasetError is a ValueError
         raise InputError(f"--data-root {cfg.data_root} cannot be used: {exc}") from None
-    return model, data, subs, problems
+    return model, data, intake
 
 
 def grading_subset(data_root: str, per_class: int) -> dict[str, np.ndarray]:
@@ -110,7 +108,9 @@ def grade_all(cfg: GradeConfig, start: float, executor: Executor, progress: bool
             setup_seconds[name] = round(time.perf_counter() - begin, 3)
 
     begin = time.perf_counter()
-    model, data, subs, problems = read_inputs(cfg)
+    model, data, intake = read_inputs(cfg)
+    if progress:
+        print(intake.line, flush=True)
     data_file = executor.work / "grading-data.npz"
     np.savez(data_file, **data)
     points = read_points()
@@ -131,7 +131,7 @@ def grade_all(cfg: GradeConfig, start: float, executor: Executor, progress: bool
     shutil.rmtree(cfg.out / "feedback", ignore_errors=True)
     journal = Journal(cfg.out / "journal.jsonl", fresh=cfg.regrade is True)
 
-    grades = [StudentGrade(sid, f"error: {why}", zero_checks(points, why)) for sid, why in problems]
+    grades = [StudentGrade(sid, f"error: {why}", zero_checks(points, why)) for sid, why in intake.problems]
     for g in grades:
         write_feedback(cfg.out / "feedback", g, max_score)
     # The reference sweeps and the nbgrader course are prepared while the first kernels start.
@@ -141,13 +141,13 @@ def grade_all(cfg: GradeConfig, start: float, executor: Executor, progress: bool
         run = RunState(JobContext(cfg, ref, source, data_file, points, executed_dir), executor.score, course,
                        journal, run_key)
         try:
-            _run_all(subs, run, grades, max_score, progress, in_flight)
+            _run_all(intake.submissions, run, grades, max_score, progress, in_flight)
         finally:
             journal.close()
-    _finish(cfg, grades, max_score, course, timed, {**setup_seconds, "jobs": cfg.jobs, "sandbox": cfg.sandbox,
-                                                    "reused": run.reused, "slot_restarts": executor.restarts(),
-                                                    "cluster": cfg.cluster, "limits": executor.limits_in_force()},
-            start, progress, executor.where)
+    grades += [StudentGrade(sid, NO_SUBMISSION) for sid in intake.absent]
+    run_info = {**setup_seconds, "jobs": cfg.jobs, "sandbox": cfg.sandbox, "reused": run.reused,
+                "slot_restarts": executor.restarts(), "cluster": cfg.cluster, "limits": executor.limits_in_force()}
+    _finish(cfg, grades, intake.people, max_score, course, timed, run_info, start, progress, executor.where)
     return grades
 
 
@@ -162,14 +162,14 @@ def _reference(cfg: GradeConfig, executor: Executor, setup: ThreadPoolExecutor, 
     return ref
 
 
-def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, course, timed, run_info: dict,
-            start: float, progress: bool, where: str) -> None:
+def _finish(cfg: GradeConfig, grades: list[StudentGrade], people: dict[str, dict], max_score: float, course, timed,
+            run_info: dict, start: float, progress: bool, where: str) -> None:
     """Write grades.csv, the gradebook's scores, timings.json and the summary."""
     grade_ids = graded_checks(read_points())
-    write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score)
+    write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score, people)
     if course.exception() is None:
         timed("scores", course.result().set_scores,
-              {g.student_id: {c.grade_id: c.points for c in g.checks} for g in grades if g.graded})
+              {g.student_id: {c.grade_id: c.points for c in g.checks} for g in grades if g.has_points})
         gradebook = f"gradebook in {course.result().db}"
     else:
         gradebook = f"NO GRADEBOOK: {course.exception()}"
@@ -178,18 +178,19 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], max_score: float, cour
     write_timings(cfg.out / "timings.json", grades, {**run_info, "wall": round(time.perf_counter() - start, 3)})
     if progress:
         print(summary_table(grades, grade_ids, max_score))
-        print(f"\n{len(grades)} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
+        graded = sum(g.status != NO_SUBMISSION for g in grades)
+        print(f"\n{graded} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
               f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, {gradebook}")
         if course.exception() is None:
             print(next_steps(cfg.out))
 
 
 def next_steps(out: Path) -> str:
-    """What a TA does after a run: feedback pages, the written answers in formgrader, the export."""
+    """What a TA does after a run: the written answers in formgrader, then grades and feedback back to the LMS."""
     course = shlex.quote(str(out / "course"))
-    return (f"Next: send each student their page in {out / 'feedback'}; grade the written answers in formgrader "
-            f"(cd {course} && jupyter lab, then Nbgrader > Formgrader > Manual Grading); then export automatic "
-            f"and manual points together: cd {course} && nbgrader export (writes {out / 'course' / 'grades.csv'}).")
+    return (f"Next: grade the written answers in formgrader (cd {course} && jupyter lab, then Nbgrader > Formgrader "
+            f"> Manual Grading); then write the grades, automatic and manual points together, and the feedback "
+            f"pages for your LMS: python -m autograder export {shlex.quote(str(out))} (--to canvas, moodle or csv).")
 
 
 def _run_all(subs: list[Submission], run: RunState, grades: list[StudentGrade], max_score: float,

@@ -25,21 +25,26 @@ __all__ = ["write_csv", "write_feedback", "notebook_feedback_html", "write_timin
 
 _local = threading.local()
 
-def write_csv(path: Path, grades: list[StudentGrade], grade_ids: list[str], max_score: float) -> Path:
-    """One row per student: id, score, max_score, status, one column per graded cell, notes.
+def write_csv(path: Path, grades: list[StudentGrade], grade_ids: list[str], max_score: float,
+              people: dict[str, dict] | None = None) -> Path:
+    """One row per student: id, score, max_score, status, one column per graded cell, notes, and the student's
+    name, email and whether the LMS marked the submission late (``people``: by student id).
 
-    A row that was not graded (:data:`NOT_GRADED`) has empty score and cells."""
-    with open(path, "w", newline="") as fh:
+    A row without points (:data:`NOT_GRADED`, :data:`NO_SUBMISSION`) has empty score and cells."""
+    people = people or {}
+    with open(path, "w", newline="", encoding="utf-8") as fh:
         writer = csv.writer(fh)
-        writer.writerow(["student_id", "score", "max_score", "status", *grade_ids, "notes"])
+        writer.writerow(["student_id", "score", "max_score", "status", *grade_ids, "notes", "name", "email", "late"])
         for g in sorted(grades, key=lambda g: g.student_id):
-            if not g.graded:  # no points at all: empty cells, never zeros
+            who = people.get(g.student_id, {})
+            person = [who.get("name", ""), who.get("email", ""), "late" if who.get("late") else ""]
+            if not g.has_points:  # no points at all: empty cells, never zeros
                 writer.writerow([g.student_id, "", f"{max_score:g}", g.status, *[""] * len(grade_ids),
-                                 "; ".join(g.notes)])
+                                 "; ".join(g.notes), *person])
                 continue
             per_cell = {c.grade_id: c.points for c in g.checks}
             writer.writerow([g.student_id, f"{g.score:g}", f"{max_score:g}", g.status,
-                             *[f"{per_cell.get(gid, 0.0):g}" for gid in grade_ids], "; ".join(g.notes)])
+                             *[f"{per_cell.get(gid, 0.0):g}" for gid in grade_ids], "; ".join(g.notes), *person])
     return path
 
 
@@ -142,7 +147,7 @@ def summary_table(grades: list[StudentGrade], grade_ids: list[str], max_score: f
     head = f"{'student':<{width}} {'score':>7}  " + " ".join(f"{s[:11]:>11}" for s in short) + "  status"
     lines = [head, "-" * len(head)]
     for g in sorted(grades, key=lambda g: g.student_id):
-        if not g.graded:
+        if not g.has_points:
             dashes = " ".join(f"{'-':>11}" for _ in grade_ids)
             lines.append(f"{g.student_id:<{width}} {'-':>3}/{max_score:<3g}  {dashes}  {g.status}")
             continue

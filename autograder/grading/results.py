@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["CheckResult", "StudentGrade", "NOT_GRADED", "not_graded", "not_graded_summary"]
+__all__ = ["CheckResult", "StudentGrade", "NOT_GRADED", "NO_SUBMISSION", "not_graded", "not_graded_summary"]
 
 
 @dataclass
@@ -25,6 +25,9 @@ class CheckResult:
 #: ``not graded: <reason>``. Such a row has no points (not zeros), no feedback page, no gradebook entry and
 #: no journal line, so the next run of the same command grades it again.
 NOT_GRADED = "not graded"
+#: Status of a student of the roster who handed in nothing: no points (not zeros), no feedback page, no
+#: gradebook entry; the export leaves their grade blank and lists them.
+NO_SUBMISSION = "no submission"
 
 
 @dataclass
@@ -52,6 +55,11 @@ class StudentGrade:
     def graded(self) -> bool:
         """``False`` for a :data:`NOT_GRADED` row (the grader's failure, not the student's)."""
         return not self.status.startswith(NOT_GRADED)
+
+    @property
+    def has_points(self) -> bool:
+        """``False`` for a row without points: :data:`NOT_GRADED` and :data:`NO_SUBMISSION` (empty, never zeros)."""
+        return self.graded and self.status != NO_SUBMISSION
 
 
 def not_graded(student_id: str, reason: str, notes: list[str] = (), timings: dict | None = None) -> StudentGrade:

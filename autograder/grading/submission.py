@@ -1,4 +1,4 @@
-"""Finding submissions and making each notebook safe to grade.
+"""Making each submitted notebook safe to grade (the class is read by :mod:`autograder.grading.intake`).
 
 Before a notebook runs, every cell the instructor owns (locked cells and test cells) is put
 back exactly as in the source notebook, by nbgrader grade_id: edited ones are replaced,
@@ -18,13 +18,11 @@ from pathlib import Path
 
 import nbformat
 
-from ..config import ASSIGNMENT, NOTEBOOK
 from .recognise import recognise_cells, reorder_cells
 
-__all__ = ["Submission", "find_submissions", "prepare_notebook", "SubmissionError", "SEED_CELL",
+__all__ = ["Submission", "prepare_notebook", "SubmissionError", "SEED_CELL",
            "strip_hidden_tests", "PREAMBLE_CELLS", "preamble_end"]
 
-_STUDENT_ID = re.compile(r"^[A-Za-z0-9._@+-]{1,100}$")
 _BAKED = re.compile(r'^(HELPERS_URL|HELPERS_VERSION|MODEL_URL|MODEL_SHA256) = ".*"$')
 _HIDDEN = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?^[ \t]*### END HIDDEN TESTS[ \t]*\n?", re.S | re.M)
 
@@ -53,48 +51,6 @@ class Submission:
     student_id: str
     path: Path
     notes: list[str] = field(default_factory=list)
-
-
-def _pick_notebook(student: Path) -> tuple[Path | None, list[str]]:
-    """The notebook to grade in a student's folder, and notes when it is not simply ``pruning/pruning.ipynb``.
-
-    A renamed notebook (``pruning (1).ipynb``, ``Copy of pruning.ipynb``) is graded when it is the
-    only one; of several, ``pruning.ipynb`` if present, else the most recently modified.
-    """
-    expected = student / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-    found = sorted({p for folder in (student / ASSIGNMENT, student) if folder.is_dir()
-                    for p in folder.glob("*.ipynb") if p.is_file()})
-    if not found:
-        return None, []
-    pick = expected if expected in found else max(found, key=lambda p: (p.stat().st_mtime, p.name))
-    rel = pick.relative_to(student).as_posix()
-    others = [p.relative_to(student).as_posix() for p in found if p != pick]
-    notes = [] if pick == expected else [f"graded {rel} (the notebook was not named {ASSIGNMENT}/{NOTEBOOK}.ipynb)"]
-    if others:
-        why = "" if pick == expected else ", the most recently saved"
-        notes.append(f"{len(found)} notebooks in the submission; graded {rel}{why}, not {', '.join(others)}")
-    return pick, notes
-
-
-def find_submissions(folder: Path) -> tuple[list[Submission], list[tuple[str, str]]]:
-    """List each student's notebook under ``folder`` (``<student_id>/pruning/pruning.ipynb``), by student id.
-
-    Returns:
-        ``(submissions, problems)`` where problems are ``(student_id, reason)`` for student
-        folders that hold no gradable notebook (so they still get a row in the CSV).
-    """
-    subs, problems = [], []
-    for student in sorted(p for p in Path(folder).iterdir() if p.is_dir()):
-        sid = student.name
-        if not _STUDENT_ID.match(sid):
-            problems.append((sid, "student id has characters other than letters, digits and ._@+-"))
-            continue
-        nb, notes = _pick_notebook(student)
-        if nb is not None:
-            subs.append(Submission(sid, nb, notes))
-        else:
-            problems.append((sid, f"no notebook in the submission (expected {ASSIGNMENT}/{NOTEBOOK}.ipynb)"))
-    return subs, problems
 
 
 def _gid(cell) -> str | None:

@@ -5,7 +5,9 @@
 3. generate the student release with the real ``nbgrader generate_assignment``;
 4. fill it with a handful of sample submissions (correct ones and typical mistakes);
 5. grade them with ``--jobs 2``: grade table, ``grades.csv``, feedback, gradebook; then check that every
-   sample got the grade it declares (the exit status says so).
+   sample got the grade it declares (the exit status says so);
+6. write the same class as a Canvas and a Moodle download, each with its roster, and print the commands that
+   grade them and send the grades back.
 
 Everything is written under ``--out`` (default ``demo-output/``).
 
@@ -14,6 +16,7 @@ Runs in the grader's process.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import sys
 import time
@@ -31,6 +34,7 @@ from .grading.results import not_graded_summary
 from .grading.solutions import prune_structured, prune_unstructured, sweep
 from .runner.sandbox import sandbox_support
 from .samples import load_samples, write_class
+from .samples.lms import canvas_download, canvas_gradebook, class_list, moodle_download, moodle_worksheet
 from .train import train_model
 
 __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
@@ -97,7 +101,28 @@ def main(config: DemoConfig = DemoConfig()) -> int:
     except (InputError, PreflightError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return _compare(grades, samples)
+    status = _compare(grades, samples)
+    _lms_files(out, samples, model_path, data_root)
+    return status
+
+
+def _lms_files(out: Path, samples: list, model: Path, data_root: str) -> None:
+    """The same class as Canvas and Moodle hand it over, with two more students of the roster who handed in
+    nothing, and the commands that grade each download and send its grades back."""
+    print("\n== 6. The same class as Canvas and Moodle hand it over (12 students, 2 handed in nothing)")
+    folder = out / "lms"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir()
+    people = class_list(samples, absent=2)
+    files = {"canvas": (canvas_download(folder / "canvas-submissions.zip", people),
+                        canvas_gradebook(folder / "canvas-gradebook.csv", people)),
+             "moodle": (moodle_download(folder / "moodle-submissions.zip", people),
+                        moodle_worksheet(folder / "moodle-worksheet.csv", people))}
+    for lms, (download, roster) in files.items():
+        graded = shlex.quote(str(out / f"{lms}-grading"))
+        print(f"{lms.title()}: python -m autograder grade {shlex.quote(str(download))} --roster "
+              f"{shlex.quote(str(roster))} --data-root {shlex.quote(data_root)} --model {shlex.quote(str(model))} "
+              f"--out {graded} --jobs 2 && python -m autograder export {graded}")
 
 
 def _compare(grades: list, samples: list) -> int:

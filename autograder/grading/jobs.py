@@ -25,6 +25,7 @@ from .journal import Journal, grade_key
 from .parts import graded_checks
 from .report import write_feedback
 from .results import CheckResult, StudentGrade, not_graded
+from .statuses import cannot_read
 from .submission import Submission
 
 __all__ = ["JobContext", "RunState", "Scorer", "grade_one", "finish_grade", "zero_checks"]
@@ -79,7 +80,7 @@ def grade_one(sub: Submission, run: RunState) -> StudentGrade:
     try:
         nb_bytes = sub.path.read_bytes()
     except OSError as exc:
-        grade = StudentGrade(sub.student_id, f"error: cannot read the notebook: {exc}",
+        grade = StudentGrade(sub.student_id, cannot_read(exc),
                              zero_checks(run.points, "the notebook could not be read"))
         return finish_grade(grade, None, False, run)
     key = grade_key(hashlib.sha256(nb_bytes).hexdigest(), run.run_key)

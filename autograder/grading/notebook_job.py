@@ -29,6 +29,7 @@ from .jobs import JobContext, zero_checks
 from .kernel_export import ENV_EXPORT, ENV_EXPORT_CODE
 from .results import StudentGrade, not_graded
 from .scoring import score_submission
+from .statuses import cpu_exceeded, memory_exceeded, process_limit
 from .submission import Submission, SubmissionError, preamble_end, prepare_notebook, read_notebook
 
 __all__ = ["run_and_score", "run_job", "job_environment", "preamble_failure", "MachineFailure", "prepare_job",
@@ -89,7 +90,7 @@ def memory_stop(limits: KernelRlimits | None, cfg: GradeConfig):
     rlimits the kernel would survive, and the notebook's later cells run short of memory); ``None`` without."""
     if limits is None or not limits.memory:
         return None
-    status = f"error: memory limit ({format_size(cfg.memory_limit)}) exceeded"
+    status = memory_exceeded(format_size(cfg.memory_limit))
     return lambda cell: status if cell.cell_type == "code" and _out_of_memory(cell) else None
 
 
@@ -104,16 +105,16 @@ def limit_status(done: dict, before: dict, after: dict, slot: Slot, cfg: GradeCo
     status, notes = done["status"], []
     died = status.startswith("error: the kernel died")
     if after.get("oom_kill", 0) > before.get("oom_kill", 0):
-        status = f"error: memory limit ({format_size(cfg.memory_limit)}) exceeded"
+        status = memory_exceeded(format_size(cfg.memory_limit))
     if after.get("pids_max", 0) > before.get("pids_max", 0):
         notes.append(f"process limit ({cfg.pids_limit}) reached: the notebook's forks were refused")
         if died:
-            status = f"error: process limit ({cfg.pids_limit}) reached"
+            status = process_limit(cfg.pids_limit)
     limits, nb = slot.rlimits, done["notebook"]
     if limits is None:
         return status, notes
     if limits.cpu_seconds and died and (done.get("kernel_exit") or {}).get("signal") == signal.SIGXCPU:
-        status = f"error: CPU time limit ({limits.cpu_seconds} s of one process) exceeded"
+        status = cpu_exceeded(limits.cpu_seconds)
     short = next((c for c in nb.cells if c.cell_type == "code" and _out_of_memory(c)), None)
     if limits.memory and short is not None:
         notes.append(f"an allocation in {_grade_id(nb, short)} went past the memory limit (the kernel's address space)")

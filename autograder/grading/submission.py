@@ -131,7 +131,7 @@ def prepare_notebook(submitted, source, lean: bool = False,
     if unfound:
         raise SubmissionError(
             f"the notebook lost its nbgrader cell metadata and no cell defines the answer of {', '.join(unfound)}: "
-            "grade it by hand, or ask the student to copy their code into the released notebook and resubmit")
+            "ask the student to copy their code into the released notebook and resubmit")
     notes += reorder_cells(submitted, source)
     owned = {_gid(c): c for c in source.cells if _gid(c) and _instructor_owned(c)}
     known = {_gid(c) for c in source.cells if _gid(c)}

@@ -45,7 +45,9 @@ def test_the_api_reference_is_made_from_the_docstrings(site):
     ("resume", "tas", "run the same\ncommand again"),
     ("regrade one student", "tas", "--regrade alice,bob"),
     ("manual grading", "tas", "Grade the written answers in formgrader"),
-    ("export to an LMS", "tas", "Export to your LMS"),
+    ("export to an LMS", "tas", "Back to the LMS: export"),
+    ("grade an LMS's download", "tas", "Download Submissions"),
+    ("set up as a TA", "tas", "Set up (once)"),
     ("what a status means", "tas", "Statuses, and what to do"),
 ])
 def test_each_task_a_newcomer_looks_for_is_linked_from_the_readme(site, task, page, words):

@@ -3,7 +3,8 @@
 
 Real nbgrader commands with a local exchange folder: the instructor's ``release_assignment`` (from a copy of
 this repository's ``assignment/`` course folder), two students' ``fetch_assignment`` and ``submit`` (each as
-their own student id, in their own home), the instructor's ``collect``, then the grader."""
+their own student id, in their own home), the instructor's ``collect``, then the grader; the exchange's inbound
+folder graded as it is; then the grader's feedback pages back through ``release_feedback`` and ``fetch_feedback``."""
 
 from __future__ import annotations
 
@@ -70,3 +71,25 @@ def test_release_fetch_submit_collect_then_grade(tmp_path, trained_model_path):
     assert rows["alice"]["status"] == "ok" and float(rows["alice"]["score"]) == float(rows["alice"]["max_score"]) == 31
     assert float(rows["bob"]["score"]) == 0
     assert (tmp_path / "grading" / "feedback" / "bob.html").is_file()
+
+    # The exchange's inbound folder, graded as it is (without nbgrader collect), gives the same rows.
+    proc, inbound_rows = run_grade(exchange, tmp_path / "grading-inbound", trained_model_path, jobs=2)
+    assert "submissions: nbgrader exchange inbound, 2 students: 2 notebooks" in proc.stdout
+    keep = ["score", "status"]
+    assert {k: [r[c] for c in keep] for k, r in inbound_rows.items()} == \
+        {k: [r[c] for c in keep] for k, r in rows.items()}
+
+    # The grader's feedback pages back through nbgrader: export into the course, release_feedback, fetch_feedback.
+    export = subprocess.run([sys.executable, "-m", "autograder", "export", str(tmp_path / "grading"), "--to",
+                             "nbgrader", "--course", str(course)], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=300)
+    assert export.returncode == 0, export.stdout + export.stderr
+    assert f"cd {course} && nbgrader release_feedback pruning" in export.stdout
+    _nbgrader("release_feedback", "pruning", cwd=course, user="instructor", home=tmp_path / "instructor")
+    for student in ("alice", "bob"):
+        home = tmp_path / "home" / student
+        _nbgrader("fetch_feedback", "pruning", "--course", "pruning-course", f"--student={student}", cwd=home,
+                  user=student, home=home)
+        fetched = list((home / "pruning" / "feedback").glob("*/pruning.html"))
+        assert len(fetched) == 1, student
+        assert fetched[0].read_text() == (tmp_path / "grading" / "feedback" / f"{student}.html").read_text()

@@ -23,8 +23,14 @@ from autograder.grading.gradebook import read_points
 from autograder.grading.parts import CHECKS
 from autograder.runner.sandbox import sandbox_support
 from autograder.samples import load_samples
-from autograder.samples.lms import (CANVAS_COLUMN, canvas_download, canvas_gradebook, class_list, moodle_download,
-                                    moodle_worksheet)
+from autograder.samples.lms import (
+    CANVAS_COLUMN,
+    canvas_download,
+    canvas_gradebook,
+    class_list,
+    moodle_download,
+    moodle_worksheet,
+)
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(sandbox_support() is not None, reason=f"no sandbox here: {sandbox_support()}")]

@@ -14,7 +14,6 @@ from autograder.grading.submission import (
     SEED_CELL,
     SubmissionError,
     _instructor_owned,
-    find_submissions,
     preamble_end,
     prepare_notebook,
     read_notebook,
@@ -178,20 +177,6 @@ def test_hidden_regions_without_a_final_newline_are_joined_line_by_line(source, 
         "### BEGIN HIDDEN TESTS\na = 1\n### END HIDDEN TESTS\n### BEGIN HIDDEN TESTS\nb = 2\n### END HIDDEN TESTS")
 
 
-def test_find_submissions_paths_and_bad_ids(tmp_path):
-    (tmp_path / "ann" / "pruning").mkdir(parents=True)
-    (tmp_path / "ann" / "pruning" / "pruning.ipynb").write_text("{}")
-    (tmp_path / "b c").mkdir()
-    subs, problems = find_submissions(tmp_path)
-    assert [(s.student_id, s.path, s.notes) for s in subs] == [
-        ("ann", tmp_path / "ann" / "pruning" / "pruning.ipynb", [])]
-    assert problems == [("b c", "student id has characters other than letters, digits and ._@+-")]
-    (tmp_path / "bob").mkdir()  # after a bad id: every folder is still looked at
-    assert find_submissions(tmp_path)[1] == [
-        ("b c", "student id has characters other than letters, digits and ._@+-"),
-        ("bob", "no notebook in the submission (expected pruning/pruning.ipynb)")]
-
-
 def test_restored_cells_are_the_graders_own_and_carry_nothing_from_the_source(source, release):
     src = copy.deepcopy(source)
     code = cell_of(src, "test_unstructured_accuracy")
@@ -246,21 +231,6 @@ def test_answers_lost_with_the_metadata_are_all_named(source, release):
                                      "of prune_unstructured, prune_structured: ")
 
 
-def test_of_several_renamed_notebooks_the_newest_wins_whatever_its_name(tmp_path):
-    import os
-
-    from autograder.grading.submission import _pick_notebook
-    folder = tmp_path / "gina" / "pruning"
-    folder.mkdir(parents=True)
-    for name, mtime in (("a-newest.ipynb", 300), ("b-old.ipynb", 100), ("c-older.ipynb", 50)):
-        (folder / name).write_text("{}")
-        os.utime(folder / name, (mtime, mtime))
-    pick, notes = _pick_notebook(tmp_path / "gina")
-    assert pick == folder / "a-newest.ipynb"
-    assert notes[1] == ("3 notebooks in the submission; graded pruning/a-newest.ipynb, the most recently saved, "
-                        "not pruning/b-old.ipynb, pruning/c-older.ipynb")
-
-
 # ---- restoring, the release, the samples ----------------------------------------------------
 
 def test_release_needs_no_restoring(source, release):
@@ -310,36 +280,6 @@ def test_invalid_notebooks_are_reported(tmp_path):
     bad.write_text('{"cells": 5, "metadata": {}, "nbformat": 4, "nbformat_minor": 5}')
     with pytest.raises(SubmissionError, match="invalid notebook JSON"):
         read_notebook(bad)
-
-
-def test_renamed_and_several_notebooks_are_found_and_named(tmp_path):
-    import os
-    def put(sid, rel, mtime):
-        path = tmp_path / sid / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("{}")
-        os.utime(path, (mtime, mtime))
-    put("carol", "pruning/pruning (1).ipynb", 100)
-    put("dave", "Copy of pruning.ipynb", 100)
-    put("erin", "pruning/pruning.ipynb", 100)
-    put("erin", "pruning/pruning-old.ipynb", 200)
-    put("frank", "pruning/Copy of pruning.ipynb", 100)
-    put("frank", "pruning/pruning (2).ipynb", 300)
-    subs, problems = find_submissions(tmp_path)
-    assert problems == []
-    got = {s.student_id: (s.path.relative_to(tmp_path / s.student_id).as_posix(), s.notes) for s in subs}
-    assert got == {
-        "carol": ("pruning/pruning (1).ipynb",
-                  ["graded pruning/pruning (1).ipynb (the notebook was not named pruning/pruning.ipynb)"]),
-        "dave": ("Copy of pruning.ipynb",
-                 ["graded Copy of pruning.ipynb (the notebook was not named pruning/pruning.ipynb)"]),
-        "erin": ("pruning/pruning.ipynb",
-                 ["2 notebooks in the submission; graded pruning/pruning.ipynb, not pruning/pruning-old.ipynb"]),
-        "frank": ("pruning/pruning (2).ipynb",
-                  ["graded pruning/pruning (2).ipynb (the notebook was not named pruning/pruning.ipynb)",
-                   "2 notebooks in the submission; graded pruning/pruning (2).ipynb, the most recently saved, "
-                   "not pruning/Copy of pruning.ipynb"]),
-    }
 
 
 def test_samples_fill_the_solution_cells(release):

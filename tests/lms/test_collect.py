@@ -20,8 +20,7 @@ from autograder.lms.entries import safe_id
 from autograder.lms.listing import Listing, ListingError
 from autograder.lms.roster import RosterError, apply_roster, read_roster
 from autograder.samples import Sample
-from autograder.samples.lms import (canvas_download, canvas_gradebook, class_list, moodle_download,
-                                    moodle_worksheet)
+from autograder.samples.lms import canvas_download, canvas_gradebook, class_list, moodle_download, moodle_worksheet
 
 EMPTY = Sample("empty", set(), "ok", cells={})
 
@@ -194,3 +193,25 @@ def test_rosters_of_each_kind_name_every_student_and_those_who_handed_in_nothing
                                         ("jane.doe@uni.edu", "jane.doe@uni.edu")])
 def test_safe_ids(name, made):
     assert safe_id(name) == made
+
+
+def test_renamed_and_several_notebooks_in_nbgrader_folders_are_found_and_named(tmp_path):
+    put = [("carol", "pruning/pruning (1).ipynb", 100), ("dave", "Copy of pruning.ipynb", 100),
+           ("erin", "pruning/pruning.ipynb", 100), ("erin", "pruning/pruning-old.ipynb", 200),
+           ("frank", "pruning/Copy of pruning.ipynb", 100), ("frank", "pruning/pruning (2).ipynb", 300)]
+    for sid, rel, mtime in put:
+        _touch(tmp_path / "s" / sid / rel, mtime=mtime)
+    got = {e.student_id: (e.notebook.relative_to(tmp_path / "s" / e.student_id).as_posix(), e.notes)
+           for e in collect(tmp_path / "s", tmp_path / "work").entries}
+    assert got == {
+        "carol": ("pruning/pruning (1).ipynb",
+                  ["graded pruning/pruning (1).ipynb (the notebook was not named pruning/pruning.ipynb)"]),
+        "dave": ("Copy of pruning.ipynb",
+                 ["graded Copy of pruning.ipynb (the notebook was not named pruning/pruning.ipynb)"]),
+        "erin": ("pruning/pruning.ipynb",
+                 ["2 notebooks in the submission; graded pruning/pruning.ipynb, not pruning/pruning-old.ipynb"]),
+        "frank": ("pruning/pruning (2).ipynb",
+                  ["graded pruning/pruning (2).ipynb (the notebook was not named pruning/pruning.ipynb)",
+                   "2 notebooks in the submission; graded pruning/pruning (2).ipynb, the most recently saved, "
+                   "not pruning/Copy of pruning.ipynb"]),
+    }

@@ -90,8 +90,8 @@ def test_moodle_worksheet_gets_grades_comments_and_keeps_its_bom_and_dates(tmp_p
 
 
 def test_moodle_writes_the_sites_decimal_comma():
-    sheet = ("Identifier,Full name,Grade,Maximum grade,Last modified (grade)\n"
-             'Participant 5,Ann,,"10,00",-\n').encode()
+    sheet = (b"Identifier,Full name,Grade,Maximum grade,Last modified (grade)\n"
+             b'Participant 5,Ann,,"10,00",-\n')
     data, _ = moodle.write_worksheet(sheet, _outcomes({"5": 37}))
     assert data.decode().splitlines()[1] == 'Participant 5,Ann,"10,00","10,00",-'
 

@@ -64,8 +64,8 @@ def test_a_notebook_without_metadata_or_answers_is_an_error_not_a_zero(source, r
     with pytest.raises(SubmissionError) as err:
         prepare_notebook(nb, source)
     assert str(err.value) == (
-        "the notebook lost its nbgrader cell metadata and no cell defines the answer of prune_unstructured: grade "
-        "it by hand, or ask the student to copy their code into the released notebook and resubmit")
+        "the notebook lost its nbgrader cell metadata and no cell defines the answer of prune_unstructured: ask the "
+        "student to copy their code into the released notebook and resubmit")
 
 
 def test_a_colab_download_needs_no_recognising(source, release):

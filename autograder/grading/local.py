@@ -163,7 +163,7 @@ def _sandbox(cfg: GradeConfig) -> Sandbox:
     hidden = [cfg.submissions, cfg.out, cfg.model.parent, Path(cfg.data_root), REPO_ROOT / "autograder",
               REPO_ROOT / "assignment"]
     helpers_dir = Path(importlib.util.find_spec("helpers").origin).resolve().parent  # without importing torch
-    cuda = cfg.device == "cuda" or (cfg.device is None and bool(glob.glob("/dev/nvidia[0-9]*")))
+    cuda = (cfg.device or "").startswith("cuda") or (cfg.device is None and bool(glob.glob("/dev/nvidia[0-9]*")))
     return Sandbox.build(hidden, packages=[helpers_dir], cuda=cuda)
 
 

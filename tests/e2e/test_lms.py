@@ -144,6 +144,8 @@ def test_canvas_gets_its_own_gradebook_back_with_this_column_filled(course):
     absent = [p for p in course["people"] if p.sample is None]
     for p in absent:
         assert f"left blank: {p.canvas_id} (no submission)" in done.stdout
+    unchanged = sum(old == new for old, new in zip(template.splitlines(), exported.splitlines(), strict=True))
+    assert unchanged == 2 + len(absent), "the header, Points Possible and the absent students' rows, byte for byte"
     with zipfile.ZipFile(out / "lms" / "canvas-feedback.zip") as archive:
         names = sorted(archive.namelist())
     assert len(names) == 3 and all(n.endswith("_pruning-feedback.html") for n in names)

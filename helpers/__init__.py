@@ -16,7 +16,7 @@ names start with ``_`` are the library's own and may change without notice.
 
 # isort: off
 # data and the model
-from .data import evaluation_data, get_CINIC10_data
+from .data import evaluation_data, get_CINIC10_data, to_model_input
 from .models import copy_model, load_model
 
 # measuring: accuracy and sparsity
@@ -38,7 +38,7 @@ from .plots import plot_costs, plot_layer_sparsity, plot_sweeps, plot_weight_his
 # isort: on
 
 __all__ = [
-    "get_CINIC10_data", "evaluation_data", "load_model", "copy_model",
+    "get_CINIC10_data", "evaluation_data", "to_model_input", "load_model", "copy_model",
     "test_model", "global_sparsity", "layer_sparsity", "zeroed_filters",
     "TARGETS", "check_results", "check_accuracies", "inspect_unstructured", "inspect_structured",
     "count_macs", "cost_rows", "format_cost_table", "fine_tune", "mask_random_filters", "inspect_removal",

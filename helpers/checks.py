@@ -10,20 +10,29 @@ produced, plus accuracy measurements and calls at targets the student never saw.
 from __future__ import annotations
 
 import math
-import numbers
 
 from torch import nn
 
+from ._values import as_number, number_text
 from .evaluate import test_model
 from .inspection import TARGETS, compounded, inspect_structured, inspect_unstructured
 from .parts import Part, get_part
 from .sparsity import global_sparsity
 
-__all__ = ["TARGETS", "RESULT_KEYS", "compounded", "inspect_unstructured", "inspect_structured",
-           "check_results", "check_accuracies", "shared_models", "entry_problem"]
+__all__ = ["TARGETS", "RESULT_KEYS", "CLAIM_TOL", "SPARSITY_CLAIM_TOL", "OTHER_IMAGES", "compounded",
+           "inspect_unstructured", "inspect_structured", "check_results", "check_accuracies", "shared_models",
+           "entry_problem"]
 
 #: Keys every results entry must have.
 RESULT_KEYS = ("target", "model", "sparsity", "accuracy")
+#: Allowed distance of a stored accuracy from what ``test_model`` gives for the stored model (the grader's too).
+CLAIM_TOL = 0.005
+#: Allowed distance of a stored sparsity from the stored model's (the grader's too).
+SPARSITY_CLAIM_TOL = 0.001
+#: What a stored accuracy that is not its model's on ``test_data`` most likely is, and what to store instead (the
+#: grader says the same).
+OTHER_IMAGES = ("measure that same model on test_data and store it, accuracy = test_model(pruned, test_data) (a "
+                 "number from other images, such as X_val, or from another model differs)")
 
 
 _PRUNED_ORIGINAL = ("the pretrained `model` itself is pruned: prune a copy (copy.deepcopy(model)) so that "
@@ -31,8 +40,9 @@ _PRUNED_ORIGINAL = ("the pretrained `model` itself is pruned: prune a copy (copy
                     "'0. Data and the pretrained model' again (it loads the model afresh), then your cells")
 
 
-def shared_models(results, kind: str | Part) -> str:
-    """``""``, or a message when several entries of ``results`` hold one and the same model object.
+def shared_models(results, kind: str | Part, original: nn.Module | None = None) -> str:
+    """``""``, or a message when an entry of ``results`` holds the pretrained ``original`` itself, or several entries
+    hold one and the same model object.
 
     One object pruned again for every target ends up holding only the last pruning, so every
     stored number but the last looks wrong; this names the cause instead.
@@ -40,6 +50,11 @@ def shared_models(results, kind: str | Part) -> str:
     part = kind if isinstance(kind, Part) else get_part(kind)
     groups: dict[int, list] = {}
     for entry in results if isinstance(results, (list, tuple)) else ():
+        if isinstance(entry, dict) and original is not None and entry.get("model") is original:
+            target = _target_text(entry.get("target"))
+            return (f"{part.results_name} stores the pretrained `model` itself (target {target}), not the pruned "
+                    f"copy {part.function_name} returned: store the copy, pruned = {part.function_name}(model, "
+                    "target); {'model': pruned, ...}")
         if isinstance(entry, dict) and isinstance(entry.get("model"), nn.Module):
             groups.setdefault(id(entry["model"]), []).append(entry.get("target"))
     shared = [targets for targets in groups.values() if len(targets) > 1]
@@ -60,7 +75,7 @@ def _list_problem(results, original: nn.Module, part: Part, empty: str) -> str:
         return empty
     if global_sparsity(original) > 0:
         return _PRUNED_ORIGINAL
-    return shared_models(results, part)
+    return shared_models(results, part, original)
 
 
 def entry_problem(where: str, entry, keys) -> str | None:
@@ -82,7 +97,8 @@ def entry_problem(where: str, entry, keys) -> str | None:
 
 
 def _target_text(target) -> str:
-    return f"{target:.2f}" if isinstance(target, numbers.Real) else repr(target)
+    number = as_number(target)
+    return f"{number:.2f}" if number is not None else repr(target)
 
 
 def _said_once(problems: list[str]) -> list[str]:
@@ -105,26 +121,29 @@ def _said_once(problems: list[str]) -> list[str]:
 
 
 def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, every: int = 1,
-                     tol: float = 0.001) -> str:
+                     tol: float = SPARSITY_CLAIM_TOL, whole=None) -> str:
     """Check that the numbers stored with each model are that model's own: its ``sparsity`` (every entry), that its
     ``accuracy`` is a number in ``[0, 1]`` (every entry), and that it is what :func:`helpers.test_model` gives
-    (every entry, or every ``every``-th). The grader's accuracy check covers the same claims, for every entry, so
-    a wrong stored number costs the same cell's points in both.
+    (every entry, or every ``every``-th), within :data:`CLAIM_TOL`. The grader's accuracy check covers the same
+    claims, for every entry, with the same tolerances, so a wrong stored number costs the same cell's points in
+    both. A number stored as a numpy scalar or a one-number tensor counts as the number it holds.
 
     Args:
         results, original, kind: as for :func:`check_results`.
         test_data: ``[X_test, y_test]``, as given to ``test_model``.
         every: test the accuracy of every ``every``-th entry (1: all; 3: the first, the fourth, ...).
         tol: allowed distance of a stored sparsity from the model's.
+        whole: ``[X, y]`` of the whole test split: an accuracy measured on it is accepted too (in grading
+            ``test_data`` is the whole split of the grader's images, so the grader cannot tell the two apart).
 
     Returns:
         ``""`` when they match, else the problems, one per line, numbers rounded to 4 decimals.
     """
     part = kind if isinstance(kind, Part) else get_part(kind)
     name = part.results_name
-    whole = _list_problem(results, original, part, f"{name} is empty: fill it in the cell with your code above")
-    if whole:
-        return whole
+    broken = _list_problem(results, original, part, f"{name} is empty: fill it in the cell with your code above")
+    if broken:
+        return broken
     problems = []
     for i, entry in enumerate(results):
         malformed = entry_problem(f"{name}[{i}]", entry, RESULT_KEYS)
@@ -133,19 +152,23 @@ def check_accuracies(results, original: nn.Module, kind: str | Part, test_data, 
             continue
         target = _target_text(entry["target"])
         problems += _sparsity_claim(part, entry, target, tol)
-        acc = entry["accuracy"]
-        if isinstance(acc, bool) or not isinstance(acc, numbers.Real) or not 0.0 <= float(acc) <= 1.0:
-            problems.append(f"target {target}: 'accuracy' must be test_model's number in [0, 1], got {acc!r}")
+        acc = as_number(entry["accuracy"])
+        if acc is None or not 0.0 <= acc <= 1.0:
+            problems.append(f"target {target}: 'accuracy' must be test_model's number in [0, 1], got "
+                            f"{number_text(entry['accuracy'])}")
             continue
         if i % every:
             continue
         try:
             measured = test_model(entry["model"], test_data, verbose=False)
+            if abs(measured - acc) > CLAIM_TOL and whole is not None:
+                if abs(test_model(entry["model"], whole, verbose=False) - acc) <= CLAIM_TOL:
+                    continue  # the whole test split: what the grader's test_data is
         except Exception:  # noqa: BLE001 - the model's own check (the cell above) says what is wrong with it
             continue
-        if abs(measured - float(acc)) >= 1e-6:
-            problems.append(f"target {target}: 'accuracy' says {float(acc):.4f} but test_model gives {measured:.4f} "
-                            "for the model stored with it: store the accuracy of that same pruned model")
+        if abs(measured - acc) > CLAIM_TOL:
+            problems.append(f"target {target}: 'accuracy' says {acc:.4f} but test_model(model, test_data) gives "
+                            f"{measured:.4f} for the model stored with it: {OTHER_IMAGES}")
     return "\n".join(_said_once(problems))
 
 
@@ -156,16 +179,17 @@ def _sparsity_claim(part: Part, entry: dict, target: str, tol: float) -> list[st
         measured = part.sparsity(entry["model"])
     except Exception:  # noqa: BLE001 - a broken student object
         return []
-    claimed = entry["sparsity"]
-    if isinstance(claimed, numbers.Real) and not isinstance(claimed, bool) and abs(float(claimed) - measured) <= tol:
+    claimed = as_number(entry["sparsity"])
+    if claimed is not None and abs(claimed - measured) <= tol:
         return []
     hint = ""
-    if (isinstance(claimed, numbers.Real) and part.name == "structured"
-            and abs(float(claimed) - global_sparsity(entry["model"])) <= tol):
+    if claimed is not None and part.name == "structured" and abs(claimed - global_sparsity(entry["model"])) <= tol:
         hint = (": that is the fraction over all layers; for structured pruning store "
                 "global_sparsity(pruned, (nn.Conv2d,))")
-    return [f"target {target}: 'sparsity' says {claimed!r} but the model's zeros over {part.layers_text} give "
-            f"{measured:.4f}{hint}"]
+    elif claimed is not None and abs(claimed / 100 - measured) <= tol:
+        hint = ": store it as a fraction (0.3 for 30%), as global_sparsity returns it"
+    return [f"target {target}: 'sparsity' says {number_text(entry['sparsity'])} but the model's zeros over "
+            f"{part.layers_text} give {measured:.4f}{hint}"]
 
 
 def check_results(results, original: nn.Module, kind: str | Part, targets=None) -> str:
@@ -196,7 +220,8 @@ def check_results(results, original: nn.Module, kind: str | Part, targets=None) 
         if malformed:
             problems.append(malformed)
             continue
-        if not isinstance(entry["target"], numbers.Real) or not math.isclose(entry["target"], target):
+        stored = as_number(entry["target"])
+        if stored is None or not math.isclose(stored, target):
             problems.append(f"{name}[{i}]['target'] is {entry['target']!r}, expected {target}")
             continue
         try:

@@ -22,12 +22,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ._batches import to_model_input
 from ._speed.decode import DatasetError, build_cache, cache_key, load_cache
 from ._synthetic import make_synthetic
 from .config import CINIC10, ENV_EVAL_PER_CLASS, ENV_PER_CLASS, ENV_ROOT, EVAL_PER_CLASS, CinicConfig, default_cache_dir
 from .download import download_file
 
-__all__ = ["get_CINIC10_data", "evaluation_data", "check_images_labels", "resolve_source", "stratified_indices",
+__all__ = ["get_CINIC10_data", "evaluation_data", "to_model_input", "check_images_labels", "resolve_source",
+           "stratified_indices",
            "DatasetError", "SYNTHETIC"]
 
 #: The root value that selects the generated dataset.
@@ -183,7 +185,7 @@ def get_CINIC10_data(root: str | os.PathLike | None = None, *, n_per_class: int 
         (RGB, channels last; memory-mapped, read-only, for the full set) and ``y_train,
         y_val, y_test``: int64 arrays of shape ``(N,)`` with labels 0..9 in the order of
         :attr:`helpers.config.CinicConfig.classes`. ``val`` is CINIC-10's ``valid`` split.
-        Normalization is applied later, per batch (:func:`helpers._batches.to_model_input`).
+        Normalization is applied later, per batch (:func:`to_model_input`: what a model of this course takes).
 
     Raises:
         FileNotFoundError: no data at the location (the message lists the ways to provide it).

@@ -19,7 +19,7 @@ from typing import Callable
 
 from torch import nn
 
-from .inspection import TARGETS, inspect_structured, inspect_unstructured
+from .inspection import SPARSITY_TOL, TARGETS, inspect_structured, inspect_unstructured
 from .sparsity import global_sparsity
 
 __all__ = ["Part", "UNSTRUCTURED", "STRUCTURED", "PARTS", "get_part"]
@@ -57,7 +57,8 @@ class Part:
         """Fraction of zero weights over this kind's layers (masks applied)."""
         return global_sparsity(model, self.layer_types)
 
-    def inspect(self, pruned: nn.Module, original: nn.Module, target: float, tol: float = 0.001) -> str | None:
+    def inspect(self, pruned: nn.Module, original: nn.Module, target: float,
+                tol: float = SPARSITY_TOL) -> str | None:
         """``None`` when ``pruned`` is ``original`` correctly pruned to ``target``, else why not."""
         return self.inspector(pruned, original, target, tol=tol)
 

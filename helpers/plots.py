@@ -10,30 +10,43 @@ import matplotlib.pyplot as plt
 import numpy as np
 from torch import nn
 
-from .sparsity import effective_weight, layer_sparsity, prunable_layers
+from ._values import as_number
+from .sparsity import effective_weight, global_sparsity, layer_sparsity, prunable_layers
 
 __all__ = ["plot_sweeps", "plot_layer_sparsity", "plot_weight_histograms", "plot_costs"]
 
 
-def plot_sweeps(sweeps: dict[str, list[dict]], baseline: float | None = None):
+def plot_sweeps(sweeps: dict[str, list[dict]], baseline: float | None = None, over=None):
     """Accuracy against achieved sparsity for several sweeps on one figure.
 
     Args:
         sweeps: label -> results list (dicts with ``sparsity`` and ``accuracy``), e.g.
             ``{"unstructured": unstructured_results, "structured": structured_results}``.
         baseline: accuracy of the unpruned model, drawn as a dashed line.
+        over: layer types (e.g. ``(nn.Conv2d,)``): the x axis is then the fraction of zero weights over those
+            layers, measured on each entry's ``model``, so that sweeps of different kinds share one axis
+            (default: each entry's stored ``sparsity``).
     """
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for label, results in sweeps.items():
-        points = [(float(r["sparsity"]), float(r["accuracy"])) for r in results
-                  if isinstance(r, dict) and "sparsity" in r and "accuracy" in r]
+        points = []
+        for r in results if isinstance(results, (list, tuple)) else ():
+            if not isinstance(r, dict):
+                continue
+            x = global_sparsity(r["model"], over) if over and isinstance(r.get("model"), nn.Module) else \
+                as_number(r.get("sparsity"))
+            y = as_number(r.get("accuracy"))
+            if x is not None and y is not None:
+                points.append((x, y))
         if points:
             x, y = zip(*points)
             ax.plot(x, y, marker="o", label=label)
     if baseline is not None:
         ax.axhline(baseline, color="gray", linestyle="--", label=f"unpruned ({baseline:.3f})")
     ax.axhline(0.1, color="lightgray", linestyle=":", label="chance (0.10)")
-    ax.set_xlabel("sparsity (fraction of weights that are zero)")
+    names = " and ".join(t.__name__ for t in over) if over else ""
+    ax.set_xlabel(f"fraction of {names} weights that are zero" if over else
+                  "sparsity (fraction of weights that are zero)")
     ax.set_ylabel("test accuracy")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)

@@ -27,9 +27,13 @@ from ._batches import to_model_input
 from .models import SmallCNN, copy_model
 from .sparsity import effective_weight
 
-__all__ = ["mask_random_filters", "surviving_filters", "without_dead_biases", "inspect_removal", "small_cnn_from_state",
-           "OUTPUT_TOL"]
+__all__ = ["mask_random_filters", "surviving_filters", "masks_left", "without_dead_biases", "inspect_removal",
+           "small_cnn_from_state", "OUTPUT_TOL", "MASKS_LEFT"]
 
+#: Why a model still carrying pruning masks is not removed, and what to do (the visible and the hidden checks).
+MASKS_LEFT = ("the removed model still has pruning masks (weight_orig and weight_mask) on {layers}: call "
+              "prune.remove(layer, 'weight') on every pruned layer of the copy before Torch-Pruning; with a mask "
+              "attached, Torch-Pruning cuts `weight` but the mask computes it again from the uncut `weight_orig`")
 #: Largest allowed difference between the logits of a removed model and of its masked model
 #: (float32 sums in another order differ by about 1e-6 here; a wrongly removed channel by 1e-2 or more).
 OUTPUT_TOL = 1e-4
@@ -58,6 +62,11 @@ def mask_random_filters(model: nn.Module, fraction: float, seed: int = 0) -> nn.
         mask[torch.randperm(conv.out_channels, generator=generator)[:round(fraction * conv.out_channels)]] = 0
         prune.custom_from_mask(conv, "weight", mask)
     return model
+
+
+def masks_left(model: nn.Module) -> list[str]:
+    """The layers of ``model`` that still carry a pruning mask (``torch.nn.utils.prune``'s ``weight_mask``)."""
+    return [name for name, m in model.named_modules() if hasattr(m, "weight_mask")]
 
 
 def surviving_filters(model: nn.Module) -> dict[str, int]:
@@ -106,6 +115,9 @@ def inspect_removal(removed: nn.Module, masked: nn.Module, images: np.ndarray) -
         return "got None instead of a model: does the function end with `return` and the smaller copy?"
     if not isinstance(removed, nn.Module):
         return f"expected a torch.nn.Module, got {type(removed).__name__}"
+    left = masks_left(removed)
+    if left:
+        return MASKS_LEFT.format(layers=", ".join(left))
     want = surviving_filters(masked)
     got = {name: conv.out_channels for name, conv in _convs(removed)}
     if list(got) != list(want):

@@ -22,8 +22,6 @@ Runs inside the student's kernel during grading.
 
 from __future__ import annotations
 
-import math
-import numbers
 import os
 import warnings
 from pathlib import Path
@@ -38,9 +36,10 @@ UNSEEN_TARGETS = (0.35, 0.65)
 
 
 def _number(value):
-    if isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value)):
-        return float(value)
-    return None
+    """A stored value as the float it holds (a Python number, a numpy scalar, a one-number tensor), else ``None``:
+    what the notebook's visible checks accept (:func:`helpers._values.as_number`)."""
+    from helpers._values import as_number
+    return as_number(value)
 
 
 def _describe(exc: BaseException) -> str:
@@ -129,10 +128,17 @@ def _entries(name: str, results, numbers: tuple[str, ...], limit: int) -> list[d
         try:
             item.update({k: _number(entry.get(k)) for k in numbers})
             item["state"] = plain_state_dict(entry["model"])
+            item["masks_left"] = _masks_left(entry["model"])
         except Exception as exc:  # noqa: BLE001 - anything a student stored
             item["error"] = f"{name}[{i}]: {_describe(exc)}"
         saved.append(item)
     return saved
+
+
+def _masks_left(model) -> list[str]:
+    """The layers of ``model`` still carrying a pruning mask (a removal made before ``prune.remove``)."""
+    return [name for name, m in model.named_modules() if hasattr(m, "weight_mask")] if hasattr(model, "named_modules") \
+        else []
 
 
 def _removal(namespace: dict) -> dict:
@@ -152,11 +158,13 @@ def _removal(namespace: dict) -> dict:
                 raise TypeError("remove_filters is not defined as a function")
             masked = mask_random_filters(load_model(os.environ.get(ENV_MODEL)), target, seed=i)
             before = plain_state_dict(masked)
-            state = plain_state_dict(fn(masked))
+            removed = fn(masked)
+            state = plain_state_dict(removed)
             after = plain_state_dict(masked)
             modified = before.keys() != after.keys() or any(
                 before[k].shape != after[k].shape or not torch.equal(before[k], after[k]) for k in before)
-            unseen[str(target)] = {"masked": before, "state": state, "error": None, "modified_input": modified}
+            unseen[str(target)] = {"masked": before, "state": state, "error": None, "modified_input": modified,
+                                   "masks_left": _masks_left(removed)}
         except Exception as exc:  # noqa: BLE001
             unseen[str(target)] = {"masked": None, "state": None, "error": _describe(exc)}
     return {"part": "removal", "unseen": unseen,

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from helpers.checks import OTHER_IMAGES, SPARSITY_CLAIM_TOL
+
 from ..config import GradeConfig
 from .kernel_export import UNSEEN_TARGETS
 from .measure import ReferenceMeasurements, model_digest, model_from_state
@@ -70,9 +72,13 @@ def _entries(gp: GradedPart, record, ref: ReferenceMeasurements) -> tuple[list[_
 def check_structure(gp: GradedPart, entries: list[_Entry], ref: ReferenceMeasurements, cfg: GradeConfig) -> list[str]:
     """Is every saved model the pretrained one correctly pruned to its target? One message per wrong target."""
     problems = []
+    pretrained = model_digest(ref.model)
     for e in entries:
         if e.model is None:
             problems.append(f"target {e.target:.2f}: {e.problem}")
+        elif e.digest == pretrained:
+            problems.append(f"target {e.target:.2f}: the stored model is the pretrained `model` itself, unpruned: "
+                            f"store the pruned copy {gp.part.function_name} returned")
         elif not ref.matches(gp.name, e.target, e.digest):  # the reference itself needs no look
             msg = gp.part.inspect(e.model, ref.model, e.target, tol=cfg.sparsity_tol)
             if msg:
@@ -93,12 +99,14 @@ def check_accuracy(gp: GradedPart, entries: list[_Entry], ref: ReferenceMeasurem
             problems.append(f"target {e.target:.2f}: the model scores {measured:.4f}, the reference solution "
                             f"{expected:.4f} (allowed difference {cfg.accuracy_band})")
         if e.claimed_accuracy is None or abs(e.claimed_accuracy - measured) > cfg.claim_tol:
-            problems.append(f"target {e.target:.2f}: 'accuracy' says {e.claimed_accuracy} but the stored model "
-                            f"scores {measured:.4f}")
+            said = "no number" if e.claimed_accuracy is None else f"{e.claimed_accuracy:.4f}"
+            problems.append(f"target {e.target:.2f}: 'accuracy' says {said} but the stored model scores "
+                            f"{measured:.4f} on the grader's test_data: {OTHER_IMAGES}")
         measured_s = gp.part.sparsity(e.model)
-        if e.claimed_sparsity is None or abs(e.claimed_sparsity - measured_s) > 0.001:
-            problems.append(f"target {e.target:.2f}: 'sparsity' says {e.claimed_sparsity} but the stored model's "
-                            f"is {measured_s:.4f}")
+        if e.claimed_sparsity is None or abs(e.claimed_sparsity - measured_s) > SPARSITY_CLAIM_TOL:
+            said = "no number" if e.claimed_sparsity is None else f"{e.claimed_sparsity:.4f}"
+            problems.append(f"target {e.target:.2f}: 'sparsity' says {said} but the stored model's is "
+                            f"{measured_s:.4f}")
     return problems
 
 

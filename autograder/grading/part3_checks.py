@@ -15,13 +15,14 @@ from __future__ import annotations
 from helpers.cost import count_macs
 from helpers.models import plain_state_dict
 from helpers.parts import STRUCTURED
-from helpers.removal import inspect_removal, small_cnn_from_state, surviving_filters
+from helpers.removal import MASKS_LEFT, inspect_removal, small_cnn_from_state, surviving_filters
 from helpers.removal_checks import (
     FINETUNE_MARGIN,
     FINETUNE_TARGETS,
     MACS_TOL,
     NO_MASKS,
     STARTS,
+    TOO_LITTLE_GAIN,
     gain_required,
     inspect_finetuned,
     removable,
@@ -60,7 +61,13 @@ def _claims(where: str, item: dict, measured: dict[str, float], tols: dict[str, 
         claimed = item.get(name)
         if claimed is None or abs(claimed - value) > tols[name]:
             model = (whose or {}).get(name, "the stored model")
-            out.append(f"{where}: '{name}' says {claimed} but {model} gives {value:.4f}")
+            if name == "macs":  # the visible check's words
+                said = "no number" if claimed is None else f"{claimed:,.0f}"
+                out.append(f"{where}: 'macs' says {said} but the stored model has {value:,.0f} MACs: store "
+                           "count_macs(model)[0], the first of the two numbers count_macs returns")
+                continue
+            said = "no number" if claimed is None else f"{claimed:.4f}"
+            out.append(f"{where}: '{name}' says {said} but {model} gives {value:.4f}")
     return out
 
 
@@ -85,6 +92,9 @@ def check_removed(removal, structured, ref, cfg: GradeConfig, images) -> list[st
             continue
         if start is None:
             problems.append(f"{where}: structured_results has no usable model at this target ({why})")
+            continue
+        if item.get("masks_left"):
+            problems.append(f"{where}: {MASKS_LEFT.format(layers=', '.join(item['masks_left']))}")
             continue
         removed, why = _model(item.get("state"), ref, removed=True)
         problem = why or inspect_removal(removed, start, images)
@@ -114,6 +124,9 @@ def check_remove_function(removal, ref, images) -> list[str]:
             continue
         if item.get("modified_input"):
             problems.append(f"{call} changed the model it was given: work on a copy (copy_model) and return it")
+            continue
+        if item.get("masks_left"):
+            problems.append(f"{call}: {MASKS_LEFT.format(layers=', '.join(item['masks_left']))}")
             continue
         masked, why = _model(item.get("masked"), ref, removed=False)
         if masked is not None and not _zeroes_a_filter(masked):
@@ -177,8 +190,7 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
         need = required_gain(ref, unpruned, before, start, start_digest, masked=not removed)
         if need and after < before + need:
             problems.append(f"{kind}: fine-tuning took the accuracy from {before:.4f} to {after:.4f} on the grader's "
-                            f"data; at least {before + need:.4f} is expected (train a copy on the training split for "
-                            "the epochs the cell sets)")
+                            f"data; at least {before + need:.4f} is expected: {TOO_LITTLE_GAIN}")
     return problems
 
 

@@ -23,11 +23,17 @@ import nbformat
 from ..config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
 from ..grading.parts import CHECKS, GRADED_PARTS, PART3
 
-__all__ = ["Sample", "load_samples", "write_class", "RELEASE_NOTEBOOK"]
+__all__ = ["Sample", "load_samples", "write_class", "split_sweeps", "RELEASE_NOTEBOOK", "SWEEPS"]
 
 SAMPLES_DIR = Path(__file__).with_name("cells")
 RELEASE_NOTEBOOK = REPO_ROOT / "assignment" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
-_SOLUTION_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
+_SOLUTION_CELLS = ("prune_unstructured", "sweep_unstructured", "prune_structured", "sweep_structured", "remove_filters",
+                   "sweep_removal", "finetune")
+#: Each function's solution cell and the sweep cell after it, and the list the sweep fills: a sample may give both in
+#: the function's section (:func:`split_sweeps`).
+SWEEPS = (("prune_unstructured", "sweep_unstructured", "unstructured_results"),
+          ("prune_structured", "sweep_structured", "structured_results"),
+          ("remove_filters", "sweep_removal", "removal_results"))
 #: The written answers (markdown cells graded by hand); a sample may give their text after ``### <grade_id>``.
 _ANSWER_CELLS = ("answer_unstructured", "answer_structured", "answer_removal")
 
@@ -47,6 +53,22 @@ class Sample:
         return {gid: 0.0 if gid in self.expect_zero else points[gid] for gid in CHECKS}
 
 
+def split_sweeps(cells: dict[str, str]) -> dict[str, str]:
+    """``cells`` with each function section that also builds its results list (``unstructured_results = ...`` at the
+    top level) split in two, as the notebook has them: the function cell and its sweep cell."""
+    out = dict(cells)
+    for function, sweep, results in SWEEPS:
+        code = out.get(function)
+        if code is None or sweep in out:
+            continue
+        lines = code.splitlines(keepends=True)
+        at = next((i for i, line in enumerate(lines) if line.startswith(f"{results} ")), None)
+        if at is not None:
+            out[function] = "".join(lines[:at]).rstrip() + "\n"
+            out[sweep] = "".join(lines[at:])
+    return out
+
+
 def _parse(path: Path) -> Sample:
     text = path.read_text()
     header = {}
@@ -64,7 +86,7 @@ def _parse(path: Path) -> Sample:
         elif current:
             cells[current] += line
     return Sample(path.stem, set(header.get("expect-zero", "").split()), header.get("expect-status", "ok"),
-                  {k: v.strip() + "\n" for k, v in cells.items()})
+                  split_sweeps({k: v.strip() + "\n" for k, v in cells.items()}))
 
 
 def _reference_sample() -> Sample:
@@ -99,12 +121,13 @@ def load_samples() -> list[Sample]:
                      "'accuracy': 0.99}} for t in TARGETS]\n")
     samples += [
         Sample("untouched_release", everything, "ok", cells={}),
-        Sample("hostile_tampering", everything, "ok", cells={
+        Sample("hostile_tampering", everything, "ok", cells=split_sweeps({
             "prune_unstructured": fake.format(fn="prune_unstructured", part="unstructured"),
-            "prune_structured": fake.format(fn="prune_structured", part="structured")}),
+            "prune_structured": fake.format(fn="prune_structured", part="structured")})),
         Sample("hostile_edited_tests", set(), "ok", cells=dict(reference.cells), edit="edit_tests"),
         Sample("hostile_exits_in_part2", part2, "error", cells={
             "prune_unstructured": reference.cells["prune_unstructured"],
+            "sweep_unstructured": reference.cells["sweep_unstructured"],
             "prune_structured": "import os\nos._exit(0)\n"}),
         Sample("invalid_json", everything, "error", raw='{"cells": [ this is not json'),
         # Cells pasted into a new notebook: no nbgrader metadata, no cell ids, the answers moved.

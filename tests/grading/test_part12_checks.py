@@ -27,6 +27,10 @@ from tests.pruned_models import (
     zero_smallest,
 )
 
+#: What the grader adds to a stored accuracy that is not its model's (as the visible check does).
+OTHER = (" on the grader's test_data: measure that same model on test_data and store it, accuracy = "
+         "test_model(pruned, test_data) (a number from other images, such as X_val, or from another model differs)")
+
 
 def zero_filters(model: nn.Module, fraction: float) -> nn.Module:
     """A copy with, in every Conv2d, the ``round(fraction * out)`` filters of smallest L2 norm zeroed."""
@@ -101,7 +105,7 @@ def test_claimed_accuracy_is_compared_with_the_graders_measurement(base, ref, cf
     measured = 0.51  # inside the band, but not the reference's 0.5
     rec = record(base, ref, overrides={1: entry(model, 0.2, ref, measured=measured, accuracy=measured + offset)})
     got = problems(UNSTRUCTURED, rec, ref, cfg)["accuracy"]
-    want = f"target 0.20: 'accuracy' says {measured + offset} but the stored model scores 0.5100"
+    want = f"target 0.20: 'accuracy' says {measured + offset:.4f} but the stored model scores 0.5100" + OTHER
     assert got == ([] if ok else [want])
 
 
@@ -109,7 +113,7 @@ def test_claiming_the_reference_accuracy_is_not_enough(base, ref, cfg):
     model = zero_smallest(base, 0.2)
     rec = record(base, ref, overrides={1: entry(model, 0.2, ref, measured=0.51, accuracy=REF_ACCURACY)})
     assert problems(UNSTRUCTURED, rec, ref, cfg)["accuracy"] == [
-        "target 0.20: 'accuracy' says 0.5 but the stored model scores 0.5100"]
+        "target 0.20: 'accuracy' says 0.5000 but the stored model scores 0.5100" + OTHER]
 
 
 def test_claimed_sparsity_is_compared_with_the_model_not_the_target(base, ref, cfg):
@@ -122,7 +126,7 @@ def test_claimed_sparsity_is_compared_with_the_model_not_the_target(base, ref, c
         got = problems(UNSTRUCTURED, rec, ref, cfg)
         assert got["structure"] == []
         assert got["accuracy"] == ([] if ok else [
-            f"target 0.30: 'sparsity' says {claim} but the stored model's is {measured:.4f}"]), claim
+            f"target 0.30: 'sparsity' says {claim:.4f} but the stored model's is {measured:.4f}"]), claim
 
 
 def test_missing_claims_fail(base, ref, cfg):
@@ -130,8 +134,8 @@ def test_missing_claims_fail(base, ref, cfg):
     item = entry(model, 0.4, ref)
     item.update(accuracy=None, sparsity=None)
     got = problems(UNSTRUCTURED, record(base, ref, overrides={3: item}), ref, cfg)["accuracy"]
-    assert got == ["target 0.40: 'accuracy' says None but the stored model scores 0.5000",
-                   f"target 0.40: 'sparsity' says None but the stored model's is {sparsity(model):.4f}"]
+    assert got == ["target 0.40: 'accuracy' says no number but the stored model scores 0.5000" + OTHER,
+                   f"target 0.40: 'sparsity' says no number but the stored model's is {sparsity(model):.4f}"]
 
 
 def test_one_entry_per_target(base, ref, cfg):
@@ -256,7 +260,8 @@ def test_unseen_targets_use_the_graders_sparsity_tolerance(base, ref, cfg):
 
 def test_a_gap_in_the_list_does_not_hide_later_mistakes(base, ref, cfg):
     wrong = entry(base, 0.9, ref)  # unpruned at 0.9
-    unpruned = "target 0.90 gave sparsity 0.000: expected 0.900 of all Conv2d and Linear weights to be zero"
+    unpruned = ("target 0.90: the stored model is the pretrained `model` itself, unpruned: store the pruned copy "
+                "prune_unstructured returned")
     good = record(base, ref)["results"]
     rec = record(base, ref, overrides={8: wrong})
     rec["results"] = [r for i, r in enumerate(rec["results"]) if i != 4]
@@ -267,7 +272,7 @@ def test_a_gap_in_the_list_does_not_hide_later_mistakes(base, ref, cfg):
     got = problems(UNSTRUCTURED, rec, ref, cfg)
     assert got["structure"] == ["target 0.50: boom", unpruned]
     assert got["accuracy"] == ["target 0.50: no model to test",
-                               "target 0.95: 'accuracy' says 0.1 but the stored model scores 0.5000"]
+                               "target 0.95: 'accuracy' says 0.1000 but the stored model scores 0.5000" + OTHER]
     assert part12_checks._entries(UNSTRUCTURED, record(base, ref), ref)[1] is None
 
 

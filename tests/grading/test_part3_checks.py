@@ -14,7 +14,7 @@ from helpers import test_model
 from helpers.cost import count_macs
 from helpers.finetune import fine_tune
 from helpers.models import copy_model, plain_state_dict
-from helpers.removal_checks import FINETUNE_MARGIN, NO_MASKS, check_finetuning
+from helpers.removal_checks import FINETUNE_MARGIN, NO_MASKS, TOO_LITTLE_GAIN, check_finetuning
 from tests.part3_models import (
     DEAD,
     IMAGES,
@@ -61,8 +61,9 @@ def test_hidden_removal_check_compares_with_the_students_own_part2_model(monkeyp
         "removal_results must have one entry per target of structured_results; none for [0.5]"]
     claims = {**item, "macs": item["macs"] * 1.02, "accuracy": None}
     assert hidden.check_removed({"results": [claims]}, structured, ref, cfg, IMAGES) == [
-        f"target 0.50: 'macs' says {claims['macs']} but the stored model gives {item['macs']:.4f}",
-        f"target 0.50: 'accuracy' says None but the stored model gives {acc:.4f}"]
+        f"target 0.50: 'macs' says {claims['macs']:,.0f} but the stored model has {item['macs']:,.0f} MACs: store "
+        "count_macs(model)[0], the first of the two numbers count_macs returns",
+        f"target 0.50: 'accuracy' says no number but the stored model gives {acc:.4f}"]
 
 
 def test_hidden_removal_function_check(ref):
@@ -102,7 +103,7 @@ def test_hidden_finetuning_check(ref, cfg):
                              "before": 0.5, "after": 0.5099, "error": None}]}
     assert hidden.check_finetuned(finetune, removal, unstructured, ref, cfg) == [
         "unstructured: fine-tuning took the accuracy from 0.5000 to 0.5099 on the grader's data; at least 0.5100 is "
-        "expected (train a copy on the training split for the epochs the cell sets)"]
+        f"expected: {TOO_LITTLE_GAIN}"]
     assert hidden.check_finetuned({"results": []}, removal, unstructured, ref, cfg) == [
         "structured: finetune_results has no entry of kind 'structured'",
         "unstructured: finetune_results has no entry of kind 'unstructured'"]
@@ -179,7 +180,8 @@ def test_hidden_checks_of_entries_one_by_one(monkeypatch, ref, cfg):
                            {**item, "target": 0.7, "macs": macs * 0.9899}]}
     assert hidden.check_removed(removal, structured, ref, cfg, IMAGES) == [
         "target 0.30: removal_results[0]: KeyError: 'model'",
-        f"target 0.70: 'macs' says {macs * 0.9899} but the stored model gives {macs:.4f}"]
+        f"target 0.70: 'macs' says {macs * 0.9899:,.0f} but the stored model has {macs:,.0f} MACs: store "
+        "count_macs(model)[0], the first of the two numbers count_macs returns"]
     u = unstructured_90()
     finetune = {"results": [{"kind": "structured", "error": "finetune_results[0]: KeyError: 'model'"}, "junk"]}
     assert hidden.check_finetuned(finetune, removal, {"results": []}, ref, cfg) == [
@@ -231,7 +233,7 @@ def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeyp
         "removal_results must have one entry per target of structured_results; none for [0.3]",
         "target 0.50: conv1 has 4 filters, expected 3 (its nonzero ones): remove exactly the filters whose "
         "weights are all zero",
-        f"target 0.70: 'accuracy' says {measured + 0.01} but the stored model gives {measured:.4f}"]
+        f"target 0.70: 'accuracy' says {measured + 0.01:.4f} but the stored model gives {measured:.4f}"]
     structured["results"].append({"target": 0.3, "state": None})
     removal["results"].append({**item, "target": 0.3})
     assert hidden.check_removed(removal, structured, ref, cfg, IMAGES)[0] == (
@@ -250,12 +252,12 @@ def test_hidden_checks_measure_what_is_not_known_and_report_every_target(monkeyp
     assert got[0] == ("structured: the fine-tuned model's filters per layer are {'conv1': 4, 'conv2': 6, 'conv3': 8}, "
                       "expected {'conv1': 3, 'conv2': 4, 'conv3': 5} (the removed model's): "
         "fine-tune a copy of the removed model (removal_results at 0.5), not the masked one of structured_results")
-    assert got[1] == ("unstructured: 'before' says 0.9 but the model you started from (unstructured_results at 0.9) "
+    assert got[1] == ("unstructured: 'before' says 0.9000 but the model you started from (unstructured_results at 0.9) "
                       f"gives {before_u:.4f}")
     got = hidden.check_finetuned(finetune, {"results": []},
                                  {"results": [{"target": 0.9, "state": plain_state_dict(u)}]}, ref, cfg)
     assert got[0] == "structured: no model at target 0.5 to start from (no model was saved)"
-    assert got[1] == ("unstructured: 'before' says 0.9 but the model you started from (unstructured_results at 0.9) "
+    assert got[1] == ("unstructured: 'before' says 0.9000 but the model you started from (unstructured_results at 0.9) "
                       f"gives {before_u:.4f}")
 
 
@@ -268,7 +270,7 @@ def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
     tuned_u = copy_model(u)
     monkeypatch.setattr(rc, "test_model", StrictAccuracy(data, {id(u): 0.5, id(tuned_u): 0.55}))
     wrong_u = {"kind": "unstructured", "target": 0.9, "model": tuned_u, "before": 0.4, "after": 0.55}
-    claim = ("unstructured: 'before' says 0.4 but the model you started from (unstructured_results at 0.9) "
+    claim = ("unstructured: 'before' says 0.4000 but the model you started from (unstructured_results at 0.9) "
              "gives 0.5000")
     in_place = {"kind": "structured", "target": 0.5, "model": r, "before": 0, "after": 0}
     assert check_finetuning([in_place, wrong_u], [{"target": 0.5, "model": r}], [{"target": 0.9, "model": u}],
@@ -290,8 +292,8 @@ def test_a_problem_with_one_kind_does_not_hide_the_other(monkeypatch, ref, cfg):
                              "before": None, "after": None, "error": None}]}
     got = hidden.check_finetuned(finetune, {}, {"results": [{"target": 0.9, "state": plain_state_dict(u)}]},
                                  ref, cfg)
-    assert got[1].startswith("unstructured: 'before' says None")
-    assert got[2].startswith("unstructured: 'after' says None")
+    assert got[1].startswith("unstructured: 'before' says no number")
+    assert got[2].startswith("unstructured: 'after' says no number")
 
 
 def test_fine_tuning_on_the_test_split_is_told_apart_by_the_weights_alone(cfg):

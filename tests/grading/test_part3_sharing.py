@@ -81,7 +81,7 @@ def test_a_worker_measures_nothing_of_a_correct_part3_that_the_grader_measured_f
                                   {"kind": "unstructured", "state": plain_state_dict(tuned_u)}]}, None)}
     store.missed.clear()
     messages = hidden.score_part3(records, worker, cfg)
-    assert all("the stored model gives" in m for m in messages["test_removal_models"])  # only the claims left out
+    assert all("says no number" in m for m in messages["test_removal_models"])  # only the claims left out
     rebuilt = [hidden._model(plain_state_dict(m), worker, removed=m is tuned_r)[0] for m in (tuned_r, tuned_u)]
     # measured: at most the tuned models (each is also the grader's training-split replay, made by the same call
     # on the same device, so its accuracy is in the store where start + change gives its weights bit for bit)

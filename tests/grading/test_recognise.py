@@ -34,9 +34,9 @@ def _reference_notebook(release):
 def test_cells_that_lost_their_metadata_are_recognised(source, release):
     bare = _without_metadata(_reference_notebook(release))
     out, notes = prepare_notebook(bare, source)
-    assert notes == ["37 cells had lost their nbgrader metadata and were recognised (answers: prune_unstructured, "
-                     "prune_structured, remove_filters, finetune, answer_unstructured, answer_structured, "
-                     "answer_removal)"]
+    assert notes == ["42 cells had lost their nbgrader metadata and were recognised (answers: prune_unstructured, "
+                     "sweep_unstructured, prune_structured, sweep_structured, remove_filters, sweep_removal, finetune, "
+                     "answer_unstructured, answer_structured, answer_removal)"]
     assert [gid(c) for c in out.cells[1:] if gid(c)] == [gid(c) for c in source.cells if gid(c)]
     answer = next(c for c in out.cells if gid(c) == "prune_unstructured")
     assert answer.source == next(c for c in bare.cells if "def prune_unstructured" in c.source).source
@@ -94,11 +94,12 @@ def test_recognition_at_the_edges(source, release):
     bare = _without_metadata(_reference_notebook(release))
     bare.cells = [c for c in bare.cells if c.cell_type != "markdown" or c.source != "YOUR ANSWER HERE"]
     out, notes = prepare_notebook(bare, source)  # the written answers were deleted: not found, no error
-    assert notes[0].endswith("(answers: prune_unstructured, prune_structured, remove_filters, finetune)")
+    assert notes[0].endswith("(answers: prune_unstructured, sweep_unstructured, prune_structured, sweep_structured, "
+                             "remove_filters, sweep_removal, finetune)")
     assert "answer cell answer_unstructured is missing" in notes
     assert gid(next(c for c in out.cells if c.source.startswith("## 2. Structured pruning"))) == "part2_intro"
     last = _without_metadata(release)
-    question3 = next(i for i, c in enumerate(last.cells) if c.source.startswith("**Question 3.**"))
+    question3 = next(i for i, c in enumerate(last.cells) if c.source.startswith("**Question 3 "))
     asked = last.cells.pop(question3)
     del last.cells[question3]  # its answer cell
     last.cells.append(asked)  # the question is the last cell
@@ -118,7 +119,7 @@ def test_recognition_of_what_students_do_to_pasted_cells(source, release):
 
 def test_written_answers_around_missing_or_last_questions(source, release):
     nb = _without_metadata(_reference_notebook(release))
-    question = next(i for i, c in enumerate(nb.cells) if c.source.startswith("**Question 3.**"))
+    question = next(i for i, c in enumerate(nb.cells) if c.source.startswith("**Question 3 "))
     pair = nb.cells[question:question + 2]
     del nb.cells[question:question + 2]
     nb.cells += pair  # the written answer is the last cell

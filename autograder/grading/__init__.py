@@ -10,6 +10,7 @@ The run, outermost first:
   interface); :mod:`~autograder.grading.local`: this machine's job slots, one implementation (the cluster's is
   :class:`autograder.cluster.client.DaskCluster`);
 * :mod:`~autograder.grading.batch`: one grading run: inputs, reference, every submission, outputs;
+  :mod:`~autograder.grading.intake`: the class read from its download (:mod:`autograder.lms`), the roster applied;
 * :mod:`~autograder.grading.jobs`: one submission's job (journal reuse, gradebook, feedback);
   :mod:`~autograder.grading.notebook_job`: running and scoring its notebook in a job slot;
   :mod:`~autograder.grading.preflight`: the check that the slots can run a notebook at all;
@@ -27,7 +28,9 @@ Scoring, from the saved weights alone:
   parts, their cells and points.
 
 Records and reports: :mod:`~autograder.grading.results` (a check's result, a student's row),
-:mod:`~autograder.grading.journal`, :mod:`~autograder.grading.gradebook`, :mod:`~autograder.grading.report`;
+:mod:`~autograder.grading.statuses` (every status, what it means and what to do), :mod:`~autograder.grading.cells`
+(check titles, student cells and what depends on them), :mod:`~autograder.grading.journal`,
+:mod:`~autograder.grading.gradebook`, :mod:`~autograder.grading.report` (the feedback pages, cause first);
 :mod:`~autograder.grading.errors`; :mod:`~autograder.grading.warm_imports` imports, before the grading threads
 start, what they would otherwise import for the first time at once.
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from .cells import DEPENDS, STUDENT_CELLS, TITLES
 from .results import StudentGrade
 from .submission import SEED_CELL, strip_hidden_tests
 
@@ -52,6 +53,7 @@ _STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; }
 table { border-collapse: collapse; margin: 1em 0; } td, th { border: 1px solid #ccc; padding: .3em .6em; }
 .pass { color: #176117; } .fail { color: #a31515; } pre { white-space: pre-wrap; }
+.cause { border: 2px solid #a31515; padding: 0 1em; margin: 1em 0; } .gid { color: #666; font-size: 85%; }
 """
 
 
@@ -103,22 +105,70 @@ def warm_up_rendering() -> None:
     _render(nb)
 
 
+def _last_line(text: str) -> str:
+    lines = [line for line in str(text).splitlines() if line.strip()]
+    return lines[-1][:300] if lines else ""
+
+
+def causes(executed: Path | None, status: str) -> dict[str, str]:
+    """``{grade_id: what went wrong}`` for the cells students write in (:data:`~.parts.STUDENT_CELLS`) that raised
+    an error in the executed notebook at ``executed``, or where a run that did not end ``ok`` stopped (``status``
+    says how: a limit, the time); in the notebook's order. A check that failed may well have failed because of
+    them."""
+    if executed is None or not executed.is_file():
+        return {}
+    try:
+        nb = nbformat.read(executed, as_version=4)
+    except Exception:  # noqa: BLE001 - the page is written without causes
+        return {}
+    found, last_run = {}, None
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.get("execution_count") is not None:
+            last_run = gid
+        error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+        if gid in STUDENT_CELLS and error is not None:
+            found[gid] = f"raised {error.get('ename')}: {_last_line(error.get('evalue', ''))}".rstrip(": ")
+    if status != "ok" and last_run in STUDENT_CELLS and last_run not in found:
+        found[last_run] = f"was running when the notebook stopped ({status})"
+    return found
+
+
+def _causes_html(found: dict[str, str]) -> str:
+    items = "".join(f"<li>Your cell <code>{html.escape(gid)}</code> ({html.escape(STUDENT_CELLS[gid])}) "
+                    f"{html.escape(what)}.</li>" for gid, what in found.items())
+    return ("<div class='cause'><h2>Start here: what went wrong in your notebook</h2><ul>" + items + "</ul>"
+            "<p>The checks below that depend on these cells failed because of them; fix these first. Your notebook, "
+            "as graded, is at the end of this page.</p></div>")
+
+
 def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
-    """Write ``folder/<student_id>.html``; returns its path. The executed notebook in it is
-    ``grade.notebook_html`` when a cluster worker rendered it, else rendered here from ``grade.executed``."""
+    """Write ``folder/<student_id>.html``; returns its path. The page starts from the cause: a cell of the student's
+    that raised an error (or where the run stopped) is named first, with its error, and each check that depends on
+    it says so. The executed notebook in it is ``grade.notebook_html`` when a cluster worker rendered it, else
+    rendered here from ``grade.executed``."""
     folder.mkdir(parents=True, exist_ok=True)
+    found = causes(grade.executed, grade.status)
     rows = []
     for c in grade.checks:
         ok = not c.messages
         text = "passed" if ok else "<br>".join(html.escape(m) for m in c.messages)
-        rows.append(f"<tr><td>{html.escape(c.grade_id)}</td><td>{c.points:g} / {c.max_points:g}</td>"
-                    f"<td class='{'pass' if ok else 'fail'}'>{text}</td></tr>")
+        because = [gid for gid in DEPENDS.get(c.grade_id, ()) if gid in found]
+        if not ok and because:
+            text = (f"<b>because your cell {html.escape(because[0])} {html.escape(found[because[0]])}</b><br>"
+                    + text)
+        title = html.escape(TITLES.get(c.grade_id, c.grade_id))
+        rows.append(f"<tr><td>{title}<br><code class='gid'>{html.escape(c.grade_id)}</code></td>"
+                    f"<td>{c.points:g} / {c.max_points:g}</td><td class='{'pass' if ok else 'fail'}'>{text}</td></tr>")
     notes = "".join(f"<li>{html.escape(n)}</li>" for n in grade.notes)
     parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Feedback {html.escape(grade.student_id)}"
              f"</title><style>{_STYLE}</style></head><body>",
              f"<h1>Pruning assignment: feedback for {html.escape(grade.student_id)}</h1>",
              f"<p>Automatic score: <b>{grade.score:g} / {max_score:g}</b>. Status: {html.escape(grade.status)}. "
              "The written answers are graded by hand.</p>",
+             _causes_html(found) if found else "",
              "<table><tr><th>check</th><th>points</th><th>result</th></tr>", *rows, "</table>"]
     if notes:
         parts.append(f"<p>Changes the grader made before running your notebook:</p><ul>{notes}</ul>")

@@ -189,6 +189,14 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _without_course(how: str, what: str, *args: str) -> list[str]:
+    """``python -m what args`` (``how`` ``-m``) or ``python -c what`` (``-c``) with the course venv's Python but without
+    the checkout on ``sys.path`` (``make venv`` puts it there for the TA): a stock Dask environment."""
+    run = f"runpy.run_module({what!r}, run_name='__main__', alter_sys=True)" if how == "-m" else what
+    return [sys.executable, "-c", f"import runpy, sys; sys.path[:] = [p for p in sys.path if p != {str(REPO)!r}]; "
+            f"sys.argv[1:] = {list(args)!r}; {run}"]
+
+
 def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(spaced_class, tmp_path):
     """The scheduler is plain ``dask scheduler`` with no course code on its path (allowed-failures 1 through
     Dask's own configuration); a worker without the course code gets one line naming the command to start it;
@@ -202,7 +210,7 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
     plain["DASK_DISTRIBUTED__SCHEDULER__WORKER_SATURATION"] = "1.0"  # one task per worker thread (docs/cluster.md)
     outside = tmp_path / "elsewhere"
     outside.mkdir()
-    probe = subprocess.run([sys.executable, "-c", "import autograder"], cwd=outside, env=plain, capture_output=True)
+    probe = subprocess.run(_without_course("-c", "import autograder"), cwd=outside, env=plain, capture_output=True)
     assert probe.returncode != 0, "the scheduler's Python must not reach the course code"
     logs = tmp_path / "logs"
     logs.mkdir()
@@ -221,11 +229,11 @@ def test_a_stock_scheduler_grades_and_a_worker_killed_twice_costs_no_grade(space
                                "--per-class", "30", "--cluster", address], cwd=REPO, env=env, capture_output=True,
                               text=True, timeout=1500)
     try:
-        start("scheduler", [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
-                                        "--port", str(port), "--no-dashboard"], plain, outside)
+        start("scheduler", _without_course("-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                                           "--port", str(port), "--no-dashboard"), plain, outside)
         # a worker started without the course code: one line, the command that starts one right, status 2
-        bare = start("bare", [sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                              "--no-nanny", "--no-dashboard"], plain, outside)
+        bare = start("bare", _without_course("-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                                             "--no-nanny", "--no-dashboard"), plain, outside)
         done = grade_on_cluster(tmp_path / "bare out")
         assert done.returncode == 2, done.stderr[-3000:]
         assert "Traceback" not in done.stderr, done.stderr[-3000:]

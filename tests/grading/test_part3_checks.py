@@ -465,3 +465,30 @@ def test_the_grader_names_a_start_without_masks_as_the_cause_of_lost_zeros(ref, 
                if line.startswith("unstructured: ")]
         assert "no longer zero" in got[0]
         assert (got[1:] == [f"unstructured: {NO_MASKS}"]) is hint, (masked_start, got)
+
+
+def test_masks_left_on_a_removed_model_are_named_by_the_grader_as_by_the_notebook(monkeypatch, ref, cfg):
+    """The export records the layers that still carry prune's masks; the grader says what the visible check says."""
+    from autograder.grading import part3_checks as hidden
+    from helpers.removal import MASKS_LEFT
+    monkeypatch.setattr(hidden, "ref_targets", lambda: (0.5,))
+    m = masked(base(), DEAD)
+    structured = {"results": [{"target": 0.5, "state": plain_state_dict(m)}]}
+    item = {"target": 0.5, "state": plain_state_dict(m), "macs": 1.0, "accuracy": 0.1, "error": None,
+            "masks_left": ["conv1", "conv2"]}
+    told = MASKS_LEFT.format(layers="conv1, conv2")
+    assert hidden.check_removed({"results": [item]}, structured, ref, cfg, IMAGES) == [f"target 0.50: {told}"]
+    unseen = {"masked": plain_state_dict(m), "state": plain_state_dict(m), "error": None, "modified_input": False,
+              "masks_left": ["conv1", "conv2"]}
+    assert hidden.check_remove_function({"unseen": {"0.35": unseen, "0.65": unseen}}, ref, IMAGES)[0] == (
+        f"remove_filters(a model with 35% of its filters zeroed): {told}")
+
+
+def test_the_export_reads_numbers_as_the_visible_checks_do():
+    """0-d tensors and numpy scalars are the numbers they hold, in the grader's export as in the notebook's checks."""
+    import numpy as np
+
+    from autograder.grading.kernel_export import _number
+    assert [_number(v) for v in (0.25, np.float32(0.5), torch.tensor(0.75), torch.tensor([1.0]))] == [0.25, 0.5, 0.75,
+                                                                                                      1.0]
+    assert [_number(v) for v in (True, "0.5", float("nan"), torch.tensor([0.1, 0.2]), None)] == [None] * 5

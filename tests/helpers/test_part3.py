@@ -428,3 +428,34 @@ def test_a_wrong_target_does_not_hide_a_wrong_model_after_it():
     lines = check_results(results, m, "unstructured", targets=(0.1, 0.2)).splitlines()
     assert lines == ["unstructured_results[0]['target'] is 0.15, expected 0.1",
                      "target 0.20 gave sparsity 0.000: expected 0.200 of all Conv2d and Linear weights to be zero"]
+
+
+def test_removal_with_the_masks_still_attached_is_named_for_what_it_is():
+    """Torch-Pruning on a copy that still carries prune's masks: it cuts `weight`, but the mask computes it again from
+    the uncut `weight_orig` (the model no longer runs). The check names the missing prune.remove, not the filters."""
+    import torch_pruning as tp
+    masked_model = mask_random_filters(SmallCNN(channels=(4, 8, 8), hidden=16), 0.25)
+    removed = copy_model(masked_model)  # the mistake: no prune.remove on the copy
+    graph = tp.DependencyGraph().build_dependency(removed, example_inputs=torch.zeros(1, 3, 32, 32))
+    for conv in [m for m in removed.modules() if isinstance(m, nn.Conv2d)]:
+        dead = (conv.weight.detach().flatten(1) == 0).all(dim=1).nonzero().flatten().tolist()
+        if dead:
+            graph.get_pruning_group(conv, tp.prune_conv_out_channels, idxs=dead).prune()
+    message = inspect_removal(removed, masked_model, IMAGES)
+    assert message.startswith("the removed model still has pruning masks (weight_orig and weight_mask) on conv1")
+    assert "call prune.remove(layer, 'weight') on every pruned layer of the copy before Torch-Pruning" in message
+
+
+def test_an_in_place_removal_passes_its_models_check_with_a_note(capsys):
+    """remove_filters that cut the model it was given: the removed models are right (no points lost here, as in the
+    grader), but structured_results now holds them too; the check says so instead of passing silently."""
+    source = masked(base(), DEAD)
+    removed = removed_by_hand(source, DEAD)
+    structured = [{"target": 0.5, "model": removed}]  # the in-place removal replaced part 2's model
+    test = [IMAGES, np.arange(16) % 10]
+    entry = {"target": 0.5, "model": removed, "macs": count_macs(removed)[0],
+             "accuracy": test_model(removed, test, verbose=False)}
+    assert check_removal([entry], structured, test) == ""
+    printed = capsys.readouterr().out
+    assert printed.startswith("note: removal_results' model at target 0.50 is structured_results' own model object")
+    assert "remove_filters changed the model it was given" in printed

@@ -89,16 +89,18 @@ already have `CINIC-10.tar.gz` or its extracted folder, put its path in `DATA_PA
 ## In JupyterLab (your own machine)
 
 1. Keep the bundle's files together in one folder.
-2. In a terminal, in that folder, with the Python environment of your course active (Python 3.9 or newer with
-   PyTorch; in a virtual environment, not your system's Python), start `jupyter lab` and open `pruning.ipynb`.
-3. Run the first cells: the set-up cell installs the helper package from `{wheel}`{url_note}, finds
+2. In a terminal, in that folder, with a Python environment of your own active (Python 3.9 or newer; a
+   virtual environment or conda environment, not your system's Python), start `jupyter lab` and open
+   `pruning.ipynb`.
+3. Run the first cells: the set-up cell installs the helper package from `{wheel}`{url_note} (with PyTorch
+   and Torch-Pruning if your environment lacks them), finds
    `{model}` next to the notebook{model_note} and prints where data and model come from.
 
 ## In Google Colab
 
 1. In your Google Drive, make a folder `pruning-course` in *My Drive* and upload `{wheel}` and `{model}` into it.
-2. Upload `pruning.ipynb` to Colab (*File > Upload notebook*). Choose a GPU runtime (*Runtime > Change runtime
-   type*): the notebook runs many times faster on one.
+2. Upload `pruning.ipynb` to Colab (*File > Upload notebook*). A GPU runtime (*Runtime > Change runtime type*) is
+   faster; if none is free, a CPU runtime works too (about 3 minutes of computing, see below).
 3. Run the first cells: the set-up cell asks to connect your Google Drive, installs the helper package from the
    `pruning-course` folder{url_note} and finds the model there. The dataset is cached in that folder too (about
    1.5 GB of your Drive: the 700 MB archive and its decoded arrays), so a new session does not download it
@@ -114,9 +116,13 @@ On a Colab GPU, less.
 ## What to hand in
 
 `pruning.ipynb`, with its outputs: run *Kernel > Restart Kernel and Run All Cells* (Colab: *Runtime > Restart
-and run all*), check that it ran to the end and that every check printed `OK`, save, and submit the file as your
-course says. Keep its name, keep your code in the cells marked *YOUR CODE HERE* and your answers in the answer
-cells, and do not edit or delete the locked cells.
+and run all*), save, and submit the file as your course says. Keep its name, keep your code in the cells marked
+*YOUR CODE HERE* and your answers in the answer cells, and do not edit, move or delete the locked cells (the grader
+runs its own copies of them: an edited check passes nothing).
+
+If a check still fails, hand the notebook in anyway: the grader runs every cell, also after one that fails, and a
+failing check costs only its own points. *Run All* stops at the failing cell, so run the cells below it too
+(*Run > Run Selected Cell and All Below*; Colab: *Runtime > Run after*) before you save.
 """
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
+from autograder.grading.cells import STUDENT_CELLS as _STUDENT_CELLS
 from benchmarks.common import BENCH_STUDENTS, LOGS, REPO, make_class, run_grader, spread, venv_env
 
 __all__ = ["bench_grading", "bench_memory", "STUDENT_CELLS"]
@@ -55,8 +56,8 @@ def _plain_nbgrader(course: Path, submitted: Path, data_npz: Path, model: Path) 
     return seconds, scores
 
 
-#: The student's own computation: the two cells they write (their sweeps).
-STUDENT_CELLS = ("prune_unstructured", "prune_structured", "remove_filters", "finetune")
+#: The student's own computation: the cells they write (functions, sweeps, fine-tuning).
+STUDENT_CELLS = tuple(_STUDENT_CELLS)
 
 
 def _overheads(timings: dict) -> tuple[list[float], float]:

@@ -153,8 +153,10 @@ def load_model(path: str | os.PathLike, mode: str = "torch",
             f"mode={mode!r} is not supported: this course ships PyTorch models only; use mode='torch'")
     path = Path(path).expanduser()
     if not path.is_file():
-        raise FileNotFoundError(f"no model checkpoint at {path}; train one with "
-                                "`python -m autograder train --out PATH` (the course repository) or set PRUNING_MODEL")
+        raise FileNotFoundError(f"no model checkpoint at {path}: students, use the pruning-model.pt of your course's "
+                                "bundle (put its path in MODEL_PATH, in the notebook's paths cell); instructors, "
+                                "train one with `python -m autograder train --out PATH` in the course repository, "
+                                "or set PRUNING_MODEL")
     ckpt = _read_checkpoint(path, map_location)
     try:
         model = build_model(ckpt["arch"], **ckpt.get("config", {}))

@@ -99,7 +99,7 @@ def setup(data_path: str | os.PathLike | None = None, model_path: str | os.PathL
         print(f"Running in {'Google Colab' if colab else 'Jupyter'}.")
         print(f"  data:  {info['data_root'] or info['cache_dir'] / 'CINIC-10'}")
         print(f"  model: {model}")
-        print(f"  {_versions()}")
+        print(f"  {_versions()}  (copy this line into any question about the set-up)")
         for note in notes:
             print(note)
     return info

@@ -27,7 +27,7 @@ from .evaluate import test_model
 from .removal import inspect_removal, surviving_filters
 from .sparsity import effective_weight, global_sparsity, prunable_layers
 
-__all__ = ["check_removal", "check_finetuning", "FINETUNE_TARGETS", "STARTS", "NO_MASKS", "TOO_LITTLE_GAIN",
+__all__ = ["check_removal", "check_finetuning", "holds", "FINETUNE_TARGETS", "STARTS", "NO_MASKS", "TOO_LITTLE_GAIN",
            "FINETUNE_MARGIN", "MACS_TOL",
            "CHANCE_BAND", "inspect_finetuned", "at_chance", "removable", "gain_required"]
 
@@ -171,6 +171,21 @@ def gain_required(unpruned: float, before: float, model: nn.Module) -> float:
     return FINETUNE_MARGIN
 
 
+def holds(finetune_results) -> str:
+    """What ``finetune_results`` holds, said briefly: its type, or each dict's kind and keys."""
+    if not isinstance(finetune_results, (list, tuple)):
+        return f"it is {type(finetune_results).__name__}, not a list"
+    if not finetune_results:
+        return "it is empty"
+    said = []
+    for e in finetune_results[:4]:
+        if isinstance(e, dict):
+            said.append(f"kind {e.get('kind')!r} with keys {', '.join(map(str, e))}")
+        else:
+            said.append(type(e).__name__)
+    return "it holds " + "; ".join(said) + ("; ..." if len(finetune_results) > 4 else "")
+
+
 def check_finetuning(finetune_results, removal_results, unstructured_results, test_data, model=None) -> str:
     """Did fine-tuning keep each model's pruning and recover what :func:`gain_required` asks; are the numbers its own?
 
@@ -182,7 +197,8 @@ def check_finetuning(finetune_results, removal_results, unstructured_results, te
     for kind, target in FINETUNE_TARGETS.items():
         entry = entries.get(kind)
         if entry is None or not {"target", "model", "before", "after"} <= set(entry):
-            lines.append(f"finetune_results needs a dict with kind '{kind}', target {target}, model, before and after")
+            lines.append(f"finetune_results needs a dict with kind '{kind}', target {target}, model, before and after"
+                         f" ({holds(finetune_results)})")
             continue
         start = starts[kind].get(target)
         if start is None:

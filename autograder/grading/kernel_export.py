@@ -179,7 +179,12 @@ def _finetune(namespace: dict) -> dict:
     for item, entry in zip(saved, results if isinstance(results, (list, tuple)) else []):
         kind = entry.get("kind") if isinstance(entry, dict) else None
         item["kind"] = kind if kind in ("structured", "unstructured") else None
-    return {"part": "finetune", "results": saved}
+    try:
+        from helpers.removal_checks import holds
+        said = holds(results)[:300] if "finetune_results" in namespace else "it is not defined"
+    except Exception as exc:  # noqa: BLE001 - a description only; the grade does not depend on it
+        said = _describe(exc)
+    return {"part": "finetune", "results": saved, "holds": said}
 
 
 #: Exports of the sections that are not a pruning kind: name -> ``f(namespace) -> record``.

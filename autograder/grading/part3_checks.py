@@ -153,7 +153,9 @@ def check_finetuned(finetune, removal, unstructured, ref, cfg: GradeConfig) -> l
     for kind, target in FINETUNE_TARGETS.items():
         item = entries.get(kind)
         if item is None or item.get("error"):
-            why = item["error"] if item else f"finetune_results has no entry of kind '{kind}'"
+            said = finetune.get("holds") if isinstance(finetune, dict) else None
+            why = item["error"] if item else (f"finetune_results has no entry of kind '{kind}'"
+                                              + (f" ({said[:300]})" if isinstance(said, str) and said else ""))
             problems.append(f"{kind}: {why}")
             continue
         saved, removed = starts[kind]

@@ -130,7 +130,10 @@ def causes(executed: Path | None, status: str) -> dict[str, str]:
             last_run = gid
         error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
         if gid in STUDENT_CELLS and error is not None:
-            found[gid] = f"raised {error.get('ename')}: {_last_line(error.get('evalue', ''))}".rstrip(": ")
+            if error.get("ename") == "NotImplementedError" and not str(error.get("evalue", "")).strip():
+                found[gid] = "still raises NotImplementedError, the release's placeholder: your code goes there"
+            else:
+                found[gid] = f"raised {error.get('ename')}: {_last_line(error.get('evalue', ''))}".rstrip(": ")
     if status != "ok" and last_run in STUDENT_CELLS and last_run not in found:
         found[last_run] = f"was running when the notebook stopped ({status})"
     return found
@@ -157,8 +160,9 @@ def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
         text = "passed" if ok else "<br>".join(html.escape(m) for m in c.messages)
         because = [gid for gid in DEPENDS.get(c.grade_id, ()) if gid in found]
         if not ok and because:
-            text = (f"<b>because your cell {html.escape(because[0])} {html.escape(found[because[0]])}</b><br>"
-                    + text)
+            cell = because[0]
+            text = (f"<b>Failed because your cell <code>{html.escape(cell)}</code> "
+                    f"({html.escape(STUDENT_CELLS[cell])}) {html.escape(found[cell])}.</b><br>" + text)
         title = html.escape(TITLES.get(c.grade_id, c.grade_id))
         rows.append(f"<tr><td>{title}<br><code class='gid'>{html.escape(c.grade_id)}</code></td>"
                     f"<td>{c.points:g} / {c.max_points:g}</td><td class='{'pass' if ok else 'fail'}'>{text}</td></tr>")

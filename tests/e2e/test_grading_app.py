@@ -92,6 +92,24 @@ def test_feedback_names_checks_and_hides_hidden_tests(graded_class):
     assert "dim=0" in page
 
 
+def test_feedback_starts_from_the_cell_that_raised(graded_class):
+    """The part 2 sweep raised: its page names that cell and its error before any check, and each check it took
+    down says so; a notebook whose cells all ran has no such box."""
+    _, _, out, _ = graded_class
+    page = (out / "feedback" / "mistake_part2_sweep_raises.html").read_text()
+    start, table = page.index("Start here"), page.index("<table>")
+    assert start < table
+    cause = page[start:table]
+    assert "<code>sweep_structured</code>" in cause
+    assert "ValueError: test_data must be [X_test, y_test], got dict" in cause
+    rows = page[table:page.index("</table>")].split("<tr>")
+    blamed = {gid for gid in CHECKS for row in rows if f">{gid}</code>" in row
+              and "Failed because your cell <code>sweep_structured</code>" in row}
+    assert blamed == {"test_structured_filters", "test_structured_accuracy", "test_removal_models",
+                      "test_finetuning"}
+    assert "Start here" not in (out / "feedback" / "mistake_per_layer.html").read_text()
+
+
 def test_gradebook_holds_the_same_scores_and_exports(graded_class):
     _, rows, out, _ = graded_class
     from nbgrader.api import Gradebook

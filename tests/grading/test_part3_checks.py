@@ -107,6 +107,9 @@ def test_hidden_finetuning_check(ref, cfg):
     assert hidden.check_finetuned({"results": []}, removal, unstructured, ref, cfg) == [
         "structured: finetune_results has no entry of kind 'structured'",
         "unstructured: finetune_results has no entry of kind 'unstructured'"]
+    said = "it holds kind 'Structured' with keys kind, target, model, before, after"
+    assert hidden.check_finetuned({"results": [], "holds": said}, removal, unstructured, ref, cfg)[0] == (
+        f"structured: finetune_results has no entry of kind 'structured' ({said})")
     lost = copy_model(u)
     for m in (lost.conv2, lost.fc1):
         prune.remove(m, "weight")
@@ -492,3 +495,22 @@ def test_the_export_reads_numbers_as_the_visible_checks_do():
     assert [_number(v) for v in (0.25, np.float32(0.5), torch.tensor(0.75), torch.tensor([1.0]))] == [0.25, 0.5, 0.75,
                                                                                                       1.0]
     assert [_number(v) for v in (True, "0.5", float("nan"), torch.tensor([0.1, 0.2]), None)] == [None] * 5
+
+
+def test_the_export_says_what_finetune_results_holds_when_a_kind_is_missing(ref, cfg):
+    """The grader's message shows the kinds and keys the student stored, as the visible check does."""
+    from autograder.grading.kernel_export import _finetune
+    from helpers.removal_checks import holds
+    stored = [{"kind": "Structured", "target": 0.5, "model": unstructured_90(), "before": 0.4, "after": 0.5}]
+    record = _finetune({"finetune_results": stored})
+    assert record["holds"] == holds(stored) == "it holds kind 'Structured' with keys kind, target, model, before, after"
+    assert hidden_finetuned(record, ref, cfg)[0] == (
+        "structured: finetune_results has no entry of kind 'structured' (it holds kind 'Structured' with keys kind, "
+        "target, model, before, after)")
+    assert _finetune({})["holds"] == "it is not defined"
+    assert _finetune({"finetune_results": None})["holds"] == "it is NoneType, not a list"
+
+
+def hidden_finetuned(record, ref, cfg):
+    from autograder.grading import part3_checks as hidden
+    return hidden.check_finetuned(record, {"results": []}, {"results": []}, ref, cfg)

@@ -273,8 +273,16 @@ def test_check_finetuning_asks_for_copies_and_both_kinds(monkeypatch):
         "structured: the fine-tuned model is the one in the results above: fine-tune a copy (copy_model), so that "
         "the model before fine-tuning stays there to compare with")
     assert check_finetuning([], removal, unstructured, test).splitlines() == [
-        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after",
-        "finetune_results needs a dict with kind 'unstructured', target 0.9, model, before and after"]
+        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after (it is empty)",
+        "finetune_results needs a dict with kind 'unstructured', target 0.9, model, before and after (it is empty)"]
+    # Kinds spelt otherwise: the message shows what is there.
+    misspelt = [{**same[0], "kind": "Structured"}, {"kind": "unstructured", "acc": 0.5}]
+    assert check_finetuning(misspelt, removal, unstructured, test).splitlines() == [
+        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after (it holds kind "
+        "'Structured' with keys kind, target, model, before, after; kind 'unstructured' with keys kind, acc)",
+        "finetune_results needs a dict with kind 'unstructured', target 0.9, model, before and after (it holds kind "
+        "'Structured' with keys kind, target, model, before, after; kind 'unstructured' with keys kind, acc)"]
+    assert "(it is dict, not a list)" in check_finetuning({"kind": "structured"}, removal, unstructured, test)
 
 
 def test_visible_finetuning_check_line_by_line(monkeypatch):
@@ -317,7 +325,8 @@ def test_visible_finetuning_check_line_by_line(monkeypatch):
                                "kept them zero: attach masks of its zeros")
     assert check_finetuning([{"kind": "structured", "target": 0.5}, good[1]], [], unstructured, data,
                             pretrained).splitlines() == [
-        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after"]
+        "finetune_results needs a dict with kind 'structured', target 0.5, model, before and after (it holds kind "
+        "'structured' with keys kind, target; kind 'unstructured' with keys kind, target, model, before, after)"]
     assert check_finetuning(good, [], unstructured, data, pretrained).splitlines() == [
         "structured: no model at target 0.5 to start from (finish the parts above first)"]
 

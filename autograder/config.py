@@ -140,8 +140,8 @@ class GradeConfig:
         if self.per_class < 1:
             raise ValueError(f"--per-class must be at least 1, got {self.per_class}")
         if not self.submissions.exists():
-            raise FileNotFoundError(f"submissions {self.submissions} do not exist: give the folder of submissions "
-                                    "or the LMS's download (.zip)")
+            raise FileNotFoundError(f"the submissions folder or zip {self.submissions} does not exist: give the "
+                                    "folder of submissions or the LMS's download (.zip)")
         if self.roster is not None:
             self.roster = Path(self.roster).expanduser().resolve()
             if not self.roster.is_file():

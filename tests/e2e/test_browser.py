@@ -226,15 +226,20 @@ def test_the_untouched_release_shows_the_first_checks_message(student_lab, brows
     with _session(browser, lab, "untouched.ipynb", shots) as page:
         _menu(page, "Run", "Run All Cells")
         _wait_until_done(page)
-        # Run All stops at the student's first cell (NotImplementedError); the student then runs the check.
-        check = page.locator(".jp-NotebookPanel:visible .jp-CodeCell",
-                             has_text="# Check: each model has exactly the target sparsity").first
-        check.locator(".jp-InputArea-prompt").click()
+        # Run All stops at the first function check ("not written yet"); the student then runs the sweep below it
+        # (which raises NotImplementedError) and the sweep's check.
+        sweep = page.locator(".jp-NotebookPanel:visible .jp-CodeCell", has_text="unstructured_results = []").first
+        sweep.locator(".jp-InputArea-prompt").click()
         page.keyboard.press("Shift+Enter")
+        _wait_until_done(page)
+        page.keyboard.press("Shift+Enter")  # the selection moved on to the sweep's first check
         _wait_until_done(page)
         nb = _save(page, work, "untouched.ipynb")
         first = [o for c in nb.cells for o in c.get("outputs", []) if o.output_type == "error"]
-        assert first[0].ename == "NotImplementedError"
+        assert (first[0].ename, first[0].evalue) == (
+            "AssertionError", "prune_unstructured is not written yet: replace `raise NotImplementedError()`")
+        assert [o.ename for o in cell_by_id(nb, "sweep_unstructured").outputs
+                if o.output_type == "error"] == ["NotImplementedError"]
         message = [o for o in cell_by_id(nb, "test_unstructured_sparsity").outputs if o.output_type == "error"]
         assert [(m.ename, m.evalue) for m in message] == [(
             "AssertionError", "\nunstructured_results is empty: fill it in the cell above, one dict per target "

@@ -109,7 +109,7 @@ def test_grade_config_validation(tmp_path, ref_setup):
     _, _, cfg = ref_setup
     with pytest.raises(ValueError, match="--jobs"):
         GradeConfig(submissions=cfg.submissions, data_root="synthetic", model=cfg.model, out=tmp_path, jobs=0)
-    with pytest.raises(FileNotFoundError, match="submissions .* do not exist"):
+    with pytest.raises(FileNotFoundError, match="submissions folder or zip .* does not exist"):
         GradeConfig(submissions=tmp_path / "none", data_root="synthetic", model=cfg.model, out=tmp_path)
 
 

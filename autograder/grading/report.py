@@ -17,6 +17,7 @@ from pathlib import Path
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
+from ..runner.execute import STOPPED_HERE
 from .cells import DEPENDS, STUDENT_CELLS, TITLES
 from .results import StudentGrade
 from .submission import SEED_CELL, strip_hidden_tests
@@ -121,19 +122,22 @@ def causes(executed: Path | None, status: str) -> dict[str, str]:
         nb = nbformat.read(executed, as_version=4)
     except Exception:  # noqa: BLE001 - the page is written without causes
         return {}
-    found, last_run = {}, None
+    found, last_run, stopped = {}, None, None
     for cell in nb.cells:
         if cell.cell_type != "code":
             continue
         gid = cell.metadata.get("nbgrader", {}).get("grade_id")
         if cell.get("execution_count") is not None:
             last_run = gid
+        if cell.metadata.get(STOPPED_HERE):  # set by the runner even when the kernel died before saying it began
+            stopped = gid
         error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
         if gid in STUDENT_CELLS and error is not None:
             if error.get("ename") == "NotImplementedError" and not str(error.get("evalue", "")).strip():
                 found[gid] = "still raises NotImplementedError, the release's placeholder: your code goes there"
             else:
                 found[gid] = f"raised {error.get('ename')}: {_last_line(error.get('evalue', ''))}".rstrip(": ")
+    last_run = stopped or last_run
     if status != "ok" and last_run in STUDENT_CELLS and last_run not in found:
         found[last_run] = f"was running when the notebook stopped ({status})"
     return found

@@ -34,9 +34,11 @@ from .channels import SteadyKernelManager
 from .kernels import ForkServer
 from .provisioning import ForkedKernelManager
 
-__all__ = ["run_notebook", "cell_seconds", "StopRun", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS"]
+__all__ = ["run_notebook", "cell_seconds", "StopRun", "MAX_CELL_OUTPUT_CHARS", "MAX_CELL_DISPLAY_CHARS", "STOPPED_HERE"]
 
 #: Text output (streams, tracebacks) one cell may keep, in characters; the rest is dropped.
+STOPPED_HERE = "autograder_stopped_here"
+"""Cell metadata key the executed notebook gets on the cell that was running when the run stopped early."""
 MAX_CELL_OUTPUT_CHARS = 20_000
 #: Rich output (figures, HTML, widgets) one cell may keep, in characters of its JSON.
 MAX_CELL_DISPLAY_CHARS = 5_000_000
@@ -71,9 +73,12 @@ class _LimitedClient(NotebookClient):
         super().__init__(*args, **kwargs)
         self._output_chars: dict[tuple[int, str], int] = {}
         self._stop_when = stop_when
+        self.running: int | None = None  # the index of the cell being executed, None between cells
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        self.running = cell_index
         cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        self.running = None
         status = self._stop_when(cell) if self._stop_when is not None else None
         if status:
             raise StopRun(status)
@@ -139,8 +144,10 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
 
     ``seconds`` is the whole run (kernel start to kernel end); ``cells`` is :func:`cell_seconds`;
     ``notebook`` is the executed notebook (what ``dst`` holds): a cell that never ran has no
-    ``execution_count``; ``kernel_exit`` is how the kernel ended, ``{"signal": int | None, "code": int |
-    None}`` (``None`` when its kernel manager cannot tell; a kernel killed at the end says ``SIGKILL``).
+    ``execution_count``, and the cell that was running when the run stopped early (the kernel died, a time or
+    limit ran out) has ``metadata[STOPPED_HERE] = True``, whether or not its start was reported;
+    ``kernel_exit`` is how the kernel ended, ``{"signal": int | None, "code": int | None}``
+    (``None`` when its kernel manager cannot tell; a kernel killed at the end says ``SIGKILL``).
 
     Args:
         src: prepared notebook; its folder is the kernel's working folder.
@@ -156,6 +163,8 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
             killed, the cells after it do not run, as when the kernel dies).
     """
     nb = nbformat.read(src, as_version=4)
+    for cell in nb.cells:  # only this run may say where it stopped
+        cell.metadata.pop(STOPPED_HERE, None)
     if km is None and server is not None:
         km = ForkedKernelManager.for_server(server, log=dst.with_suffix(".kernel.log"), job=src.parent)
     client = _LimitedClient(nb, km=km, kernel_manager_class=SteadyKernelManager, timeout=int(cell_timeout),
@@ -201,6 +210,8 @@ def run_notebook(src: Path, dst: Path, env: dict[str, str], cell_timeout: float,
             _kill_group(pid)  # whatever the notebook started dies with it
         _cancel_pending_tasks()
     seconds = round(time.perf_counter() - start, 2)
+    if status != "ok" and client.running is not None:
+        client.nb.cells[client.running].metadata[STOPPED_HERE] = True
     if after_kernel is not None:
         after_kernel()
     nbformat.write(client.nb, dst)

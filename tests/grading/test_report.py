@@ -16,6 +16,7 @@ from autograder.grading.parts import CHECKS
 from autograder.grading.report import causes, write_feedback
 from autograder.grading.results import CheckResult, StudentGrade
 from autograder.grading.statuses import memory_exceeded
+from autograder.runner.execute import STOPPED_HERE
 from tests.notebook_cells import gid
 
 TRACEBACK_END = "MemoryError: Unable to allocate 2.00 GiB for an array with shape (90000, 3, 32, 32)"
@@ -88,6 +89,22 @@ def test_where_a_limit_stopped_the_run_the_cell_it_was_in_is_named_with_the_limi
     page = write_feedback(tmp_path / "feedback", _grade(executed, status, {"test_finetuning"}), 37).read_text()
     assert page.index("memory limit (8.8 GiB) exceeded") < page.index("<table>")
     assert "Failed because your cell <code>finetune</code>" in page
+
+
+def test_the_cell_the_runner_marked_is_named_even_when_its_start_never_arrived(tmp_path):
+    # A kernel that exits at once can die before it says the cell began: the cell has no execution count, and
+    # the last cell with one is an earlier cell. The runner's mark decides, so the page is the same every run.
+    status = "error: the kernel died (did the notebook exit?)"
+    executed = _executed(tmp_path / "s1.ipynb", ran_until="sweep_unstructured")
+    nb = nbformat.read(executed, as_version=4)
+    after = False
+    for cell in nb.cells:
+        if after and gid(cell) == "prune_structured":
+            cell.metadata[STOPPED_HERE] = True
+        after = after or gid(cell) == "sweep_unstructured"
+    nbformat.write(nb, executed)
+    assert causes(executed, status) == {"prune_structured": f"was running when the notebook stopped ({status})"}
+    assert causes(executed, "ok") == {}
 
 
 def test_a_notebook_that_ran_cleanly_has_no_cause_box(tmp_path):

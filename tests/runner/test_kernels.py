@@ -15,7 +15,7 @@ import pytest
 
 from autograder.grading.local import PRELOAD
 from autograder.grading.notebook_job import job_environment
-from autograder.runner.execute import MAX_CELL_OUTPUT_CHARS, run_notebook
+from autograder.runner.execute import MAX_CELL_OUTPUT_CHARS, STOPPED_HERE, run_notebook
 from autograder.runner.kernels import ForkServer
 
 pytestmark = pytest.mark.slow  # real kernels, forked from a server that imports torch
@@ -113,8 +113,23 @@ def test_an_endless_notebook_times_out_and_is_killed(tmp_path, server):
 
 
 def test_a_notebook_that_exits_reports_a_dead_kernel(tmp_path, server):
-    status, _, _ = run(tmp_path, "exit", ["print(1)", "import os\nos._exit(3)", "print(2)"], server)
+    status, _, job = run(tmp_path, "exit", ["print(1)", "import os\nos._exit(3)", "print(2)"], server)
     assert status["status"].startswith("error: the kernel died")
+    # The cell it died in is marked whether or not its start reached the grader before the kernel went.
+    marked = [c.metadata.get(STOPPED_HERE, False) for c in nbformat.read(job / "out.ipynb", as_version=4).cells]
+    assert marked == [False, True, False]
+
+
+def test_only_the_run_marks_where_it_stopped(tmp_path, server):
+    job = tmp_path / "forged"
+    job.mkdir()
+    cells = [nbformat.v4.new_code_cell("print(1)"), nbformat.v4.new_code_cell("print(2)")]
+    cells[0].metadata[STOPPED_HERE] = True  # a submission claiming a stop cannot keep the claim
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), job / "nb.ipynb")
+    status = run_notebook(job / "nb.ipynb", job / "out.ipynb", job_environment(job, 1, None), cell_timeout=60,
+                          timeout=60, server=server)
+    assert status["status"] == "ok"
+    assert not any(STOPPED_HERE in c.metadata for c in nbformat.read(job / "out.ipynb", as_version=4).cells)
 
 
 def test_flooding_output_is_cut_while_it_arrives(tmp_path, server):

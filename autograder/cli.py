@@ -68,7 +68,23 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
     grade.add_argument("--cluster", default=d["cluster"],
                        help="grade on Dask workers: a scheduler address (tcp://host:8786) or local:N for N worker "
                             "processes here (then --jobs is N); default: local --jobs slots")
+    _similarity_argument(grade, d["similarity_threshold"])
     return grade
+
+
+def _similarity_argument(parser: argparse.ArgumentParser, default: float) -> None:
+    parser.add_argument("--similarity-threshold", type=float, default=default, metavar="SCORE",
+                        help=f"code-similarity score (0 to 1) from which the class report lists a pair of submissions "
+                             f"as worth comparing (default {default:g}, calibrated: docs/instructors.md)")
+
+
+def _report_parser(sub) -> argparse.ArgumentParser:
+    from .classreport.settings import SimilarityConfig
+    report = sub.add_parser("report", help="rebuild the class report (report.html, similar-pairs.csv) of a finished "
+                                           "grading run")
+    report.add_argument("out", help="the --out folder of a finished grading run (it holds class.json)")
+    _similarity_argument(report, SimilarityConfig.threshold)
+    return report
 
 
 def _demo_parser(sub) -> argparse.ArgumentParser:
@@ -175,7 +191,8 @@ def _grade(args, parser) -> int:
                           regrade_status=args.regrade_status,
                           memory_limit=parse_size(args.memory_limit) if args.memory_limit else None,
                           pids_limit=args.pids_limit, threads=args.threads,
-                          cluster=args.cluster, roster=args.roster)
+                          cluster=args.cluster, roster=args.roster,
+                          similarity_threshold=args.similarity_threshold)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     from .grading.grade import grade
@@ -226,6 +243,22 @@ def _export(args) -> int:
     return 1 if done.written.blank or done.written.outside else 0
 
 
+def _report(args, parser) -> int:
+    """``report``: exit 0 with the page's path, or 2 when the folder holds no finished run."""
+    from .classreport import ReportError, SimilarityConfig, build_report
+    try:
+        similarity = SimilarityConfig(threshold=args.similarity_threshold)
+    except ValueError as exc:
+        parser.error(str(exc))
+    try:
+        built = build_report(args.out, similarity)
+    except (ReportError, OSError) as exc:
+        return _cannot(str(exc))
+    print(f"class report: {built.report}\n{built.pairs} pair{'' if built.pairs == 1 else 's'} worth comparing: "
+          f"{built.pairs_csv}")
+    return 0
+
+
 def _cannot(message: str) -> int:
     print(f"error: {message}", file=sys.stderr)
     return EXIT_CANNOT_GRADE
@@ -239,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     _grade_parser(sub)
     _release_parser(sub)
     _export_parser(sub)
+    _report_parser(sub)
     _train_parser(sub)
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["train"]:
@@ -251,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
         return _release(args, parser)
     if args.command == "export":
         return _export(args)
+    if args.command == "report":
+        return _report(args, parser)
     from .config import DemoConfig
     from .demo import main as demo_main
     try:

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from .classreport.settings import SimilarityConfig
 from .runner.limits import default_memory_limit
 
 __all__ = ["GradeConfig", "DemoConfig", "ReleaseConfig", "TrainConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT",
@@ -82,6 +83,8 @@ class GradeConfig:
             processes on this machine (then ``jobs`` is N). ``None``: local ``--jobs`` slots.
         roster: the class list (a Canvas gradebook export, a Moodle grading worksheet, or ``id,name,email``):
             every student of it gets a row (``no submission`` when they handed in nothing) and their name.
+        similarity_threshold: the code-similarity score (0 to 1) from which the class report lists a pair as
+            worth comparing (:class:`autograder.classreport.similarity.SimilarityConfig`).
     """
 
     submissions: Path
@@ -106,6 +109,7 @@ class GradeConfig:
     threads: int | None = None
     cluster: str | None = None
     roster: Path | None = None
+    similarity_threshold: float = SimilarityConfig.threshold
 
     def __post_init__(self) -> None:
         # Absolute: notebooks run in their own working folders.
@@ -154,6 +158,7 @@ class GradeConfig:
             self.memory_limit = default_memory_limit(self.jobs)
         if self.memory_limit < 64 * 1024**2:
             raise ValueError(f"--memory-limit must be at least 64 MiB, got {self.memory_limit} bytes")
+        SimilarityConfig(threshold=self.similarity_threshold)  # a ValueError naming the allowed range
         if self.pids_limit < 32:
             raise ValueError(f"--pids-limit must be at least 32 (a kernel has about 20 threads), got {self.pids_limit}")
 

@@ -42,7 +42,8 @@ __all__ = ["reference_model", "main", "DEMO_SAMPLES"]
 #: Sample submissions graded by the demo (see autograder/samples/cells/).
 DEMO_SAMPLES = ("reference", "correct_manual_topk", "mistake_compounding_part1", "mistake_per_layer",
                 "mistake_wrong_dim", "mistake_fake_numbers", "mistake_removal_keeps_zeros",
-                "mistake_finetune_masks_dropped", "mistake_finetune_test_split", "untouched_release")
+                "mistake_finetune_masks_dropped", "mistake_finetune_test_split", "untouched_release",
+                "copied_manual_topk")
 
 
 def reference_model(out: Path, data_root: str = "synthetic", data: dict | None = None,

@@ -306,7 +306,7 @@ class DaskCluster:
             executed.write_bytes(record["executed"])
         return StudentGrade(sub.student_id, record["status"], [CheckResult(**c) for c in record["checks"]],
                             record["notes"], executed=executed, timings=record["timings"],
-                            notebook_html=record.get("notebook_html"))
+                            notebook_html=record.get("notebook_html"), figures=record.get("figures") or {})
 
     def restarts(self) -> int:
         """Kernel servers restarted on the workers during this run."""

@@ -202,7 +202,8 @@ def grade_task(student_id: str, nb_bytes: bytes, notes: list[str]) -> dict:
 
     Keys: ``status``, ``checks`` (:class:`~autograder.grading.results.CheckResult` fields), ``notes``,
     ``timings`` (with ``worker``: this worker's address, and ``render``), ``executed`` (bytes or ``None``),
-    ``notebook_html`` (the executed notebook for the feedback page, or ``None``: :func:`task_record`).
+    ``notebook_html`` (the executed notebook for the feedback page, or ``None``: :func:`task_record`),
+    ``figures`` (for the class report: :func:`~autograder.grading.figures.submission_figures`).
     """
     from distributed import get_client
 
@@ -232,4 +233,4 @@ def task_record(grade, worker: str) -> dict:
         timings["render"] = round(time.perf_counter() - start, 3)
         grade.executed.unlink()
     return {"status": grade.status, "checks": [asdict(c) for c in grade.checks], "notes": grade.notes,
-            "timings": timings, "executed": executed, "notebook_html": page}
+            "timings": timings, "executed": executed, "notebook_html": page, "figures": grade.figures}

@@ -28,6 +28,7 @@ from helpers import get_CINIC10_data, load_model
 from helpers.models import CheckpointError, model_config
 
 from ..config import SOURCE_NOTEBOOK, GradeConfig
+from .class_record import write_report
 from .errors import InputError
 from .executor import Executor
 from .gradebook import Course, read_points
@@ -147,7 +148,7 @@ def grade_all(cfg: GradeConfig, start: float, executor: Executor, progress: bool
     grades += [StudentGrade(sid, NO_SUBMISSION) for sid in intake.absent]
     run_info = {**setup_seconds, "jobs": cfg.jobs, "sandbox": cfg.sandbox, "reused": run.reused,
                 "slot_restarts": executor.restarts(), "cluster": cfg.cluster, "limits": executor.limits_in_force()}
-    _finish(cfg, grades, intake.people, max_score, course, timed, run_info, start, progress, executor.where)
+    _finish(cfg, grades, intake.people, max_score, course, timed, run_info, start, progress, executor.where, ref)
     return grades
 
 
@@ -163,9 +164,10 @@ def _reference(cfg: GradeConfig, executor: Executor, setup: ThreadPoolExecutor, 
 
 
 def _finish(cfg: GradeConfig, grades: list[StudentGrade], people: dict[str, dict], max_score: float, course, timed,
-            run_info: dict, start: float, progress: bool, where: str) -> None:
-    """Write grades.csv, the gradebook's scores, timings.json and the summary."""
-    grade_ids = graded_checks(read_points())
+            run_info: dict, start: float, progress: bool, where: str, ref: Future) -> None:
+    """Write grades.csv, the gradebook's scores, timings.json, the class report and the summary."""
+    points = read_points()
+    grade_ids = graded_checks(points)
     write_csv(cfg.out / "grades.csv", grades, grade_ids, max_score, people)
     if course.exception() is None:
         timed("scores", course.result().set_scores,
@@ -175,12 +177,19 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], people: dict[str, dict
         gradebook = f"NO GRADEBOOK: {course.exception()}"
         print(f"warning: the nbgrader gradebook could not be made; grades.csv and feedback are complete.\n"
               f"{course.exception()}", file=sys.stderr)
-    write_timings(cfg.out / "timings.json", grades, {**run_info, "wall": round(time.perf_counter() - start, 3)})
+    begin = time.perf_counter()
+    built = write_report(cfg, grades, people, points, max_score, ref, cfg.out / "course",
+                         {"wall": round(begin - start, 3), "where": where})
+    write_timings(cfg.out / "timings.json", grades, {**run_info, "report": round(time.perf_counter() - begin, 3),
+                                                     "wall": round(time.perf_counter() - start, 3)})
     if progress:
         print(summary_table(grades, grade_ids, max_score))
         graded = sum(g.status != NO_SUBMISSION for g in grades)
         print(f"\n{graded} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
               f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, {gradebook}")
+        if built is not None:
+            print(f"class report in {built.report} ({built.pairs} pair{'' if built.pairs == 1 else 's'} worth "
+                  f"comparing, also in {built.pairs_csv.name})")
         if course.exception() is None:
             print(next_steps(cfg.out))
 

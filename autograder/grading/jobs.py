@@ -20,6 +20,7 @@ from pathlib import Path
 
 import nbformat
 
+from ..classreport.traces import notebook_traces
 from ..config import GradeConfig
 from .journal import Journal, grade_key
 from .parts import graded_checks
@@ -93,6 +94,7 @@ def grade_one(sub: Submission, run: RunState) -> StudentGrade:
             run.reused += 1
     else:
         grade = run.score(sub, nb_bytes, run.context)
+    grade.traces = notebook_traces(nb_bytes)
     return finish_grade(grade, key, reused, run)
 
 

@@ -70,7 +70,7 @@ class Journal:
         """Record ``grade`` durably (written, flushed and fsync'd before returning)."""
         entry = {"student_id": grade.student_id, "key": key, "status": grade.status,
                  "checks": [asdict(c) for c in grade.checks], "notes": grade.notes, "timings": grade.timings,
-                 "executed": grade.executed.name if grade.executed else None,
+                 "figures": grade.figures, "executed": grade.executed.name if grade.executed else None,
                  "executed_sha256": file_sha256(grade.executed) if grade.executed else None}
         line = json.dumps(entry) + "\n"
         with self._lock:
@@ -91,7 +91,7 @@ class Journal:
                 return None
         checks = [CheckResult(**c) for c in entry["checks"]]
         return StudentGrade(student_id, entry["status"], checks, list(entry["notes"]), executed=executed,
-                            timings=dict(entry.get("timings") or {}))
+                            timings=dict(entry.get("timings") or {}), figures=dict(entry.get("figures") or {}))
 
     def close(self) -> None:
         with self._lock:

@@ -25,6 +25,7 @@ from ..runner.limits import KernelRlimits, format_size
 from ..runner.provisioning import ForkedKernelManager, SandboxedKernelManager
 from ..runner.sandbox import inside_path
 from ..runner.slots import Slot, SlotPool
+from .figures import submission_figures
 from .jobs import JobContext, zero_checks
 from .kernel_export import ENV_EXPORT, ENV_EXPORT_CODE
 from .results import StudentGrade, not_graded
@@ -216,10 +217,16 @@ def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: JobCont
     begin = time.perf_counter()
     checks = score_submission(job / "export", ref, cfg, points)
     timings.update(kernel=done["seconds"], score=round(time.perf_counter() - begin, 3), cells=done["cells"])
+    begin = time.perf_counter()
+    try:
+        figures = submission_figures(job / "export", ref)
+    except Exception:  # noqa: BLE001 - the report's figures never cost a grade
+        figures = {}
+    timings["figures"] = round(time.perf_counter() - begin, 3)
     executed = run.executed_dir / f"{sub.student_id}.ipynb"
     shutil.copy(done["executed"], executed)
     return StudentGrade(sub.student_id, done["status"], checks, notes + limit_notes, executed=executed,
-                        timings=timings)
+                        timings=timings, figures=figures)
 
 
 def prepare_job(slot: Slot, nb, run: JobContext) -> Path:

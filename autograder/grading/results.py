@@ -46,6 +46,12 @@ class StudentGrade:
     #: The executed notebook as its feedback page shows it (:func:`notebook_feedback_html`), when a cluster
     #: worker rendered it already; ``None``: :func:`write_feedback` renders it. Dropped once written.
     notebook_html: str | None = field(default=None, repr=False)
+    #: What the grader measured of the stored models, for the class report
+    #: (:func:`autograder.grading.figures.submission_figures`); journaled with the grade.
+    figures: dict = field(default_factory=dict, repr=False)
+    #: What the submitted notebook carries besides its grade (:func:`autograder.classreport.traces.notebook_traces`),
+    #: read from the submission in every run.
+    traces: dict = field(default_factory=dict, repr=False)
 
     @property
     def score(self) -> float:

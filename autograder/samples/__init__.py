@@ -23,7 +23,7 @@ import nbformat
 from ..config import ASSIGNMENT, NOTEBOOK, REPO_ROOT, SOURCE_NOTEBOOK
 from ..grading.parts import CHECKS, GRADED_PARTS, PART3
 
-__all__ = ["Sample", "load_samples", "write_class", "split_sweeps", "RELEASE_NOTEBOOK", "SWEEPS"]
+__all__ = ["Sample", "load_samples", "parse_sample", "write_class", "split_sweeps", "RELEASE_NOTEBOOK", "SWEEPS"]
 
 SAMPLES_DIR = Path(__file__).with_name("cells")
 RELEASE_NOTEBOOK = REPO_ROOT / "assignment" / "release" / ASSIGNMENT / f"{NOTEBOOK}.ipynb"
@@ -69,7 +69,7 @@ def split_sweeps(cells: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _parse(path: Path) -> Sample:
+def parse_sample(path: Path) -> Sample:
     text = path.read_text()
     header = {}
     for line in text.splitlines():
@@ -105,7 +105,7 @@ def _reference_sample() -> Sample:
 def load_samples() -> list[Sample]:
     """All samples: the reference, those in ``cells/``, and the built-in release, hostile and broken ones."""
     reference = _reference_sample()
-    samples = [reference] + [_parse(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
+    samples = [reference] + [parse_sample(p) for p in sorted(SAMPLES_DIR.glob("*.py"))]
     for sample in samples:
         sample.cells = {**reference.cells, **sample.cells}
     everything = set(CHECKS)

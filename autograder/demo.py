@@ -7,7 +7,10 @@
 5. grade them with ``--jobs 2``: grade table, ``grades.csv``, feedback, gradebook; then check that every
    sample got the grade it declares (the exit status says so);
 6. write the same class as a Canvas and a Moodle download, each with its roster, and print the commands that
-   grade them and send the grades back.
+   grade them and send the grades back;
+7. end with the class report's path (grading built it: :mod:`autograder.classreport`): the samples'
+   points, the checks by pass rate, the mistakes grouped, the class curves and the one pair of samples that
+   share their code (``copied_manual_topk``, a copy of ``correct_manual_topk`` in disguise).
 
 Everything is written under ``--out`` (default ``demo-output/``).
 
@@ -26,6 +29,7 @@ from helpers import get_CINIC10_data, load_model, test_model
 from helpers.models import save_model
 from helpers.parts import STRUCTURED, UNSTRUCTURED
 
+from .classreport import REPORT_FILE
 from .config import ASSIGNMENT, NOTEBOOK, DemoConfig, GradeConfig, TrainConfig
 from .grading.errors import InputError, PreflightError
 from .grading.grade import grade
@@ -104,6 +108,12 @@ def main(config: DemoConfig = DemoConfig()) -> int:
         return 2
     status = _compare(grades, samples)
     _lms_files(out, samples, model_path, data_root)
+    report = out / "grading" / REPORT_FILE
+    if report.is_file():
+        print(f"\n== 7. Class report (open it in a browser): {report}")
+    else:
+        print("\n== 7. NO class report: see the warning above", file=sys.stderr)
+        status = status or 1
     return status
 
 

@@ -230,8 +230,33 @@ def _mutation_rows(mu: dict) -> list[str]:
 
 #: The row builders of ``RESULTS.md``'s table, in its order: ``(step, rows)``, ``rows`` given the step's results
 #: when it has any (``None``: given all the results).
+def _class_report_rows(c: dict) -> list[str]:
+    """Rows of the ``class_report`` step: report and pairs of a large class, from its class.json."""
+    b, p = c["build_report"], c["pairs_only"]
+    return [f"| class report: report.html and similar-pairs.csv of {c['students']} students (median of "
+            f"{c['rounds']}) | {b['median_s']} s ({b['min_s']}-{b['max_s']}; the pairs alone {p['median_s']} s; "
+            f"{c['pairs_listed']} pairs listed; page {c['page_bytes']:,} bytes) | < {c['goal_s']} s | "
+            f"{met(b['max_s'], c['goal_s'], False)} |"]
+
+
+def _similarity_rows(s: dict) -> list[str]:
+    """Rows of the ``similarity`` step: the calibration of the pairs' threshold."""
+    rows = []
+    for r in s["rows"]:
+        default = r["threshold"] == s["threshold"]
+        ok = not r["independent_listed"] and r["copies_found"] == s["copies"] and len(r["demo_listed"]) == 1
+        rows.append(f"| pairs at threshold {r['threshold']}{' (default)' if default else ''}: independent correct "
+                    f"solutions listed, copies in disguise found, demo pairs listed | {r['independent_listed']} of "
+                    f"{s['independent_pairs']}, {r['copies_found']} of {s['copies']}, {len(r['demo_listed'])} of "
+                    f"{s['demo_pairs']} | 0, all, 1 | {('met' if ok else '**missed**') if default else '-'} |")
+    rows.append(f"| pairs: highest score of an independent pair; lowest of a copy | {s['independent_max_score']}; "
+                f"{s['copy_min_score']} | - | - |")
+    return rows
+
+
 _SECTIONS = ((None, _eval_section), ("data", _data_rows), ("grading", _grading_rows),
              ("grading_with_part3", _grading_part3_rows), (None, cluster_section), ("contention", _contention_rows),
              ("notebook", _notebook_rows), ("student_time", _student_time_rows),
              ("reference_run", _reference_run_rows), ("part3", _part3_rows), ("memory", _memory_rows),
-             ("allocator", _allocator_rows), ("mutation", _mutation_rows))
+             ("allocator", _allocator_rows), ("mutation", _mutation_rows), ("class_report", _class_report_rows),
+             ("similarity", _similarity_rows))

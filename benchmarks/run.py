@@ -9,7 +9,8 @@ with their spread (min-max). This module is only the command: each step lives in
 :mod:`benchmarks.census`), over :mod:`benchmarks.common`; :mod:`benchmarks.report` writes ``RESULTS.md``.
 
     python -m benchmarks.run [--only eval,data,grading,notebook,student_time,reference_run,memory,allocator,part3,
-                                     cluster,cluster_class,cluster_cpu,contention] [--images 90000] [--rounds 3]
+                                     cluster,cluster_class,cluster_cpu,contention,class_report,similarity]
+                                     [--images 90000] [--rounds 3]
                                      [--eval-rounds 7]
 """
 
@@ -22,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks.census import bench_cluster_cpu
+from benchmarks.class_report import bench_class_report
 from benchmarks.cluster import CLASS_COPIES, bench_cluster, bench_contention
 from benchmarks.common import OUT, SHARED_SAMPLE, machine, reference_checkpoint
 from benchmarks.data_loading import bench_data
@@ -31,6 +33,7 @@ from benchmarks.notebook import bench_notebook
 from benchmarks.part3 import bench_part3
 from benchmarks.reference_run import bench_reference_run
 from benchmarks.report import write_markdown
+from benchmarks.similarity import calibrate
 from benchmarks.student_time import bench_student_time
 
 __all__ = ["main"]
@@ -40,7 +43,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.run")
     parser.add_argument("--only",
                         default="eval,data,grading,notebook,student_time,reference_run,memory,allocator,part3,cluster,"
-                                "cluster_class,cluster_cpu,contention",
+                                "cluster_class,cluster_cpu,contention,class_report,similarity",
                         help="comma-separated steps; eval_cuda (evaluation on the GPU) is never run by default")
     parser.add_argument("--images", type=int, default=90_000)
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of the grading runs")
@@ -53,7 +56,7 @@ def main(argv=None) -> int:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     try:
         needs_model = {"grading", "notebook", "student_time", "memory", "part3", "cluster", "cluster_class",
-                       "cluster_cpu"}
+                       "cluster_cpu", "class_report"}
         model = reference_checkpoint(work) if set(wanted) & needs_model else None
         steps = {"eval": lambda: bench_eval(args.images, args.eval_rounds),
                  "eval_cuda": lambda: bench_eval(args.images, args.eval_rounds, "cuda"),
@@ -72,7 +75,9 @@ def main(argv=None) -> int:
                                                         configs=("local1", "jobs2", "local2")),
                  # CPU seconds per kind of process, less drift-prone than the wall times above
                  "cluster_cpu": lambda: bench_cluster_cpu(work, model, args.rounds),
-                 "contention": bench_contention}
+                 "contention": bench_contention,
+                 "class_report": lambda: bench_class_report(work, model, args.rounds),
+                 "similarity": calibrate}
         for name in wanted:
             print(f"== {name}", flush=True)
             results[name] = steps[name]()

@@ -17,7 +17,7 @@ from .record import ClassRecord
 __all__ = ["cause_of", "MessageGroup", "group_messages", "CheckRate", "pass_rates"]
 
 # A number not inside a name (fc1, conv2 and cell-12 keep theirs): 12, 0.4123, -3e-05, 1,234,567, 45%.
-_NUMBER = re.compile(r"(?<![A-Za-z_\-])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_NUMBER = re.compile(r"(?<![\w.\-])[-+]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
 
 
 def cause_of(message: str) -> str:

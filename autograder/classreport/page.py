@@ -15,7 +15,7 @@ import statistics
 from pathlib import Path
 from urllib.parse import quote
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader
 
 from . import plots
 from .groups import group_messages, pass_rates
@@ -23,11 +23,13 @@ from .record import ClassRecord
 from .settings import SimilarityConfig
 from .similarity import Pair, highlighted
 
-__all__ = ["render_report", "SLOWEST"]
+__all__ = ["render_report", "SLOWEST", "SHOWN_PAIRS"]
 
 #: How many of the slowest notebooks the page lists.
 SLOWEST = 10
-_ENV = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=select_autoescape())
+#: How many pairs the page shows side by side (the rest in a table; all of them in similar-pairs.csv).
+SHOWN_PAIRS = 40
+_ENV = Environment(loader=FileSystemLoader(Path(__file__).with_name("templates")), autoescape=True)
 
 
 def render_report(record: ClassRecord, pairs: list[Pair], similarity: SimilarityConfig, pairs_note: str) -> str:
@@ -52,4 +54,4 @@ def render_report(record: ClassRecord, pairs: list[Pair], similarity: Similarity
         record=record, students=students, counts=counts, rates=rates, groups=group_messages(record),
         titles={c.grade_id: c.title for c in record.checks}, figures=figures, feedback=feedback, slowest=slowest,
         failures=[s for s in students if not s.graded], run=record.run, pairs=pairs, similarity=similarity,
-        pairs_note=pairs_note, highlighted=highlighted)
+        pairs_note=pairs_note, highlighted=highlighted, shown_pairs=SHOWN_PAIRS)

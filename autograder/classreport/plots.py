@@ -32,7 +32,7 @@ _PART_NAMES = {"unstructured": "Part 1: unstructured pruning", "structured": "Pa
 
 def _svg(fig) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None, "Creator": None})
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata=dict.fromkeys(("Date", "Creator", "Format", "Type")))
     plt.close(fig)
     text = buf.getvalue()
     return text[text.index("<svg"):]

@@ -202,6 +202,16 @@ def test_a_local_cluster_grades_the_class_like_local_jobs(graded_class, tmp_path
     proc, on_cluster = run_grade(out.parent / "submitted", tmp_path / "out", trained_model_path, jobs=1,
                                  extra=("--cluster", "local:2"), audit=tmp_path / "imports.json")
     assert on_cluster == rows
+    # the class report's figures came back from the workers as they are measured locally
+    local, remote = ({s["student_id"]: s["figures"] for s in json.loads((o / "class.json").read_text())["students"]}
+                     for o in (out, tmp_path / "out"))
+    assert set(local) == set(remote) and sum(1 for f in local.values() if f.get("unstructured")) >= 5
+    for sid, figures in local.items():
+        assert {k: [(r.get("target"), r.get("kind")) for r in v] for k, v in remote[sid].items()} == \
+            {k: [(r.get("target"), r.get("kind")) for r in v] for k, v in figures.items()}, sid
+        for part, rows_ in figures.items():
+            for mine, theirs in zip(rows_, remote[sid][part]):
+                assert all(abs(mine[k] - theirs[k]) <= 0.002 for k in mine if isinstance(mine[k], float)), sid
     first = json.loads((tmp_path / "imports.json").read_text())
     assert not {t: n for t, n in first.items() if t.startswith("pgrade-job")}, "job threads import nothing first"
     timings = json.loads((tmp_path / "out" / "timings.json").read_text())

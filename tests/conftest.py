@@ -12,6 +12,8 @@ from PIL import Image
 from helpers.config import CINIC10
 
 PER_CLASS = {"train": 4, "valid": 2, "test": 3}
+#: Data, not tests: the independent solutions of tests/fixtures/similarity/ are notebook cells, not modules.
+collect_ignore_glob = ["fixtures/*"]
 
 
 def write_cinic_tree(root: Path, per_class=PER_CLASS, seed: int = 0) -> dict[str, np.ndarray]:

@@ -66,8 +66,15 @@ def _grade_parser(sub) -> argparse.ArgumentParser:
                        help="CPU threads per notebook (default: the machine's cores divided by --jobs; on a cluster "
                             "worker, its cores divided by its Dask threads)")
     grade.add_argument("--cluster", default=d["cluster"],
-                       help="grade on Dask workers: a scheduler address (tcp://host:8786) or local:N for N worker "
-                            "processes here (then --jobs is N); default: local --jobs slots")
+                       help="grade on Dask workers: a scheduler address (tcp://host:8786), local:N for N worker "
+                            "processes here (then --jobs is N), or slurm (also pbs, sge, lsf, htcondor, oar) for "
+                            "--workers batch jobs as Dask's jobqueue configuration says; default: local --jobs slots")
+    grade.add_argument("--workers", type=int, default=d["workers"],
+                       help=f"with --cluster slurm (or another batch scheduler): worker jobs to ask for (default "
+                            f"{d['workers']})")
+    grade.add_argument("--worker-wait", type=float, default=d["worker_wait"], metavar="SECONDS",
+                       help=f"with --cluster slurm: how long to wait for the first worker job to start (default "
+                            f"{d['worker_wait']:g}; the queue may hold jobs)")
     _similarity_argument(grade, d["similarity_threshold"])
     return grade
 
@@ -192,7 +199,8 @@ def _grade(args, parser) -> int:
                           memory_limit=parse_size(args.memory_limit) if args.memory_limit else None,
                           pids_limit=args.pids_limit, threads=args.threads,
                           cluster=args.cluster, roster=args.roster,
-                          similarity_threshold=args.similarity_threshold)
+                          similarity_threshold=args.similarity_threshold, workers=args.workers,
+                          worker_wait=args.worker_wait)
     except (ValueError, OSError) as exc:
         parser.error(str(exc))
     from .grading.grade import grade

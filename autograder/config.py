@@ -8,14 +8,14 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .classreport.settings import SimilarityConfig
 from .runner.limits import default_memory_limit
 
 __all__ = ["GradeConfig", "DemoConfig", "ReleaseConfig", "TrainConfig", "REPO_ROOT", "SOURCE_NOTEBOOK", "ASSIGNMENT",
-           "NOTEBOOK", "DISPLAY_CELLS", "local_workers"]
+           "NOTEBOOK", "DISPLAY_CELLS", "local_workers", "JOBQUEUE_KINDS"]
 
 #: The repository holding ``helpers/``, ``autograder/`` and ``assignment/``.
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -85,6 +85,11 @@ class GradeConfig:
             every student of it gets a row (``no submission`` when they handed in nothing) and their name.
         similarity_threshold: the code-similarity score (0 to 1) from which the class report lists a pair as
             worth comparing (:class:`autograder.classreport.similarity.SimilarityConfig`).
+        workers: with ``cluster`` a batch scheduler (``slurm``, :data:`JOBQUEUE_KINDS`): how many worker jobs to
+            submit (each as Dask's ``jobqueue.<scheduler>`` configuration says: queue, cores, memory, walltime).
+        worker_wait: seconds to wait for the first worker of a batch scheduler (its queue may hold the jobs).
+        memory_limit_given: whether ``memory_limit`` was given (a cluster's workers otherwise each take
+            :func:`~autograder.runner.limits.default_memory_limit` of their own machine, or of their job).
     """
 
     submissions: Path
@@ -110,6 +115,9 @@ class GradeConfig:
     cluster: str | None = None
     roster: Path | None = None
     similarity_threshold: float = SimilarityConfig.threshold
+    workers: int = 2
+    worker_wait: float = 900.0
+    memory_limit_given: bool = field(default=False, init=False, repr=False)
 
     def __post_init__(self) -> None:
         # Absolute: notebooks run in their own working folders.
@@ -154,6 +162,11 @@ class GradeConfig:
             raise FileNotFoundError(f"model checkpoint {self.model} does not exist")
         if self.cell_timeout is None:
             self.cell_timeout = self.timeout
+        if self.workers < 1:
+            raise ValueError(f"--workers must be at least 1, got {self.workers}")
+        if not (math.isfinite(self.worker_wait) and self.worker_wait > 0):
+            raise ValueError(f"--worker-wait must be a positive number of seconds, got {self.worker_wait}")
+        self.memory_limit_given = self.memory_limit is not None
         if self.memory_limit is None:
             self.memory_limit = default_memory_limit(self.jobs)
         if self.memory_limit < 64 * 1024**2:
@@ -182,15 +195,22 @@ class GradeConfig:
         return self.threads or max(1, (os.cpu_count() or 1) // self.jobs)
 
 
-def local_workers(cluster: str) -> int | None:
-    """N of ``local:N`` (``ValueError`` if N is not a positive whole number); ``None`` for a scheduler address.
+#: The batch schedulers ``--cluster`` starts workers on through dask-jobqueue (its cluster class of each).
+JOBQUEUE_KINDS = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "sge": "SGECluster", "lsf": "LSFCluster",
+                  "htcondor": "HTCondorCluster", "oar": "OARCluster"}
 
-    >>> local_workers("local:2"), local_workers("tcp://10.0.0.1:8786")
-    (2, None)
+
+def local_workers(cluster: str) -> int | None:
+    """N of ``local:N`` (``ValueError`` if N is not a positive whole number); ``None`` for a scheduler address
+    or a batch scheduler of :data:`JOBQUEUE_KINDS`.
+
+    >>> local_workers("local:2"), local_workers("tcp://10.0.0.1:8786"), local_workers("slurm")
+    (2, None, None)
     """
     if not cluster.startswith("local:"):
-        if "://" not in cluster and ":" not in cluster:
-            raise ValueError(f"--cluster must be a scheduler address like tcp://host:8786 or local:N, got {cluster!r}")
+        if "://" not in cluster and ":" not in cluster and cluster not in JOBQUEUE_KINDS:
+            raise ValueError(f"--cluster must be a scheduler address like tcp://host:8786, local:N or a batch "
+                             f"scheduler ({', '.join(JOBQUEUE_KINDS)}), got {cluster!r}")
         return None
     n = cluster[len("local:"):]
     if not n.isdigit() or int(n) < 1:

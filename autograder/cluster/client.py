@@ -42,10 +42,10 @@ import dask
 from distributed import Client, KilledWorker, LocalCluster
 from distributed.utils import get_mp_context
 
-from ..config import REPO_ROOT, GradeConfig, local_workers
+from ..config import JOBQUEUE_KINDS, REPO_ROOT, GradeConfig, local_workers
 from ..grading.results import CheckResult, StudentGrade
 from ..runner.limits import LimitsInForce
-from . import ClusterError, ClusterLost, WorkerLost
+from . import ClusterError, ClusterLost, WorkerLost, jobqueue
 from .store import SchedulerStore, drop_run, forget_measurements, publish_measurements
 from .worker import PLUGIN_NAME, GradingPlugin, code_digest, grade_task
 
@@ -60,8 +60,9 @@ __all__ = ["DaskCluster", "worker_command", "call_on_worker", "WORKER_SETTINGS",
 ALLOWED_FAILURES = 1
 #: GradeConfig fields a worker's own configuration takes from the grader's.
 WORKER_SETTINGS = tuple(f.name for f in fields(GradeConfig)
-                        if f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade",
-                                          "regrade_status", "cluster", "roster"})
+                        if f.init and f.name not in {"submissions", "data_root", "model", "out", "jobs", "regrade",
+                                                     "regrade_status", "cluster", "roster", "similarity_threshold",
+                                                     "workers", "worker_wait"})
 #: Submissions sent to the scheduler at least at a time (each waits in a thread of the grader).
 IN_FLIGHT = 64
 #: Seconds to wait for a scheduler, and for at least one worker.
@@ -133,8 +134,10 @@ class DaskCluster:
         grade(cfg, DaskCluster.open)  # cfg.cluster: "local:2", or a scheduler's address
     """
 
-    def __init__(self, client, local_cluster=None):
-        self.client, self.local_cluster = client, local_cluster
+    def __init__(self, client, local_cluster=None, jobs: jobqueue.Jobs | None = None, wait: float = 30.0,
+                 progress: bool = True):
+        self.client, self.local_cluster, self.jobs = client, local_cluster, jobs
+        self.wait, self.progress = wait, progress
         self.address = client.scheduler.address if client.scheduler is not None else "?"
         self._registered = False
         #: This grading run's name in the scheduler's metadata (its shared measurements: :meth:`store`).
@@ -153,8 +156,10 @@ class DaskCluster:
         process imports torch, nbformat and nbgrader and what its grading threads would import late
         (:func:`~autograder.grading.warm_imports.import_before_threads`). Raises :class:`ClusterError` when the
         cluster cannot grade."""
+        if cfg.cluster in JOBQUEUE_KINDS:
+            jobqueue.import_jobqueue()  # here, in the main thread
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="pgrade-connect") as starter:
-            connecting = starter.submit(cls.connect, cfg.cluster, progress)
+            connecting = starter.submit(cls.connect, cfg.cluster, progress, cfg)
             try:
                 # torch, nbformat, nbgrader and what the grading threads import late: while the cluster starts
                 from ..grading import batch  # noqa: F401, PLC0415
@@ -169,8 +174,17 @@ class DaskCluster:
         return cluster
 
     @classmethod
-    def connect(cls, address: str, progress: bool = True) -> DaskCluster:
-        """Connect to the scheduler at ``address``, or start ``local:N`` worker processes here."""
+    def connect(cls, address: str, progress: bool = True, cfg: GradeConfig | None = None) -> DaskCluster:
+        """Connect to the scheduler at ``address``, start ``local:N`` worker processes here, or submit
+        ``cfg.workers`` worker jobs to a batch scheduler (``slurm``: :mod:`autograder.cluster.jobqueue`)."""
+        if address in JOBQUEUE_KINDS:
+            if cfg is None:
+                raise ClusterError(f"--cluster {address} needs the run's settings (--workers, --out)")
+            client, jobs = jobqueue.start(address, cfg, WORKER_PRELOAD)
+            if progress:
+                print(f"{address}: asked for {cfg.workers} worker job{'s' if cfg.workers != 1 else ''} (TLS, this "
+                      f"run's certificate)", flush=True)
+            return cls(client, jobs=jobs, wait=cfg.worker_wait, progress=progress)
 
         n = local_workers(address)
         if n is not None:
@@ -205,6 +219,8 @@ class DaskCluster:
             self.client.close()
             if self.local_cluster is not None:
                 self.local_cluster.close()
+            if self.jobs is not None:
+                self.jobs.close()  # every job cancelled
         finally:
             if "work" in self.__dict__:  # made (cached_property) only when a run asked for it
                 shutil.rmtree(self.work, ignore_errors=True)
@@ -253,10 +269,15 @@ class DaskCluster:
         settings = {name: getattr(cfg, name) for name in WORKER_SETTINGS}
         if self.local_cluster is not None:  # N workers share this machine's cores
             settings["threads"] = cfg.threads_per_job
+        elif not cfg.memory_limit_given:  # each worker's share of its own machine (or job), not of this one
+            settings["memory_limit"] = None
         plugin = GradingPlugin(settings, files, {k: hashlib.sha256(v).hexdigest() for k, v in files.items()},
                                code_digest(), self.run)
         try:
-            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
+            if self.jobs is not None:
+                self.jobs.wait_for_first(self.client, self.wait, self.progress)
+            else:
+                self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT)
         except TimeoutError:
             raise ClusterError(f"no worker joined the scheduler in {CONNECT_TIMEOUT} s; start one with "
                                f"'dask worker {self.client.scheduler.address}'") from None

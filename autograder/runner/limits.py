@@ -29,8 +29,8 @@ from dataclasses import asdict, dataclass
 
 from .cgroups import DELEGATE_COMMAND, CgroupUnavailable, SlotCgroup
 
-__all__ = ["KernelRlimits", "LimitsInForce", "choose_limits", "cpu_seconds", "default_memory_limit", "parse_size",
-           "format_size", "CPU_GRACE", "ADDRESS_SPACE_SLACK"]
+__all__ = ["KernelRlimits", "LimitsInForce", "choose_limits", "cpu_seconds", "default_memory_limit", "machine_memory",
+           "parse_size", "format_size", "CPU_GRACE", "ADDRESS_SPACE_SLACK"]
 
 #: Seconds between ``SIGXCPU`` (the soft CPU limit) and ``SIGKILL`` (the hard one).
 CPU_GRACE = 5
@@ -65,10 +65,18 @@ def format_size(n: int) -> str:
     return f"{n / 1024**2:.0f} MiB"
 
 
-def default_memory_limit(jobs: int) -> int:
-    """Three quarters of the machine's memory shared by ``jobs`` slots, at least 1 GiB each."""
+def machine_memory() -> int:
+    """Bytes of memory this process's machine has for it: the machine's, or a batch job's share of it (SLURM's
+    ``SLURM_MEM_PER_NODE``, in MiB, set in a job that asked for ``--mem``), whichever is less."""
     total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return max(1024**3, int(total * 0.75 / max(1, jobs)))
+    job = os.environ.get("SLURM_MEM_PER_NODE", "")
+    return min(total, int(job) * 1024**2) if job.isdigit() and int(job) > 0 else total
+
+
+def default_memory_limit(jobs: int) -> int:
+    """Three quarters of the machine's memory (:func:`machine_memory`: a batch job's, in a job) shared by ``jobs``
+    slots, at least 1 GiB each."""
+    return max(1024**3, int(machine_memory() * 0.75 / max(1, jobs)))
 
 
 def cpu_seconds(timeout: float, threads: int) -> int:

@@ -6,7 +6,7 @@ load`` or a venv's ``activate``), with a scheduler in this process that speaks T
 made for this run (:meth:`distributed.security.Security.temporary`): a client or worker without it cannot
 connect, so another user of the cluster can neither read the grading data nor submit tasks. The workers'
 copies of the certificate are files in ``--out``'s ``cluster/`` folder (mode 700; the jobs must read it,
-so ``--out`` must be on a filesystem the compute nodes share), removed when the run ends.
+so ``--out`` must be on a filesystem the compute nodes share; see :func:`_folder`), removed when the run ends.
 
 :class:`Jobs` asks for ``--workers`` jobs, says how many run and how many wait in the queue while the grader
 waits for the first (:meth:`Jobs.wait_for_first`, up to ``--worker-wait`` seconds), submits a job again for
@@ -18,6 +18,7 @@ Runs in the grader's process.
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import sys
@@ -108,6 +109,24 @@ def _job_settings(kind: str) -> dict:
     return conf
 
 
+def _plain(path: Path) -> bool:
+    """Can ``path`` go unquoted into a job script (dask-jobqueue writes its paths as they are)?"""
+    return re.fullmatch(r"[\w@%+=:,./-]+", str(path)) is not None
+
+
+def _folder(kind: str, cfg: GradeConfig, conf: dict) -> Path:
+    """Where the run's certificate files and the jobs' logs go: Dask's ``shared-temp-directory`` when set, else
+    ``--out``'s ``cluster/``, else ``~/.cache/pruning-course/cluster`` (the first a job script can name: no spaces
+    or shell characters; each must be on a filesystem the compute nodes share)."""
+    candidates = [Path(conf["shared-temp-directory"]).expanduser()] if conf.get("shared-temp-directory") else []
+    candidates += [Path(cfg.out) / "cluster", Path.home() / ".cache" / "pruning-course" / "cluster"]
+    for folder in candidates:
+        if _plain(folder):
+            return folder
+    raise ClusterError(f"--cluster {kind}: a job script cannot name {candidates[0]} (spaces or shell characters); set "
+                       f"jobqueue.{kind}.shared-temp-directory to a folder the compute nodes share, without them")
+
+
 def start(kind: str, cfg: GradeConfig, preload: str):
     """The client and :class:`Jobs` of a new cluster of ``cfg.workers`` jobs on the batch scheduler ``kind``
     (:data:`~autograder.config.JOBQUEUE_KINDS`), whose workers import ``preload`` as they start;
@@ -116,7 +135,7 @@ def start(kind: str, cfg: GradeConfig, preload: str):
     from distributed.security import Security  # noqa: PLC0415
 
     conf = _job_settings(kind)
-    folder = Path(cfg.out) / "cluster"
+    folder = _folder(kind, cfg, conf)
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o700)
     prologue = [*(conf.get("job-script-prologue") or []),
@@ -129,6 +148,7 @@ def start(kind: str, cfg: GradeConfig, preload: str):
     try:
         cluster = getattr(import_jobqueue(), JOBQUEUE_KINDS[kind])(
             security=security, shared_temp_directory=str(folder),
+            python=shlex.quote(conf.get("python") or sys.executable),
             log_directory=conf.get("log-directory") or str(folder / "logs"), job_script_prologue=prologue,
             worker_extra_args=[*(conf.get("worker-extra-args") or []), "--preload", preload])
         cluster.scale(cfg.workers)

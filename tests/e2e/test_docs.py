@@ -50,6 +50,7 @@ def test_the_api_reference_is_made_from_the_docstrings(site):
     ("set up as a TA", "tas", "Set up (once)"),
     ("what a status means", "tas", "Statuses, and what to do"),
     ("the class report and similar pairs", "tas", "The class report and the pairs worth comparing"),
+    ("grade on SLURM", "cluster", "--cluster slurm --workers 8"),
 ])
 def test_each_task_a_newcomer_looks_for_is_linked_from_the_readme(site, task, page, words):
     readme = (ROOT / "README.md").read_text()

@@ -110,21 +110,26 @@ def test_a_cancelled_worker_job_costs_no_grade_and_strangers_are_refused(slurm, 
     out = tmp_path / "out"
     proc = subprocess.Popen(_command(submitted, out, trained_model_path), cwd=REPO, env=env, text=True,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    journal = out / "journal.jsonl"
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and len(journal.read_text().splitlines()) >= 2 and len(squeue(env)) == 2:
-            break
-        time.sleep(0.5)
-    assert proc.poll() is None, "still grading"
-    jobs = squeue(env)
-    subprocess.run(["scancel", jobs[0]], env=env, check=True)
-    scheduler = re.search(r"scheduler (tls://[\d.]+:\d+)", (out / "cluster" / "scheduler").read_text()).group(1)
-    # another user's client: its own certificate (not signed by this run's), or none over plain TCP
-    for address, security in ((scheduler, Security.temporary()), (scheduler.replace("tls://", "tcp://"), None)):
-        with pytest.raises((OSError, TimeoutError)):
-            Client(address, security=security, timeout=5)
-    stdout, stderr = proc.communicate(timeout=1800)
+    try:
+        journal = out / "journal.jsonl"
+        deadline = time.monotonic() + 900
+        while time.monotonic() < deadline and proc.poll() is None:
+            if journal.exists() and len(journal.read_text().splitlines()) >= 2 and len(squeue(env)) == 2:
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "still grading"
+        jobs = squeue(env)
+        subprocess.run(["scancel", jobs[0]], env=env, check=True)
+        scheduler = re.search(r"scheduler (tls://[\d.]+:\d+)", (out / "cluster" / "scheduler").read_text()).group(1)
+        # another user's client: its own certificate (not signed by this run's), or none over plain TCP
+        for address, security in ((scheduler, Security.temporary()), (scheduler.replace("tls://", "tcp://"), None)):
+            with pytest.raises((OSError, TimeoutError)):
+                Client(address, security=security, timeout=5)
+        stdout, stderr = proc.communicate(timeout=1800)
+    finally:
+        if proc.poll() is None:  # a failed assertion above: no grader left running
+            proc.kill()
+            proc.wait()
     assert proc.returncode in (0, 3), stdout[-3000:] + stderr[-3000:]
     rows = _rows(out)
     assert set(rows) == {s.name for s in samples}

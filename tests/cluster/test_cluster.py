@@ -23,8 +23,8 @@ def test_cluster_addresses_are_parsed_and_local_sets_the_jobs(tmp_path):
     assert local_workers("tcp://10.0.0.1:8786") is None and local_workers("scheduler:8786") is None
     for bad, why in (("local:0", "--cluster local:N needs N workers, a whole number of at least 1; got 'local:0'"),
                      ("local:two", "--cluster local:N needs N workers, a whole number of at least 1; got 'local:two'"),
-                     ("scheduler", "--cluster must be a scheduler address like tcp://host:8786 or local:N, "
-                                   "got 'scheduler'")):
+                     ("scheduler", "--cluster must be a scheduler address like tcp://host:8786, local:N or a batch "
+                                   "scheduler (slurm, pbs, sge, lsf, htcondor, oar), got 'scheduler'")):
         with pytest.raises(ValueError) as err:
             local_workers(bad)
         assert str(err.value) == why

@@ -18,6 +18,7 @@ Runs in the grader's process.
 
 from __future__ import annotations
 
+import contextlib
 import re
 import shlex
 import signal
@@ -145,6 +146,7 @@ def start(kind: str, cfg: GradeConfig, preload: str):
     except ImportError as exc:
         raise ClusterError(f"--cluster {kind} needs the cryptography package for its TLS certificate ({exc}); "
                            "install it in the grader's environment (make venv does)") from None
+    cluster = None
     try:
         cluster = getattr(import_jobqueue(), JOBQUEUE_KINDS[kind])(
             security=security, shared_temp_directory=str(folder),
@@ -153,7 +155,11 @@ def start(kind: str, cfg: GradeConfig, preload: str):
             worker_extra_args=[*(conf.get("worker-extra-args") or []), "--preload", preload])
         cluster.scale(cfg.workers)
         (folder / "scheduler").write_text(f"scheduler {cluster.scheduler_address}\n")  # for dask's tools, with the cert
+        client = Client(cluster, security=security)
     except Exception as exc:  # noqa: BLE001 - a missing sbatch, a refused job: said in one sentence
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close()  # no job of a run that did not start is left in the queue
         raise ClusterError(f"--cluster {kind}: the worker jobs could not be submitted ({type(exc).__name__}: "
                            f"{str(exc).strip()[:400]})") from None
-    return Client(cluster, security=security), Jobs(kind, cluster, cfg.workers, folder)
+    return client, Jobs(kind, cluster, cfg.workers, folder)

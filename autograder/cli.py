@@ -180,6 +180,8 @@ def _release(args, parser) -> int:
 #: Exit statuses of ``grade``: every row graded; bad input or a machine that cannot grade (nothing written);
 #: some rows not graded because of the grading machine (the rest written and journaled).
 EXIT_OK, EXIT_CANNOT_GRADE, EXIT_NOT_GRADED = 0, 2, 3
+#: Exit status of ``grade`` stopped by Ctrl-C (what finished is journaled; the executor's processes and jobs are gone).
+EXIT_INTERRUPTED = 130
 
 
 def _grade(args, parser) -> int:
@@ -213,6 +215,10 @@ def _grade(args, parser) -> int:
         open_executor = LocalSlots.open
     try:
         grades = grade(cfg, open_executor)
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: every submission graded before is journaled in {cfg.out / 'journal.jsonl'} (its "
+              "feedback page written); run the same command again to grade the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except ClusterError as exc:
         return _cannot(f"cannot grade on the cluster: {exc}")
     except SandboxError as exc:

@@ -204,26 +204,39 @@ def next_steps(out: Path) -> str:
 
 def _run_all(subs: list[Submission], run: RunState, grades: list[StudentGrade], max_score: float,
              progress: bool, in_flight: int) -> None:
-    """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one`)."""
+    """Grade ``subs`` with ``in_flight`` at a time, each as it finishes (:func:`grade_one`). On Ctrl-C the
+    submissions not started are dropped and ``KeyboardInterrupt`` goes up at once (the executor's ``close``
+    stops what runs: kernels, a cluster's jobs); what finished is journaled."""
     began = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="pgrade-job") as pool:
-        futures = {pool.submit(grade_one, s, run): s for s in subs}
-        bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
-                   disable=not progress)
-        fatal = None
-        for fut in bar:
-            sub = futures[fut]
-            try:
-                result = fut.result()
-            except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
-                if getattr(exc, "fatal", False):  # the backend itself is gone (a lost cluster): stop, no rows
-                    fatal = fatal or exc
-                    continue
-                # The grader's failure (a lost worker, a bug), never the student's: no points, no journal line.
-                why = str(exc) if getattr(exc, "machine", False) else f"the grader failed: {type(exc).__name__}: {exc}"
-                result = not_graded(sub.student_id, why, sub.notes)
-            result.timings["finished"] = round(time.perf_counter() - began, 3)  # since the first job was sent
-            grades.append(result)
-            bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
+    pool = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="pgrade-job")
+    try:
+        _collect(pool, subs, run, grades, max_score, progress, began)
+    except KeyboardInterrupt:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _collect(pool: ThreadPoolExecutor, subs: list[Submission], run: RunState, grades: list[StudentGrade],
+             max_score: float, progress: bool, began: float) -> None:
+    """Submit every submission to ``pool`` and record each grade as it finishes (a fatal failure last)."""
+    futures = {pool.submit(grade_one, s, run): s for s in subs}
+    bar = tqdm(as_completed(futures), total=len(futures), desc="grading", unit="notebook",
+               disable=not progress)
+    fatal = None
+    for fut in bar:
+        sub = futures[fut]
+        try:
+            result = fut.result()
+        except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
+            if getattr(exc, "fatal", False):  # the backend itself is gone (a lost cluster): stop, no rows
+                fatal = fatal or exc
+                continue
+            # The grader's failure (a lost worker, a bug), never the student's: no points, no journal line.
+            why = str(exc) if getattr(exc, "machine", False) else f"the grader failed: {type(exc).__name__}: {exc}"
+            result = not_graded(sub.student_id, why, sub.notes)
+        result.timings["finished"] = round(time.perf_counter() - began, 3)  # since the first job was sent
+        grades.append(result)
+        bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
     if fatal is not None:
         raise fatal

@@ -1,7 +1,7 @@
 """What the class report plots of each submission, measured by the grader from the saved models.
 
-:func:`submission_figures` reads the same exports the checks read (:func:`~autograder.grading.scoring.load_export`)
-and gives plain numbers: each sweep's models as (target, sparsity, accuracy), each removed model's MACs and
+:func:`submission_figures` reads the records the checks read (:func:`~autograder.grading.scoring.load_records`,
+loaded once) and gives plain numbers: each sweep's models as (target, sparsity, accuracy), each removed model's MACs and
 accuracy, and each fine-tuned model's accuracy before and after. Nothing the student *stored* is used: a
 sparsity is measured on the model, an accuracy is the grader's own (:meth:`ReferenceMeasurements.accuracy_of`,
 measured once per model in a run, so the models the checks measured cost nothing more).
@@ -14,7 +14,6 @@ Runs in the grader's process (or a cluster worker's); runs no student code.
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from helpers.cost import count_macs
 from helpers.models import plain_state_dict
@@ -24,7 +23,6 @@ from helpers.removal_checks import FINETUNE_TARGETS, removable
 from . import solutions as solution
 from .measure import ReferenceMeasurements, model_digest, model_from_state
 from .parts import GRADED_PARTS
-from .scoring import load_export
 
 __all__ = ["submission_figures", "reference_figures"]
 
@@ -42,8 +40,20 @@ def _target(item: dict) -> float | None:
     return round(float(t), 6) if isinstance(t, float) and math.isfinite(t) else None
 
 
-def submission_figures(export_dir: Path, ref: ReferenceMeasurements) -> dict:
-    """The figures of one submission from its export folder (what :mod:`.kernel_export` saved).
+def _measured(items: list[dict], rebuild, ref: ReferenceMeasurements, measure) -> list[dict]:
+    """``{"target", **measure(model), "accuracy"}`` of each item whose model ``rebuild(state)`` can make."""
+    rows = []
+    for item in items:
+        target = _target(item)
+        model = rebuild(item.get("state"))[0] if target is not None else None
+        if model is not None:
+            rows.append({"target": target, **measure(model), "accuracy": ref.accuracy_of(model, model_digest(model))})
+    return rows
+
+
+def submission_figures(records: dict[str, tuple], ref: ReferenceMeasurements) -> dict:
+    """The figures of one submission from its saved records (:func:`~autograder.grading.scoring.load_records`:
+    what :mod:`.kernel_export` saved, as the checks read it).
 
     Returns ``{"unstructured": [...], "structured": [...], "removal": [...], "finetune": [...]}``, each a list of
     plain dicts (a part whose results were not saved is absent):
@@ -57,33 +67,18 @@ def submission_figures(export_dir: Path, ref: ReferenceMeasurements) -> dict:
     A model that cannot be rebuilt from its tensors is left out. Never raises for what a notebook saved.
     """
     out: dict[str, list[dict]] = {}
-    starts: dict[str, dict[float, float]] = {}
     for gp in GRADED_PARTS:
-        record, problem = load_export(Path(export_dir) / f"{gp.name}.pt")
-        if problem:
-            continue
-        rows = []
-        for item in _items(record):
-            target = _target(item)
-            model, _ = model_from_state(item.get("state"), ref) if target is not None else (None, None)
-            if model is not None:
-                rows.append({"target": target, "sparsity": round(gp.part.sparsity(model), 6),
-                             "accuracy": ref.accuracy_of(model, model_digest(model))})
-        out[gp.name] = rows
-        starts[gp.name] = {r["target"]: r["accuracy"] for r in rows}
-    record, problem = load_export(Path(export_dir) / "removal.pt")
+        record, problem = records[gp.name]
+        if not problem:
+            out[gp.name] = _measured(_items(record), lambda state: model_from_state(state, ref), ref,
+                                     lambda model, part=gp.part: {"sparsity": round(part.sparsity(model), 6)})
+    record, problem = records["removal"]
     if not problem:
-        rows = []
-        for item in _items(record):
-            target = _target(item)
-            model, _ = small_cnn_from_state(item.get("state")) if target is not None else (None, None)
-            if model is not None:
-                rows.append({"target": target, "macs": float(count_macs(model)[0]),
-                             "accuracy": ref.accuracy_of(model, model_digest(model))})
-        out["removal"] = rows
-        starts["removal"] = {r["target"]: r["accuracy"] for r in rows}
-    record, problem = load_export(Path(export_dir) / "finetune.pt")
+        out["removal"] = _measured(_items(record), small_cnn_from_state, ref,
+                                   lambda model: {"macs": float(count_macs(model)[0])})
+    record, problem = records["finetune"]
     if not problem:
+        starts = {name: {r["target"]: r["accuracy"] for r in out.get(name, [])} for name in ("removal", "unstructured")}
         rows = []
         for item in _items(record):
             kind = item.get("kind")
@@ -92,7 +87,7 @@ def submission_figures(export_dir: Path, ref: ReferenceMeasurements) -> dict:
             removed = kind == "structured"
             state = item.get("state")
             model, _ = small_cnn_from_state(state) if removed else model_from_state(state, ref)
-            before = starts.get("removal" if removed else "unstructured", {}).get(round(FINETUNE_TARGETS[kind], 6))
+            before = starts["removal" if removed else "unstructured"].get(round(FINETUNE_TARGETS[kind], 6))
             if model is not None:
                 rows.append({"kind": kind, "before": before, "after": ref.accuracy_of(model, model_digest(model))})
         out["finetune"] = rows

@@ -29,7 +29,7 @@ from .figures import submission_figures
 from .jobs import JobContext, zero_checks
 from .kernel_export import ENV_EXPORT, ENV_EXPORT_CODE
 from .results import StudentGrade, not_graded
-from .scoring import score_submission
+from .scoring import load_records, score_submission
 from .statuses import cpu_exceeded, memory_exceeded, process_limit
 from .submission import Submission, SubmissionError, preamble_end, prepare_notebook, read_notebook
 
@@ -215,11 +215,12 @@ def _run_in_slot(sub: Submission, nb, notes: list[str], slot: Slot, run: JobCont
     timings = {"prepare": round(done["prepared"] - start, 3)}
     ref = run.ref.result()
     begin = time.perf_counter()
-    checks = score_submission(job / "export", ref, cfg, points)
+    records = load_records(job / "export")  # read once: scored, then measured for the class report
+    checks = score_submission(job / "export", ref, cfg, points, records)
     timings.update(kernel=done["seconds"], score=round(time.perf_counter() - begin, 3), cells=done["cells"])
     begin = time.perf_counter()
     try:
-        figures = submission_figures(job / "export", ref)
+        figures = submission_figures(records, ref)
     except Exception:  # noqa: BLE001 - the report's figures never cost a grade
         figures = {}
     timings["figures"] = round(time.perf_counter() - begin, 3)

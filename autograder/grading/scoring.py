@@ -22,7 +22,7 @@ from .part12_checks import score_part
 from .parts import CHECK_KINDS, GRADED_PARTS, PART3, graded_checks
 from .results import CheckResult
 
-__all__ = ["score_submission", "load_export"]
+__all__ = ["score_submission", "load_export", "load_records", "EXPORTS"]
 
 _MAX_EXPORT_BYTES = 200_000_000
 
@@ -41,15 +41,26 @@ def load_export(path: Path):
         return None, f"the saved results could not be read ({type(exc).__name__})"
 
 
+#: The files a notebook's hidden-test regions save in its export folder, by name (``<name>.pt``).
+EXPORTS = (*(gp.name for gp in GRADED_PARTS), "removal", "finetune")
+
+
+def load_records(export_dir: Path) -> dict[str, tuple]:
+    """``{name: load_export(export_dir / "<name>.pt")}`` for every one of :data:`EXPORTS`: read once, then scored
+    (:func:`score_submission`) and measured for the class report
+    (:func:`~autograder.grading.figures.submission_figures`)."""
+    return {name: load_export(Path(export_dir) / f"{name}.pt") for name in EXPORTS}
+
+
 def score_submission(export_dir: Path, ref: ReferenceMeasurements, cfg: GradeConfig,
-                     points: dict[str, float]) -> list[CheckResult]:
-    """Score every graded test cell from the files in ``export_dir``.
+                     points: dict[str, float], records: dict[str, tuple] | None = None) -> list[CheckResult]:
+    """Score every graded test cell from the files in ``export_dir`` (``records``: :func:`load_records` of it, when
+    already read).
 
     Each check is all or nothing; its messages list every target that failed, so the
     student sees all problems at once.
     """
-    records = {name: load_export(Path(export_dir) / f"{name}.pt")
-               for name in [gp.name for gp in GRADED_PARTS] + ["removal", "finetune"]}
+    records = load_records(export_dir) if records is None else records
     messages = {}
     for gp in GRADED_PARTS:
         if not any(gid in points for gid in gp.cells):

@@ -133,3 +133,18 @@ def test_exact_reference_models_skip_evaluation(tmp_path, ref_setup, monkeypatch
     assert len(calls) == 1, "a model measured before (same digest) is not evaluated again"
     assert by_id["test_unstructured_sparsity"].points == 0
     assert "not pruned have changed" in by_id["test_unstructured_sparsity"].messages[0]
+
+
+def test_the_reports_figures_are_the_graders_measurements_of_the_records_scored(tmp_path, ref_setup):
+    from autograder.grading.figures import reference_figures, submission_figures
+    from autograder.grading.scoring import load_records
+    model, ref, cfg = ref_setup
+    write_records(tmp_path, model, ref, u=0.1)  # the stored accuracies are 0.1 too high: not what is plotted
+    records = load_records(tmp_path)
+    assert score_submission(tmp_path, ref, cfg, parts12_points(), records) == \
+        score_submission(tmp_path, ref, cfg, parts12_points())
+    figures = submission_figures(records, ref)
+    expected = reference_figures(ref)
+    assert set(figures) == {"unstructured", "structured"}  # part 3's records were not saved
+    for part in ("unstructured", "structured"):
+        assert figures[part] == expected[part], part

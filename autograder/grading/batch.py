@@ -183,7 +183,7 @@ def _finish(cfg: GradeConfig, grades: list[StudentGrade], people: dict[str, dict
     write_timings(cfg.out / "timings.json", grades, {**run_info, "report": round(time.perf_counter() - begin, 3),
                                                      "wall": round(time.perf_counter() - start, 3)})
     if progress:
-        print(summary_table(grades, grade_ids, max_score))
+        print(_printable(summary_table(grades, grade_ids, max_score, people)))
         graded = sum(g.status != NO_SUBMISSION for g in grades)
         print(f"\n{graded} submissions graded in {time.perf_counter() - start:.1f} s {where}; "
               f"grades in {cfg.out / 'grades.csv'}, feedback in {cfg.out / 'feedback'}, {gradebook}")
@@ -240,3 +240,10 @@ def _collect(pool: ThreadPoolExecutor, subs: list[Submission], run: RunState, gr
         bar.set_postfix(last=f"{result.student_id} {result.score:g}/{max_score:g}")
     if fatal is not None:
         raise fatal
+
+
+def _printable(text: str) -> str:
+    """``text`` as this terminal can print it: a character its encoding lacks (a name in another script under a
+    Latin-1 locale) becomes ``?`` rather than stopping the run after its grades were written."""
+    encoding = getattr(sys.stdout, "encoding", None) or "utf-8"
+    return text.encode(encoding, "replace").decode(encoding)

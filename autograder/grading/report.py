@@ -192,24 +192,46 @@ def write_feedback(folder: Path, grade: StudentGrade, max_score: float) -> Path:
     return out
 
 
+#: The widest a name gets in the printed summary (longer ones are cut, ending in ``...``).
+NAME_WIDTH = 24
+
+
 def write_timings(path: Path, grades: list[StudentGrade], run: dict[str, float]) -> Path:
     """Write where the time went (``run``: the set-up steps and the wall time; per student) as JSON."""
     path.write_text(json.dumps({"run": run, "students": {g.student_id: g.timings for g in grades}}, indent=1))
     return path
 
 
-def summary_table(grades: list[StudentGrade], grade_ids: list[str], max_score: float) -> str:
-    """A fixed-width text table of the run, one line per student."""
+def summary_table(grades: list[StudentGrade], grade_ids: list[str], max_score: float,
+                  people: dict[str, dict] | None = None) -> str:
+    """A fixed-width text table of the run, one line per student, sorted by student id.
+
+    ``people`` (by student id, as :func:`write_csv` takes it): when any of them has a name (an LMS download or a
+    roster), a ``name`` column follows the id, cut to :data:`NAME_WIDTH` characters, so a TA reading an LMS's
+    numeric ids sees who each row is.
+    """
+    people = people or {}
     short = [g.replace("test_", "").replace("unstructured_", "U ").replace("structured_", "S ") for g in grade_ids]
     width = max([10] + [len(g.student_id) for g in grades])
-    head = f"{'student':<{width}} {'score':>7}  " + " ".join(f"{s[:11]:>11}" for s in short) + "  status"
+    names = {g.student_id: " ".join(str(people.get(g.student_id, {}).get("name") or "").split()) for g in grades}
+    name_width = min(NAME_WIDTH, max(4, *map(len, names.values()))) if any(names.values()) else 0
+
+    def who(student_id: str) -> str:
+        if not name_width:
+            return f"{student_id:<{width}}"
+        name = names[student_id]
+        name = name if len(name) <= name_width else name[:name_width - 3] + "..."
+        return f"{student_id:<{width}} {name:<{name_width}}"
+
+    label = f"{'student':<{width}}" + (f" {'name':<{name_width}}" if name_width else "")
+    head = f"{label} {'score':>7}  " + " ".join(f"{s[:11]:>11}" for s in short) + "  status"
     lines = [head, "-" * len(head)]
     for g in sorted(grades, key=lambda g: g.student_id):
         if not g.has_points:
             dashes = " ".join(f"{'-':>11}" for _ in grade_ids)
-            lines.append(f"{g.student_id:<{width}} {'-':>3}/{max_score:<3g}  {dashes}  {g.status}")
+            lines.append(f"{who(g.student_id)} {'-':>3}/{max_score:<3g}  {dashes}  {g.status}")
             continue
         per = {c.grade_id: c.points for c in g.checks}
-        lines.append(f"{g.student_id:<{width}} {g.score:>3g}/{max_score:<3g}  "
+        lines.append(f"{who(g.student_id)} {g.score:>3g}/{max_score:<3g}  "
                      + " ".join(f"{per.get(gid, 0.0):>11g}" for gid in grade_ids) + f"  {g.status}")
     return "\n".join(lines)

@@ -105,6 +105,10 @@ def test_each_download_is_recognised_and_every_roster_student_has_a_row(course):
         assert c["late"] == ("late" if p.late else "") and m["late"] == ""
         if p.sample is None:
             assert c["status"] == m["status"] == "no submission" and c["score"] == m["score"] == ""
+        # The printed summary names each student beside the LMS's number.
+        for run, sid, name in ((canvas_run, p.canvas_id, p.sortable), (moodle_run, p.participant, p.full)):
+            line = next(ln for ln in run.stdout.splitlines() if ln.split()[:1] == [str(sid)])
+            assert line.split(maxsplit=1)[1].startswith(name), line
     assert "graded pruning-1.ipynb, the latest upload, not pruning.ipynb" in canvas_rows[str(people[2].canvas_id)][
         "notes"]
 

@@ -120,11 +120,13 @@ def main(config: DemoConfig = DemoConfig()) -> int:
 def _lms_files(out: Path, samples: list, model: Path, data_root: str) -> None:
     """The same class as Canvas and Moodle hand it over, with two more students of the roster who handed in
     nothing, and the commands that grade each download and send its grades back."""
-    print("\n== 6. The same class as Canvas and Moodle hand it over (12 students, 2 handed in nothing)")
+    absent = 2
+    people = class_list(samples, absent=absent)
+    print(f"\n== 6. The same class as Canvas and Moodle hand it over ({len(people)} students, {absent} handed in "
+          "nothing)")
     folder = out / "lms"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir()
-    people = class_list(samples, absent=2)
     files = {"canvas": (canvas_download(folder / "canvas-submissions.zip", people),
                         canvas_gradebook(folder / "canvas-gradebook.csv", people)),
              "moodle": (moodle_download(folder / "moodle-submissions.zip", people),
